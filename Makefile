@@ -1,0 +1,47 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything they need is
+# installed by the targets below, from the lock file, into folders of the project.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+UV_VERSION := 0.13.9
+VENV := .venv
+PY := $(VENV)/bin/python
+SERVICES_WITH_DATABASE := auth_service inference_service data_service
+
+.PHONY: help install run test lint format migrate clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras --python 3.11
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv and install every component from uv.lock
+
+run: install ## start PostgreSQL, migrations, every service and the frontend; Ctrl-C stops
+	$(PY) -m devstack run
+
+test: install ## run the whole test suite against a real PostgreSQL
+	$(PY) -m pytest
+
+lint: install ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+migrate: install ## migrate every service's database (creating it if needed)
+	@for service in $(SERVICES_WITH_DATABASE); do $(PY) -m $$service.migrate upgrade || exit 1; done
+
+clean: ## remove the virtual environment and tools (keeps var/, which holds data)
+	rm -rf $(VENV) $(TOOLS)

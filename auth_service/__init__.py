@@ -1,0 +1,1 @@
+"""Auth service: users, roles, password hashes and signed tokens; database `auth`."""

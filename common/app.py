@@ -1,0 +1,65 @@
+"""The skeleton every service's app factory starts from."""
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+
+from common import health
+from common.errors import install_error_handlers
+from common.logging import configure_logging
+from common.metrics import install_metrics
+from common.middleware import install_request_middleware
+from common.settings import ServiceSettings
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+VERSION = "0.1.0"
+
+
+def create_service_app(
+    *,
+    service: str,
+    title: str,
+    settings: ServiceSettings,
+    database_url: str | None = None,
+    lifespan: Lifespan | None = None,
+    description: str = "",
+    readiness_timeout_s: float = 3.0,
+) -> FastAPI:
+    """A FastAPI app with logging, request ids, the error envelope, metrics, health and ready.
+
+    With `database_url` the app owns a `Database` (`app.state.database`), checked by `/ready`
+    and disposed at shutdown. The service adds its routers and further readiness checks
+    (`app.state.readiness_checks[name]`), and its own `lifespan` for anything else it runs.
+    """
+    configure_logging(service, settings.log_level)
+    database = None
+    if database_url:
+        from common.db import Database  # the gateway has no database and no SQLAlchemy installed
+
+        database = Database(database_url)
+
+    @asynccontextmanager
+    async def service_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            if lifespan is None:
+                yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            if database is not None:
+                await database.dispose()
+
+    app = FastAPI(title=title, description=description, version=VERSION, lifespan=service_lifespan)
+    app.state.service_name = service
+    app.state.settings = settings
+    app.state.database = database
+    app.state.readiness_checks = {"database": database.check} if database else {}
+    app.state.readiness_timeout_s = readiness_timeout_s
+    install_error_handlers(app)
+    install_metrics(app, service, VERSION)
+    app.include_router(health.router)
+    install_request_middleware(app)
+    return app

@@ -1,0 +1,68 @@
+"""Async SQLAlchemy engine and session factory, and the database readiness check."""
+
+from collections.abc import AsyncIterator
+
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+# Deterministic constraint names, so Alembic can drop and alter them by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def declarative_base() -> type[DeclarativeBase]:
+    """A fresh declarative base for one service's tables (services never share metadata)."""
+
+    class Base(DeclarativeBase):
+        metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    return Base
+
+
+def async_url(url: str | URL) -> URL:
+    """Accept `postgresql://` URLs as people write them and use the asyncpg driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed
+
+
+class Database:
+    """One engine and session factory per service process."""
+
+    def __init__(self, url: str | URL, *, pool_size: int = 10, connect_timeout_s: float = 5.0):
+        self.url = async_url(url)
+        self.engine: AsyncEngine = create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            # Connections broken by a database restart are noticed and replaced before use.
+            pool_pre_ping=True,
+            connect_args={"timeout": connect_timeout_s},
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """FastAPI dependency: one session per request, closed afterwards."""
+        async with self.sessions() as session:
+            yield session
+
+    async def check(self) -> str | None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return None
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

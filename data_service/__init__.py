@@ -1,0 +1,2 @@
+"""Data service: patients, images, predictions, reviews, audit events and statistics;
+database `data`."""

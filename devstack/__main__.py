@@ -1,0 +1,145 @@
+"""`python -m devstack run`: what `make run` does. See the package docstring."""
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from devstack import ROOT
+from devstack.postgres import PrivatePostgres, resolve_server
+from devstack.stack import COMPONENTS, Stack, build_stack, configured_environment
+from devstack.supervisor import Supervisor
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def say(message: str) -> None:
+    print(f"[devstack] {message}", flush=True)
+
+
+def migrate(stack: Stack) -> None:
+    for component in COMPONENTS:
+        if component.database:
+            say(f"migrating database of {component.name}")
+            subprocess.run(
+                [sys.executable, "-m", f"{component.module}.migrate", "upgrade"],
+                env=stack.env,
+                cwd=ROOT,
+                check=True,
+            )
+
+
+def wait_until_ready(stack: Stack, supervisor: Supervisor, timeout_s: float) -> bool:
+    checks = {
+        "gateway": f"{stack.url('gateway')}/ready",
+        "frontend": f"{stack.url('frontend')}/_stcore/health",
+    }
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, str] = {}
+    with httpx.Client(timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            if supervisor.process is not None and supervisor.process.poll() is not None:
+                say("supervisord exited before the stack was ready")
+                return False
+            pending = {}
+            for name, url in checks.items():
+                try:
+                    response = client.get(url)
+                    if response.status_code == 200:
+                        continue
+                    pending[name] = f"{response.status_code} {response.text[:300]}"
+                except httpx.TransportError as exc:
+                    pending[name] = type(exc).__name__
+            if not pending:
+                return True
+            last = pending
+            time.sleep(0.5)
+    say(f"not ready after {timeout_s:.0f}s: {last}")
+    return False
+
+
+def print_urls(stack: Stack) -> None:
+    gateway = stack.url("gateway")
+    lines = [
+        "",
+        "Cancer Detection System is running:",
+        f"  Frontend        {stack.url('frontend')}",
+        f"  API (gateway)   {gateway}/api/v1   docs: {gateway}/docs",
+        f"  Readiness       {gateway}/ready",
+        *(f"  {c.name:<15} {stack.url(c.name)}   (internal)" for c in COMPONENTS[:3]),
+        "Press Ctrl-C to stop.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    configured = configured_environment()
+    var_dir = Path(configured.get("DEVSTACK_VAR_DIR") or ROOT / "var").resolve()
+    log_dir = Path(configured["DEVSTACK_LOG_DIR"]) if configured.get("DEVSTACK_LOG_DIR") else None
+    ready_timeout_s = float(configured.get("DEVSTACK_READY_TIMEOUT", "120"))
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+
+    private: PrivatePostgres | None = None
+    supervisor: Supervisor | None = None
+    try:
+        server_url, private = resolve_server(configured, var_dir)
+        stack = build_stack(configured, server_url, var_dir)
+        supervisor = Supervisor(stack, log_dir)
+        if (pid := supervisor.running_pid()) is not None:
+            say(f"already running (supervisord pid {pid}); stop it with Ctrl-C in its terminal")
+            print_urls(stack)
+            supervisor = None
+            private = None  # it belongs to the running instance
+            return 0
+        say(f"PostgreSQL: {'private server, ' if private else ''}{_safe(server_url)}")
+        migrate(stack)
+        say("starting services under supervisord")
+        supervisor.start()
+        if not wait_until_ready(stack, supervisor, ready_timeout_s):
+            return 1
+        print_urls(stack)
+        return supervisor.process.wait() if supervisor.process else 1
+    except Interrupted as reason:
+        say(f"{reason}: stopping")
+        return 0
+    except subprocess.CalledProcessError as exc:
+        say(f"failed: {' '.join(map(str, exc.cmd))} exited with {exc.returncode}")
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if supervisor is not None:
+            supervisor.stop()
+        if private is not None:
+            private.stop()
+        say("stopped")
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="start PostgreSQL, migrations, services and frontend")
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The clinicians' Streamlit app; it talks only to the gateway."""

@@ -1,0 +1,20 @@
+from functools import lru_cache
+
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import ServiceSettings
+
+
+class FrontendSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="FRONTEND_")
+
+    port: int = 8501
+    # Where the Streamlit server reaches the gateway. The browser never calls it directly, so
+    # the app works unchanged behind an ngrok tunnel.
+    gateway_url: str = "http://127.0.0.1:8004"
+    request_timeout_s: float = 30.0
+
+
+@lru_cache
+def get_settings() -> FrontendSettings:
+    return FrontendSettings()

@@ -1,0 +1,1 @@
+"""Inference service: model registry, loading, prediction and Grad-CAM; database `inference`."""

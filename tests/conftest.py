@@ -1,0 +1,104 @@
+"""Fixtures shared by the whole suite: a real PostgreSQL server and fresh databases on it.
+
+The server is `TEST_DATABASE_URL` when set, else the one on 127.0.0.1:5432 when it answers,
+else a testcontainers PostgreSQL where a Docker engine runs, else the same private server
+`make run` would start. Every database a test session creates is dropped at its end.
+"""
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from common.migrations import drop_database, ensure_database, upgrade
+from devstack import ROOT
+from devstack.postgres import (
+    LOCAL_SERVER_URL,
+    PrivatePostgres,
+    free_port,
+    server_answers,
+    with_database,
+)
+
+SERVICE_DIRS = {
+    "auth": ROOT / "auth_service",
+    "inference": ROOT / "inference_service",
+    "data": ROOT / "data_service",
+}
+
+
+def _docker_engine_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield os.environ["TEST_DATABASE_URL"]
+    elif server_answers(LOCAL_SERVER_URL):
+        yield LOCAL_SERVER_URL
+    elif _docker_engine_available():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as container:
+            yield container.get_connection_url()
+    else:
+        base = Path(tempfile.mkdtemp(prefix="cds-test-pg-"))
+        base.chmod(0o755)  # the server may run as an unprivileged user
+        server = PrivatePostgres(base, free_port())
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def new_database_url(pg_server_url: str) -> Iterator[Callable[[str], str]]:
+    """Make URLs of uniquely named databases; whatever of them exists at the end is dropped."""
+    made: list[str] = []
+
+    def make(prefix: str) -> str:
+        url = with_database(pg_server_url, f"test_{prefix}_{uuid.uuid4().hex[:10]}")
+        made.append(url)
+        return url
+
+    yield make
+    for url in made:
+        asyncio.run(drop_database(url))
+
+
+@pytest.fixture(scope="session")
+def migrated_database_url(new_database_url: Callable[[str], str]) -> Callable[[str], str]:
+    """A fresh, fully migrated database for one service ('auth', 'inference' or 'data')."""
+
+    def make(service: str) -> str:
+        url = new_database_url(service)
+        upgrade(SERVICE_DIRS[service], url)
+        return url
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def created_database_url(new_database_url: Callable[[str], str]) -> Callable[[str], str]:
+    """A fresh, empty database."""
+
+    def make(prefix: str) -> str:
+        url = new_database_url(prefix)
+        asyncio.run(ensure_database(url))
+        return url
+
+    return make

@@ -1,0 +1,144 @@
+"""The whole stack as `make run` starts it: real processes under supervisord, real PostgreSQL."""
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from streamlit.testing.v1 import AppTest
+
+from devstack import ROOT
+from frontend.config.settings import get_settings
+from tests.support.launcher import LaunchedStack, get, wait_for
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def database_urls(new_database_url):
+    return {name: new_database_url(f"e2e_{name}") for name in ("auth", "inference", "data")}
+
+
+@pytest.fixture(scope="module")
+def stack(database_urls, pg_server_url):
+    launched = LaunchedStack(database_urls, pg_server_url)
+    try:
+        yield launched.start()
+    finally:
+        launched.close()
+
+
+def ready_status(stack: LaunchedStack) -> int | None:
+    response = get(f"{stack.url('gateway')}/ready")
+    return response.status_code if response is not None else None
+
+
+def test_gateway_reports_every_downstream_ready(stack):
+    response = get(f"{stack.url('gateway')}/ready")
+    assert response is not None and response.status_code == 200, stack.output()
+    checks = response.json()["checks"]
+    assert {name: check["status"] for name, check in checks.items()} == {
+        "auth": "up",
+        "inference": "up",
+        "data": "up",
+    }
+
+
+def test_every_service_answers_health_ready_and_metrics(stack):
+    for name in ("auth", "inference", "data", "gateway"):
+        for path in ("/health", "/ready", "/metrics"):
+            response = get(f"{stack.url(name)}{path}")
+            assert response is not None and response.status_code == 200, (name, path)
+    assert "process_resident_memory_bytes" in get(f"{stack.url('data')}/metrics").text
+
+
+def test_request_id_sent_to_gateway_appears_in_downstream_logs(stack):
+    request_id = f"e2e-{uuid.uuid4().hex}"
+    response = get(f"{stack.url('gateway')}/ready", headers={"X-Request-ID": request_id})
+    assert response.headers["X-Request-ID"] == request_id
+    for name in ("auth", "inference", "data"):
+        assert wait_for(lambda name=name: request_id in stack.log(name), 10), name
+    line = next(ln for ln in stack.log("auth").splitlines() if request_id in ln)
+    assert '"service": "auth"' in line and '"path": "/ready"' in line
+
+
+def test_frontend_is_served_and_shows_the_services_ready(stack, monkeypatch):
+    health = get(f"{stack.url('frontend')}/_stcore/health")
+    assert health is not None and health.text == "ok"
+    monkeypatch.setenv("FRONTEND_GATEWAY_URL", stack.url("gateway"))
+    get_settings.cache_clear()
+    app = AppTest.from_file(str(ROOT / "frontend" / "app.py"), default_timeout=30)
+    app.run()
+    get_settings.cache_clear()
+    assert not app.exception
+    assert [s.value for s in app.success] == ["All services are ready."]
+    assert [m.value for m in app.metric] == ["ready", "ready", "ready"]
+
+
+def test_stopping_a_service_makes_the_gateway_report_it_down_then_recover(stack):
+    stopped = stack.supervisorctl("stop", "inference")
+    assert "stopped" in stopped.stdout, stopped.stdout + stopped.stderr
+    try:
+        assert wait_for(lambda: ready_status(stack) == 503, 15)
+        body = get(f"{stack.url('gateway')}/ready").json()
+        assert body["checks"]["inference"]["status"] == "down"
+        assert "unreachable" in body["checks"]["inference"]["reason"]
+        assert body["checks"]["auth"]["status"] == "up"
+        assert "inference" in body["error"]["message"]
+    finally:
+        started = stack.supervisorctl("start", "inference")
+    assert "started" in started.stdout, started.stdout + started.stderr
+    assert wait_for(lambda: ready_status(stack) == 200, 30)
+
+
+async def _execute(url: str, sql: str, *args):
+    parsed = make_url(url)
+    connection = await asyncpg.connect(
+        user=parsed.username,
+        password=parsed.password,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+    )
+    try:
+        return await connection.fetch(sql, *args)
+    finally:
+        await connection.close()
+
+
+def test_ctrl_c_stops_everything_and_a_second_run_keeps_the_data(database_urls, pg_server_url):
+    first = LaunchedStack(database_urls, pg_server_url)
+    second = None
+    try:
+        first.start()
+        reference = f"E2E-{uuid.uuid4().hex[:8]}"
+        asyncio.run(
+            _execute(
+                database_urls["data"],
+                "INSERT INTO patients (id, external_ref) VALUES ($1, $2)",
+                uuid.uuid4(),
+                reference,
+            )
+        )
+        assert first.interrupt() == 0
+        assert "[devstack] stopped" in first.output()
+        for name in first.ports:
+            assert get(f"{first.url(name)}/health") is None, f"{name} still answers"
+
+        second = LaunchedStack(database_urls, pg_server_url)
+        second.start()
+        assert ready_status(second) == 200
+        rows = asyncio.run(
+            _execute(
+                database_urls["data"],
+                "SELECT external_ref FROM patients WHERE external_ref = $1",
+                reference,
+            )
+        )
+        assert [row["external_ref"] for row in rows] == [reference]
+        assert second.interrupt() == 0
+    finally:
+        first.close()
+        if second is not None:
+            second.close()

@@ -1,0 +1,34 @@
+"""How the tests build each service's app against a database of their choosing."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from auth_service.main import create_app as create_auth_app
+from auth_service.settings import AuthSettings
+from data_service.main import create_app as create_data_app
+from data_service.settings import DataSettings
+from inference_service.main import create_app as create_inference_app
+from inference_service.settings import InferenceSettings
+
+
+def auth_app(database_url: str, **overrides: object) -> FastAPI:
+    return create_auth_app(AuthSettings(database_url=database_url, **overrides))
+
+
+def inference_app(database_url: str, **overrides: object) -> FastAPI:
+    return create_inference_app(InferenceSettings(database_url=database_url, **overrides))
+
+
+def data_app(database_url: str, storage_dir: Path | None = None, **overrides: object) -> FastAPI:
+    if storage_dir is not None:
+        overrides["storage_dir"] = storage_dir
+    return create_data_app(DataSettings(database_url=database_url, **overrides))
+
+
+DATABASE_SERVICES: dict[str, Callable[..., FastAPI]] = {
+    "auth": auth_app,
+    "inference": inference_app,
+    "data": data_app,
+}

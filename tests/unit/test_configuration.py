@@ -1,0 +1,49 @@
+"""`.env.example` lists every setting, with the defaults the code really has."""
+
+import pytest
+from dotenv import dotenv_values
+
+from auth_service.settings import AuthSettings
+from data_service.settings import DataSettings
+from devstack import ROOT
+from frontend.config.settings import FrontendSettings
+from gateway.settings import GatewaySettings
+from inference_service.settings import InferenceSettings
+
+SETTINGS = [AuthSettings, InferenceSettings, DataSettings, GatewaySettings, FrontendSettings]
+EXAMPLE = dotenv_values(ROOT / ".env.example")
+
+
+def env_names(settings_class) -> dict[str, str]:
+    prefix = settings_class.model_config["env_prefix"]
+    return {f"{prefix}{name}".upper(): name for name in settings_class.model_fields}
+
+
+@pytest.mark.parametrize("settings_class", SETTINGS, ids=lambda c: c.__name__)
+def test_every_setting_is_listed_with_its_default(settings_class, monkeypatch):
+    for variable in env_names(settings_class):
+        monkeypatch.delenv(variable, raising=False)
+    defaults = settings_class(_env_file=None)
+    for variable, field in env_names(settings_class).items():
+        assert variable in EXAMPLE, f"{variable} is missing from .env.example"
+        assert EXAMPLE[variable] == str(getattr(defaults, field)), variable
+
+
+def test_example_lists_nothing_that_no_component_reads():
+    known = {name for cls in SETTINGS for name in env_names(cls)}
+    launcher_and_tests = {name for name in EXAMPLE if name.startswith(("DEVSTACK_", "TEST_"))}
+    assert set(EXAMPLE) - known - launcher_and_tests == {"DATABASE_URL"}
+
+
+def test_settings_read_the_environment(monkeypatch):
+    monkeypatch.setenv("GATEWAY_PORT", "9123")
+    monkeypatch.setenv("GATEWAY_DATA_URL", "http://data.internal:8002")
+    settings = GatewaySettings(_env_file=None)
+    assert settings.port == 9123
+    assert settings.data_url == "http://data.internal:8002"
+
+
+def test_a_wrong_type_in_the_environment_is_refused_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("AUTH_PORT", "eighty")
+    with pytest.raises(ValueError, match="port"):
+        AuthSettings(_env_file=None)
