@@ -19,9 +19,15 @@ ReadinessCheck = Callable[[], Awaitable[str | None]]
 router = APIRouter(tags=["operations"])
 
 
+class NotReady(Exception):
+    """Raised by a readiness check whose message already says, for people, what is wrong."""
+
+
 def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, NotReady):
+        return str(exc)
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

@@ -2,13 +2,13 @@
 
 import httpx
 
-from common.health import ReadinessCheck
+from common.health import NotReady, ReadinessCheck
 from common.http import create_http_client
 from gateway.settings import GatewaySettings
 
 
-class DownstreamNotReady(Exception):
-    """A downstream answered, but says it is not ready (or answered something unexpected)."""
+class DownstreamNotReady(NotReady):
+    """A downstream is unreachable, says it is not ready, or answered something unexpected."""
 
 
 class Downstreams:

@@ -1,16 +1,14 @@
 """The whole stack as `make run` starts it: real processes under supervisord, real PostgreSQL."""
 
-import asyncio
 import uuid
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 from streamlit.testing.v1 import AppTest
 
 from devstack import ROOT
 from frontend.config.settings import get_settings
 from tests.support.launcher import LaunchedStack, get, wait_for
+from tests.support.sql import fetch
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -92,34 +90,17 @@ def test_stopping_a_service_makes_the_gateway_report_it_down_then_recover(stack)
     assert wait_for(lambda: ready_status(stack) == 200, 30)
 
 
-async def _execute(url: str, sql: str, *args):
-    parsed = make_url(url)
-    connection = await asyncpg.connect(
-        user=parsed.username,
-        password=parsed.password,
-        host=parsed.host,
-        port=parsed.port,
-        database=parsed.database,
-    )
-    try:
-        return await connection.fetch(sql, *args)
-    finally:
-        await connection.close()
-
-
 def test_ctrl_c_stops_everything_and_a_second_run_keeps_the_data(database_urls, pg_server_url):
     first = LaunchedStack(database_urls, pg_server_url)
     second = None
     try:
         first.start()
         reference = f"E2E-{uuid.uuid4().hex[:8]}"
-        asyncio.run(
-            _execute(
-                database_urls["data"],
-                "INSERT INTO patients (id, external_ref) VALUES ($1, $2)",
-                uuid.uuid4(),
-                reference,
-            )
+        fetch(
+            database_urls["data"],
+            "INSERT INTO patients (id, external_ref) VALUES ($1, $2)",
+            uuid.uuid4(),
+            reference,
         )
         assert first.interrupt() == 0
         assert "[devstack] stopped" in first.output()
@@ -129,12 +110,10 @@ def test_ctrl_c_stops_everything_and_a_second_run_keeps_the_data(database_urls, 
         second = LaunchedStack(database_urls, pg_server_url)
         second.start()
         assert ready_status(second) == 200
-        rows = asyncio.run(
-            _execute(
-                database_urls["data"],
-                "SELECT external_ref FROM patients WHERE external_ref = $1",
-                reference,
-            )
+        rows = fetch(
+            database_urls["data"],
+            "SELECT external_ref FROM patients WHERE external_ref = $1",
+            reference,
         )
         assert [row["external_ref"] for row in rows] == [reference]
         assert second.interrupt() == 0

@@ -2,12 +2,10 @@
 
 import asyncio
 
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth_service.database import Base as AuthBase
@@ -19,6 +17,7 @@ from data_service.patients import models as _data_models  # noqa: F401
 from inference_service.database import Base as InferenceBase
 from inference_service.registry import models as _inference_models  # noqa: F401
 from tests.conftest import SERVICE_DIRS
+from tests.support.sql import fetch
 
 METADATA = {
     "auth": AuthBase.metadata,
@@ -27,28 +26,13 @@ METADATA = {
 }
 
 
-async def _query(url: str, sql: str) -> list:
-    parsed = make_url(url)
-    connection = await asyncpg.connect(
-        user=parsed.username,
-        password=parsed.password,
-        host=parsed.host,
-        port=parsed.port,
-        database=parsed.database,
-    )
-    try:
-        return await connection.fetch(sql)
-    finally:
-        await connection.close()
-
-
 def tables(url: str) -> set[str]:
-    rows = asyncio.run(_query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+    rows = fetch(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     return {row["tablename"] for row in rows}
 
 
 def current_revision(url: str) -> str | None:
-    rows = asyncio.run(_query(url, "SELECT version_num FROM alembic_version"))
+    rows = fetch(url, "SELECT version_num FROM alembic_version")
     return rows[0]["version_num"] if rows else None
 
 

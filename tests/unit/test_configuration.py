@@ -1,5 +1,7 @@
 """`.env.example` lists every setting, with the defaults the code really has."""
 
+import re
+
 import pytest
 from dotenv import dotenv_values
 
@@ -12,6 +14,10 @@ from inference_service.settings import InferenceSettings
 
 SETTINGS = [AuthSettings, InferenceSettings, DataSettings, GatewaySettings, FrontendSettings]
 EXAMPLE = dotenv_values(ROOT / ".env.example")
+# `${NAME}`, `${NAME:-default}`, `${NAME:?message}` in the compose file.
+COMPOSE_VARIABLES = set(
+    re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (ROOT / "docker-compose.yml").read_text())
+)
 
 
 def env_names(settings_class) -> dict[str, str]:
@@ -30,9 +36,14 @@ def test_every_setting_is_listed_with_its_default(settings_class, monkeypatch):
 
 
 def test_example_lists_nothing_that_no_component_reads():
-    known = {name for cls in SETTINGS for name in env_names(cls)}
+    known = {name for cls in SETTINGS for name in env_names(cls)} | COMPOSE_VARIABLES
     launcher_and_tests = {name for name in EXAMPLE if name.startswith(("DEVSTACK_", "TEST_"))}
     assert set(EXAMPLE) - known - launcher_and_tests == {"DATABASE_URL"}
+
+
+def test_every_variable_the_compose_file_reads_is_listed():
+    assert {"POSTGRES_PASSWORD", "IMAGE_TAG"} <= COMPOSE_VARIABLES
+    assert COMPOSE_VARIABLES - set(EXAMPLE) == set()
 
 
 def test_settings_read_the_environment(monkeypatch):
