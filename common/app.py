@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from common import health
 from common.errors import install_error_handlers
@@ -62,4 +63,6 @@ def create_service_app(
     install_metrics(app, service, VERSION)
     app.include_router(health.router)
     install_request_middleware(app)
+    # Outermost, so every later layer (logs, throttling) sees the real client address.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app

@@ -1,7 +1,9 @@
 """Async SQLAlchemy engine and session factory, and the database readiness check."""
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
+from fastapi import Depends, Request
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
@@ -66,3 +68,12 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """FastAPI dependency: a session of the app's database (`app.state.database`)."""
+    async for session in request.app.state.database.session():
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(request_session)]

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 from alembic import command, context
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -112,13 +113,28 @@ async def _run_online(url: object, target_metadata: MetaData) -> None:
         await engine.dispose()
 
 
+def new_revision(service_dir: Path, url: str, message: str) -> None:
+    """Write the next numbered revision from the difference between the models and the
+    database at head (which is brought to head first)."""
+    upgrade(service_dir, url)
+    config = alembic_config(service_dir, url)
+    head = ScriptDirectory.from_config(config).get_current_head()
+    next_id = f"{int(head or 0) + 1:04d}"
+    command.revision(config, message=message, autogenerate=True, rev_id=next_id)
+
+
 def main(service_dir: Path, url: str, argv: list[str]) -> None:
-    """`python -m <service>.migrate [upgrade|downgrade] [revision]`."""
+    """`python -m <service>.migrate [upgrade|downgrade] [revision]`, or
+    `python -m <service>.migrate revision "what changed"` to write a new revision."""
     configure_logging("migrations")
     action = argv[0] if argv else "upgrade"
     if action == "upgrade":
         upgrade(service_dir, url, argv[1] if len(argv) > 1 else "head")
     elif action == "downgrade":
         downgrade(service_dir, url, argv[1] if len(argv) > 1 else "-1")
+    elif action == "revision" and len(argv) == 2:
+        new_revision(service_dir, url, argv[1])
     else:
-        raise SystemExit(f"unknown action {action!r}: use upgrade or downgrade")
+        raise SystemExit(
+            f"unknown action {' '.join(argv)!r}: use upgrade, downgrade or revision MESSAGE"
+        )

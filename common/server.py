@@ -17,5 +17,7 @@ def serve(app_factory: str, service: str, settings: ServiceSettings) -> None:
         # Our JSON logging is already configured, and requests are logged by our middleware.
         log_config=None,
         access_log=False,
+        # X-Forwarded-For is handled inside the app (see common.app), where tests see it too.
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )

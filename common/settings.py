@@ -12,7 +12,10 @@ class ServiceSettings(BaseSettings):
     `.env` file can hold every component's settings without collisions.
     """
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # An empty variable (as copied from .env.example) means "use the default".
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     environment: Literal["development", "test", "production"] = "development"
@@ -20,3 +23,17 @@ class ServiceSettings(BaseSettings):
     # but loopback should reach a service directly.
     host: str = "127.0.0.1"
     port: int
+    # Addresses whose X-Forwarded-For is believed (the gateway, a reverse proxy), so that the
+    # client address in logs and throttling is the real one. Comma-separated; "*" trusts all.
+    forwarded_allow_ips: str = "127.0.0.1"
+
+
+class TokenCheckingSettings(ServiceSettings):
+    """Settings of a service that checks the auth service's bearer tokens."""
+
+    # The auth service, whose `/.well-known/jwks.json` has the public keys.
+    auth_url: str = "http://127.0.0.1:8000"
+    # Must match the auth service's AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE.
+    jwt_issuer: str = "cds-auth"
+    jwt_audience: str = "cds-api"
+    jwks_cache_ttl_s: float = 300.0

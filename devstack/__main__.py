@@ -11,6 +11,7 @@ import httpx
 
 from devstack import ROOT
 from devstack.postgres import PrivatePostgres, resolve_server
+from devstack.secrets import admin_credentials_file, admin_settings, signing_key_settings
 from devstack.stack import COMPONENTS, Stack, build_stack, configured_environment
 from devstack.supervisor import Supervisor
 
@@ -70,6 +71,7 @@ def wait_until_ready(stack: Stack, supervisor: Supervisor, timeout_s: float) -> 
 
 def print_urls(stack: Stack) -> None:
     gateway = stack.url("gateway")
+    credentials = admin_credentials_file(stack.var_dir)
     lines = [
         "",
         "Cancer Detection System is running:",
@@ -77,6 +79,7 @@ def print_urls(stack: Stack) -> None:
         f"  API (gateway)   {gateway}/api/v1   docs: {gateway}/docs",
         f"  Readiness       {gateway}/ready",
         *(f"  {c.name:<15} {stack.url(c.name)}   (internal)" for c in COMPONENTS[:3]),
+        *([f"  Admin login     in {credentials}"] if credentials.exists() else []),
         "Press Ctrl-C to stop.",
         "",
     ]
@@ -96,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         server_url, private = resolve_server(configured, var_dir)
         stack = build_stack(configured, server_url, var_dir)
+        stack.env.update(signing_key_settings(stack.env, var_dir))
+        stack.env.update(admin_settings(stack.env, var_dir))
         supervisor = Supervisor(stack, log_dir)
         if (pid := supervisor.running_pid()) is not None:
             say(f"already running (supervisord pid {pid}); stop it with Ctrl-C in its terminal")

@@ -6,7 +6,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from common.app import create_service_app
+from common.auth import jwks_token_verifier
 from gateway.downstream import Downstreams
+from gateway.routes import auth as auth_routes
 from gateway.settings import GatewaySettings, get_settings
 
 
@@ -32,6 +34,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         readiness_timeout_s=settings.readiness_timeout_s + 1.0,
     )
     app.state.downstreams = downstreams
+    app.state.token_verifier = jwks_token_verifier(downstreams.clients["auth"], settings)
+    app.include_router(auth_routes.router)
     for name in downstreams.clients:
         app.state.readiness_checks[name] = downstreams.readiness_check(name)
     return app

@@ -2,14 +2,13 @@ from functools import lru_cache
 
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import ServiceSettings
+from common.settings import TokenCheckingSettings
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(TokenCheckingSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
 
     port: int = 8004
-    auth_url: str = "http://127.0.0.1:8000"
     inference_url: str = "http://127.0.0.1:8001"
     data_url: str = "http://127.0.0.1:8002"
     downstream_connect_timeout_s: float = 2.0

@@ -1,5 +1,5 @@
 from auth_service.database import Base
-from auth_service.users import models  # noqa: F401  (registers the tables on Base.metadata)
+from auth_service.models import *  # noqa: F403  (registers every table on Base.metadata)
 from common.migrations import run_migrations
 
 run_migrations(Base.metadata)

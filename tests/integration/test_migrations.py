@@ -8,8 +8,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from auth_service import models as _auth_models  # noqa: F401
 from auth_service.database import Base as AuthBase
-from auth_service.users import models as _auth_models  # noqa: F401
 from common.db import async_url
 from common.migrations import alembic_config, downgrade, upgrade
 from data_service.database import Base as DataBase

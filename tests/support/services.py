@@ -1,5 +1,6 @@
 """How the tests build each service's app against a database of their choosing."""
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -7,6 +8,7 @@ from fastapi import FastAPI
 
 from auth_service.main import create_app as create_auth_app
 from auth_service.settings import AuthSettings
+from auth_service.tokens.keys import ensure_key_file
 from data_service.main import create_app as create_data_app
 from data_service.settings import DataSettings
 from inference_service.main import create_app as create_inference_app
@@ -14,6 +16,10 @@ from inference_service.settings import InferenceSettings
 
 
 def auth_app(database_url: str, **overrides: object) -> FastAPI:
+    if "keys_dir" not in overrides and "signing_key" not in overrides:
+        keys_dir = Path(tempfile.mkdtemp(prefix="cds-keys-"))
+        ensure_key_file(keys_dir)
+        overrides["keys_dir"] = keys_dir
     return create_auth_app(AuthSettings(database_url=database_url, **overrides))
 
 

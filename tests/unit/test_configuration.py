@@ -32,7 +32,8 @@ def test_every_setting_is_listed_with_its_default(settings_class, monkeypatch):
     defaults = settings_class(_env_file=None)
     for variable, field in env_names(settings_class).items():
         assert variable in EXAMPLE, f"{variable} is missing from .env.example"
-        assert EXAMPLE[variable] == str(getattr(defaults, field)), variable
+        default = getattr(defaults, field)
+        assert EXAMPLE[variable] == ("" if default is None else str(default)), variable
 
 
 def test_example_lists_nothing_that_no_component_reads():

@@ -1,0 +1,16 @@
+from fastapi import APIRouter, Request, Response
+
+from auth_service.tokens.schemas import Jwks
+
+router = APIRouter(tags=["keys"])
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    response_model=Jwks,
+    summary="Public keys that verify the tokens (current and recently retired)",
+)
+async def jwks(request: Request, response: Response) -> dict:
+    # Verifiers cache it; a short lifetime lets a rotation reach them quickly.
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return request.app.state.login.issuer.keyring.jwks()

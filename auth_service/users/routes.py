@@ -1,0 +1,87 @@
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from auth_service.deps import AdminPrincipal
+from auth_service.users import service
+from auth_service.users.schemas import Role, UserCreate, UserOut, UserPage, UserUpdate
+from common.auth import CurrentPrincipal, InvalidToken
+from common.db import SessionDep
+
+router = APIRouter(tags=["users"])
+
+
+@router.get("/me", response_model=UserOut, summary="The user the access token belongs to")
+async def me(principal: CurrentPrincipal, session: SessionDep) -> UserOut:
+    try:
+        user = await service.get(session, uuid.UUID(principal.subject))
+    except (ValueError, service.UserNotFound):
+        user = None
+    if user is None or not user.is_active:
+        raise InvalidToken("This account no longer exists or is deactivated.")
+    return UserOut.model_validate(user)
+
+
+@router.post(
+    "/users",
+    response_model=UserOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a user (admin)",
+)
+async def create_user(
+    body: UserCreate, admin: AdminPrincipal, session: SessionDep, request: Request
+) -> UserOut:
+    user = await service.create(session, request.app.state.login.hashing, body)
+    await session.commit()
+    service.audit.info(
+        "user created",
+        extra={
+            "event": "user_created",
+            "user_id": str(user.id),
+            "role": user.role,
+            "actor": admin.subject,
+        },
+    )
+    return UserOut.model_validate(user)
+
+
+@router.get("/users", response_model=UserPage, summary="List users (admin)")
+async def list_users(
+    _: AdminPrincipal,
+    session: SessionDep,
+    role: Role | None = None,
+    is_active: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> UserPage:
+    users, total = await service.list_page(
+        session, service.UserFilter(role=role, is_active=is_active), limit, offset
+    )
+    return UserPage(
+        items=[UserOut.model_validate(u) for u in users], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/users/{user_id}", response_model=UserOut, summary="One user (admin)")
+async def get_user(user_id: uuid.UUID, _: AdminPrincipal, session: SessionDep) -> UserOut:
+    return UserOut.model_validate(await service.get(session, user_id))
+
+
+@router.patch(
+    "/users/{user_id}",
+    response_model=UserOut,
+    summary="Change name or role, deactivate or reactivate, or reset the password (admin)",
+)
+async def update_user(
+    user_id: uuid.UUID,
+    body: UserUpdate,
+    admin: AdminPrincipal,
+    session: SessionDep,
+    request: Request,
+) -> UserOut:
+    user = await service.update(
+        session, request.app.state.login.hashing, user_id, body, actor=admin.subject
+    )
+    await session.commit()
+    return UserOut.model_validate(user)

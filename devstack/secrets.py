@@ -1,0 +1,50 @@
+"""Secrets a developer machine needs and nobody should have to invent: the auth service's
+signing key and the first admin's password. Made once under the var folder (git-ignored),
+readable by their owner only, and reused by every later run."""
+
+import os
+import secrets
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from auth_service.tokens.keys import ensure_key_file
+
+DEV_ADMIN_EMAIL = "admin@example.com"
+
+
+def signing_key_settings(env: dict[str, str], var_dir: Path) -> dict[str, str]:
+    """AUTH_KEYS_DIR with a key in it, unless a key or folder is configured already."""
+    if env.get("AUTH_SIGNING_KEY"):
+        return {}
+    keys_dir = Path(env.get("AUTH_KEYS_DIR") or var_dir / "keys")
+    ensure_key_file(keys_dir)
+    return {"AUTH_KEYS_DIR": str(keys_dir)}
+
+
+def admin_credentials_file(var_dir: Path) -> Path:
+    return var_dir / "admin-credentials.env"
+
+
+def admin_settings(env: dict[str, str], var_dir: Path) -> dict[str, str]:
+    """The first admin's email and password: as configured, else from (or into) the
+    credentials file under `var_dir`."""
+    email = env.get("AUTH_ADMIN_EMAIL") or env.get("ADMIN_EMAIL")
+    password = env.get("AUTH_ADMIN_PASSWORD") or env.get("ADMIN_PASSWORD")
+    if email and password:
+        return {}
+    path = admin_credentials_file(var_dir)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(
+                "# The first admin of this development stack, made by the first `make run`.\n"
+                f"ADMIN_EMAIL={email or DEV_ADMIN_EMAIL}\n"
+                f"ADMIN_PASSWORD={password or secrets.token_urlsafe(18)}\n"
+            )
+    stored = dotenv_values(path)
+    return {
+        "AUTH_ADMIN_EMAIL": str(stored["ADMIN_EMAIL"]),
+        "AUTH_ADMIN_PASSWORD": str(stored["ADMIN_PASSWORD"]),
+    }

@@ -1,0 +1,68 @@
+"""An auth service app against a real database, driven in-process over ASGI."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI
+
+from tests.support.services import auth_app
+
+# Cheap Argon2 parameters, so that a test suite can log in hundreds of times.
+FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_cost_kib": 8192, "argon2_parallelism": 1}
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "harbour lantern quietly 72"
+
+
+@dataclass
+class AuthHarness:
+    app: FastAPI
+    client: httpx.AsyncClient
+
+    async def login(self, email: str, password: str, address: str | None = None) -> httpx.Response:
+        headers = {"X-Forwarded-For": address} if address else {}
+        return await self.client.post(
+            "/token", data={"username": email, "password": password}, headers=headers
+        )
+
+    async def tokens(self, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD) -> dict:
+        response = await self.login(email, password)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def bearer(self, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD) -> dict:
+        return {"Authorization": f"Bearer {(await self.tokens(email, password))['access_token']}"}
+
+    async def create_user(
+        self, email: str, role: str = "clinician", password: str = "distinct pelican 4491"
+    ) -> dict:
+        response = await self.client.post(
+            "/users",
+            json={
+                "email": email,
+                "full_name": email.split("@")[0],
+                "role": role,
+                "password": password,
+            },
+            headers=await self.bearer(),
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+
+@asynccontextmanager
+async def running_auth(database_url: str, **overrides: object) -> AsyncIterator[AuthHarness]:
+    settings = {
+        **FAST_ARGON2,
+        "admin_email": ADMIN_EMAIL,
+        "admin_password": ADMIN_PASSWORD,
+        "throttle_base_delay_s": 1.0,
+        **overrides,
+    }
+    app = auth_app(database_url, **settings)
+    async with app.router.lifespan_context(app):
+        await app.state.admin_bootstrap
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://auth") as client:
+            yield AuthHarness(app, client)

@@ -1,0 +1,40 @@
+"""`make run` makes the dev signing key and first admin's password once and reuses them."""
+
+from dotenv import dotenv_values
+
+from devstack.secrets import admin_credentials_file, admin_settings, signing_key_settings
+
+
+def test_a_first_admin_password_is_generated_once_and_kept(tmp_path):
+    first = admin_settings({}, tmp_path)
+    second = admin_settings({}, tmp_path)
+    assert first == second
+    assert first["AUTH_ADMIN_EMAIL"] == "admin@example.com"
+    assert len(first["AUTH_ADMIN_PASSWORD"]) >= 20
+    path = admin_credentials_file(tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert dotenv_values(path)["ADMIN_PASSWORD"] == first["AUTH_ADMIN_PASSWORD"]
+    assert (
+        admin_settings({}, tmp_path / "other")["AUTH_ADMIN_PASSWORD"]
+        != first["AUTH_ADMIN_PASSWORD"]
+    )
+
+
+def test_configured_admin_credentials_are_left_alone(tmp_path):
+    env = {"ADMIN_EMAIL": "ops@example.org", "ADMIN_PASSWORD": "set by the operator 1"}
+    assert admin_settings(env, tmp_path) == {}
+    assert not admin_credentials_file(tmp_path).exists()
+    # Only an email configured: the file keeps it and adds a generated password.
+    generated = admin_settings({"AUTH_ADMIN_EMAIL": "ops@example.org"}, tmp_path)
+    assert generated["AUTH_ADMIN_EMAIL"] == "ops@example.org"
+
+
+def test_a_signing_key_is_made_once_unless_one_is_configured(tmp_path):
+    settings = signing_key_settings({}, tmp_path)
+    assert settings == {"AUTH_KEYS_DIR": str(tmp_path / "keys")}
+    keys = list((tmp_path / "keys").glob("*.pem"))
+    assert len(keys) == 1
+    signing_key_settings({}, tmp_path)
+    assert list((tmp_path / "keys").glob("*.pem")) == keys
+    assert signing_key_settings({"AUTH_SIGNING_KEY": "pem"}, tmp_path / "x") == {}
+    assert not (tmp_path / "x").exists()
