@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SERVICES_WITH_DATABASE := auth_service inference_service data_service
 
-.PHONY: help install run test lint format migrate clean
+.PHONY: help install run test lint format migrate train evaluate explore clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,17 @@ format: install ## apply ruff's fixes and formatting
 
 migrate: install ## migrate every service's database (creating it if needed)
 	@for service in $(SERVICES_WITH_DATABASE); do $(PY) -m $$service.migrate upgrade || exit 1; done
+
+CONFIG ?= ml/config.yaml
+
+train: install ## train a model version: make train DATA=path/to/dataset [CONFIG=ml/config.yaml]
+	$(PY) -m ml.train --config $(CONFIG) $(if $(DATA),--data $(DATA))
+
+evaluate: install ## evaluate the newest model version on its test split (MODEL=folder to choose)
+	$(PY) -m ml.evaluate $(if $(MODEL),--model $(MODEL)) $(if $(DATA),--data $(DATA))
+
+explore: install ## explore a dataset: make explore DATA=path/to/dataset
+	$(PY) -m ml.explore_data --data $(DATA)
 
 clean: ## remove the virtual environment and tools (keeps var/, which holds data)
 	rm -rf $(VENV) $(TOOLS)

@@ -40,6 +40,28 @@ def migrate(stack: Stack) -> None:
             )
 
 
+def bootstrap_model(stack: Stack) -> None:
+    """Train the demonstration model from synthetic data when no model version exists."""
+    models_dir = Path(stack.env["DEVSTACK_MODELS_DIR"])
+    if any(models_dir.glob("*/model_card.json")):
+        return
+    say("no model version yet: training the demo model on synthetic data (about a minute)")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ml.bootstrap",
+            "--models-dir",
+            str(models_dir),
+            "--data",
+            str(stack.var_dir / "datasets" / "synthetic"),
+        ],
+        env=stack.env,
+        cwd=ROOT,
+        check=True,
+    )
+
+
 def wait_until_ready(stack: Stack, supervisor: Supervisor, timeout_s: float) -> bool:
     checks = {
         "gateway": f"{stack.url('gateway')}/ready",
@@ -110,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         say(f"PostgreSQL: {'private server, ' if private else ''}{_safe(server_url)}")
         migrate(stack)
+        bootstrap_model(stack)
         say("starting services under supervisord")
         supervisor.start()
         if not wait_until_ready(stack, supervisor, ready_timeout_s):

@@ -71,6 +71,7 @@ def build_stack(configured: dict[str, str], server_url: str, var_dir: Path) -> S
         )
     default("FRONTEND_GATEWAY_URL", f"http://127.0.0.1:{env['GATEWAY_PORT']}")
     default("DATA_STORAGE_DIR", str(var_dir / "data" / "images"))
+    default("DEVSTACK_MODELS_DIR", str(var_dir / "models"))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return Stack(env=env, var_dir=var_dir)

@@ -3,3 +3,8 @@
 Its single-image preprocessing is what the inference service imports, so training and
 serving cannot drift apart.
 """
+
+import os
+
+# TensorFlow's C++ start-up chatter (CPU features, oneDNN notes) is not for our users.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -23,3 +23,31 @@ def test_plumbing_overhead_prints_ratios_against_its_baseline() -> None:
     assert result["ratio_p50"] == round(
         result["service"]["p50_ms"] / result["baseline"]["p50_ms"], 3
     )
+
+
+def test_training_throughput_prints_ratios_against_its_baseline() -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.training_throughput",
+            "--images",
+            "48",
+            "--size",
+            "32",
+            "--batch",
+            "16",
+            "--skip-bootstrap",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    result = json.loads(completed.stdout)
+    assert result["images"] == 48
+    assert result["baseline_in_memory_images_per_s"] > 0
+    assert result["ratio_pipeline_cached_to_baseline"] == round(
+        result["pipeline_cached_images_per_s"] / result["baseline_in_memory_images_per_s"], 3
+    )

@@ -16,6 +16,8 @@ from devstack.postgres import free_port
 from devstack.stack import COMPONENTS
 from devstack.supervisor import Supervisor
 
+SHARED_MODELS_DIR = Path(tempfile.gettempdir()) / f"cds-test-models-{os.getpid()}"
+
 
 class LaunchedStack:
     def __init__(self, database_urls: dict[str, str], server_url: str) -> None:
@@ -29,6 +31,8 @@ class LaunchedStack:
             "DEVSTACK_VAR_DIR": str(self.var_dir),
             "DEVSTACK_LOG_DIR": str(self.log_dir),
             "DEVSTACK_READY_TIMEOUT": "120",
+            # One demo model for every stack of the session: trained by the first to start.
+            "DEVSTACK_MODELS_DIR": str(SHARED_MODELS_DIR),
             **{f"{c.env_prefix}PORT": str(self.ports[c.name]) for c in COMPONENTS},
             **{
                 f"{c.env_prefix}DATABASE_URL": database_urls[c.name]
@@ -39,10 +43,14 @@ class LaunchedStack:
         self.process: subprocess.Popen[str] | None = None
         self.output_file = self.var_dir / "launcher.out"
 
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.env["DEVSTACK_MODELS_DIR"])
+
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
-    def start(self, timeout_s: float = 150.0) -> "LaunchedStack":
+    def start(self, timeout_s: float = 300.0) -> "LaunchedStack":
         output = self.output_file.open("a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devstack", "run"],

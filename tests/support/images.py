@@ -1,0 +1,57 @@
+"""Small image files and dataset trees, made by the tests themselves."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_png(path: Path, size: int = 40, seed: int = 0, mode: str = "RGB") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    if mode != "RGB":
+        image = image.convert(mode)
+    image.save(path)
+    return path
+
+
+def idc_tree(root: Path, patients: int = 6, per_class: int = 3) -> Path:
+    seed = 0
+    for patient in range(patients):
+        for label in (0, 1):
+            for index in range(per_class):
+                seed += 1
+                write_png(
+                    root / f"{1000 + patient}" / str(label) / f"p{patient}_{index}.png", seed=seed
+                )
+    return root
+
+
+def breakhis_tree(root: Path) -> Path:
+    names = [
+        "benign/SOB/adenosis/SOB_B_A-14-22549AB/40X/SOB_B_A-14-22549AB-40-001.png",
+        "benign/SOB/adenosis/SOB_B_A-14-22549AB/40X/SOB_B_A-14-22549AB-40-002.png",
+        "malignant/SOB/ductal/SOB_M_DC-14-2523/100X/SOB_M_DC-14-2523-100-001.png",
+        "malignant/SOB/ductal/SOB_M_DC-14-2523/100X/SOB_M_DC-14-2523-100-002.png",
+        "malignant/SOB/lobular/SOB_M_LC-14-12204/40X/SOB_M_LC-14-12204-40-011.png",
+    ]
+    for seed, name in enumerate(names):
+        write_png(root / name, seed=seed + 100)
+    write_png(root / "README-figure.png", seed=999)  # not a BreakHis name: ignored
+    return root
+
+
+def folders_tree(root: Path) -> Path:
+    for seed, name in enumerate(
+        [
+            "benign/pa_1.png",
+            "benign/pa_2.png",
+            "benign/pb_1.png",
+            "malignant/pc_1.png",
+            "malignant/pc_2.png",
+            "malignant/loose.png",
+        ]
+    ):
+        write_png(root / name, seed=seed + 200)
+    return root
