@@ -14,6 +14,7 @@ from devstack.postgres import PrivatePostgres, resolve_server
 from devstack.secrets import admin_credentials_file, admin_settings, signing_key_settings
 from devstack.stack import COMPONENTS, Stack, build_stack, configured_environment
 from devstack.supervisor import Supervisor
+from ml.versions import list_versions
 
 
 class Interrupted(Exception):
@@ -43,7 +44,7 @@ def migrate(stack: Stack) -> None:
 def bootstrap_model(stack: Stack) -> None:
     """Train the demonstration model from synthetic data when no model version exists."""
     models_dir = Path(stack.env["DEVSTACK_MODELS_DIR"])
-    if any(models_dir.glob("*/model_card.json")):
+    if list_versions(models_dir):
         return
     say("no model version yet: training the demo model on synthetic data (about a minute)")
     subprocess.run(

@@ -58,7 +58,6 @@ class TrainingConfig(Strict):
 
 class OutputConfig(Strict):
     models_dir: Path = Path("var/models")
-    reports_dir: Path = Path("var/reports")
     mlflow_experiment: str = "breast-histopathology"
 
 

@@ -45,6 +45,19 @@ def run(module: str, *args: str, env: dict, cwd: Path) -> subprocess.CompletedPr
     )
 
 
+def train_cli(workspace: dict, data: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run(
+        "ml.train",
+        "--config",
+        str(workspace["config"]),
+        "--data",
+        str(data),
+        *extra,
+        env=workspace["env"],
+        cwd=workspace["root"],
+    )
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("ml")
@@ -59,26 +72,14 @@ def workspace(tmp_path_factory):
         "data: {path: unused, layout: idc, min_size: 16}\n"
         "model: {input_size: 32, filters: [8, 16, 32], dense_units: 8}\n"
         "training: {epochs: 2, batch_size: 16, early_stopping_patience: 2, seed: 1}\n"
-        f"output: {{models_dir: {root / 'models'}, reports_dir: {root / 'reports'},"
-        " mlflow_experiment: tests}\n"
+        f"output: {{models_dir: {root / 'models'}, mlflow_experiment: tests}}\n"
     )
     return {"root": root, "env": env, "config": config}
 
 
 @pytest.fixture(scope="module")
 def trained(workspace):
-    result = run(
-        "ml.train",
-        "--config",
-        str(workspace["config"]),
-        "--data",
-        str(workspace["root"] / "data"),
-        "--version",
-        "tiny-1",
-        "--quiet",
-        env=workspace["env"],
-        cwd=workspace["root"],
-    )
+    result = train_cli(workspace, workspace["root"] / "data", "--version", "tiny-1", "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     return workspace["root"] / "models" / "tiny-1", json.loads(result.stdout)
 
@@ -175,15 +176,7 @@ def test_explore_writes_its_report(workspace):
 )
 def test_unusable_datasets_exit_non_zero_saying_what_and_where(workspace, tmp_path, make, message):
     data = make(tmp_path)
-    result = run(
-        "ml.train",
-        "--config",
-        str(workspace["config"]),
-        "--data",
-        str(data),
-        env=workspace["env"],
-        cwd=workspace["root"],
-    )
+    result = train_cli(workspace, data)
     assert result.returncode == 2
     assert message in result.stderr and str(data) in result.stderr
 
@@ -200,18 +193,7 @@ def test_unreadable_files_are_listed_and_skipped(workspace, tmp_path):
     generate(data, patients=8, images_per_patient=6, size=32, seed=9)
     broken = next(data.glob("*/0/*.png"))
     broken.write_bytes(b"\x89PNG broken")
-    result = run(
-        "ml.train",
-        "--config",
-        str(workspace["config"]),
-        "--data",
-        str(data),
-        "--version",
-        "with-bad-file",
-        "--quiet",
-        env=workspace["env"],
-        cwd=workspace["root"],
-    )
+    result = train_cli(workspace, data, "--version", "with-bad-file", "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     assert str(broken) in result.stderr  # listed while training
     report = json.loads(
