@@ -72,6 +72,8 @@ def build_stack(configured: dict[str, str], server_url: str, var_dir: Path) -> S
     default("FRONTEND_GATEWAY_URL", f"http://127.0.0.1:{env['GATEWAY_PORT']}")
     default("DATA_STORAGE_DIR", str(var_dir / "data" / "images"))
     default("DEVSTACK_MODELS_DIR", str(var_dir / "models"))
+    default("INFERENCE_MODELS_DIR", env["DEVSTACK_MODELS_DIR"])
+    default("INFERENCE_AUTH_URL", env["GATEWAY_AUTH_URL"])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return Stack(env=env, var_dir=var_dir)

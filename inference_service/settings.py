@@ -1,15 +1,37 @@
 from functools import lru_cache
+from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import ServiceSettings
+from common.settings import TokenCheckingSettings
 
 
-class InferenceSettings(ServiceSettings):
+class InferenceSettings(TokenCheckingSettings):
     model_config = SettingsConfigDict(env_prefix="INFERENCE_")
 
     port: int = 8001
     database_url: str = "postgresql://postgres@127.0.0.1:5432/inference"
+
+    # Model version folders; registration accepts folders below it only.
+    models_dir: Path = Path("var/models")
+    # When no version is active at start, register the folders found and activate the newest.
+    auto_register: bool = True
+    # Load the active model at start instead of at the first prediction.
+    warm_up: bool = False
+    # How often a replica checks which version is active (seconds).
+    registry_poll_s: float = Field(default=2.0, gt=0)
+
+    # Dynamic batching: a model call takes up to this many images, waiting at most this long
+    # for more to arrive (defaults from benchmarks/inference_service.py).
+    batch_max_size: int = Field(default=32, ge=1, le=256)
+    batch_max_wait_ms: float = Field(default=2.0, ge=0)
+    # Images per POST /predict/batch.
+    max_batch_images: int = Field(default=32, ge=1)
+
+    # Upload limits: bytes, and pixels (checked from the header, before decoding).
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(default=40_000_000, ge=1)
 
 
 @lru_cache

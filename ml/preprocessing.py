@@ -32,23 +32,51 @@ class ImageError(ValueError):
     """The bytes are not a usable image; the message says why, for people."""
 
 
-def decode_image(data: bytes | Path, min_size: int = 1) -> Image.Image:
-    """Open and fully decode an image as RGB, or raise `ImageError` saying what is wrong."""
+class NotAnImage(ImageError):
+    """The bytes are not in any image format Pillow reads."""
+
+
+class ImageTooLarge(ImageError):
+    """More pixels than allowed (told by the header, before decoding)."""
+
+
+def decode_image(
+    data: bytes | Path,
+    min_size: int = 1,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    convert_grey: bool = False,
+) -> Image.Image:
+    """Open and fully decode an image as RGB, or raise `ImageError` saying what is wrong.
+
+    The pixel count is checked from the header, before anything is decoded, so a small file
+    that expands to gigabytes (a decompression bomb) is refused cheaply. Animated and
+    multi-frame files are refused: which frame would be the specimen? Grey-scale images are
+    refused for training data and converted (`convert_grey`) for a clinician's upload.
+    """
+    modes = COLOUR_MODES | ({"L", "LA", "1"} if convert_grey else set())
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             source = io.BytesIO(data) if isinstance(data, bytes) else data
             with Image.open(source) as image:
-                image.load()
-                if image.mode not in COLOUR_MODES:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageTooLarge(
+                        f"image too large ({width}x{height}, over {max_pixels} pixels)"
+                    )
+                if getattr(image, "n_frames", 1) > 1:
+                    raise ImageError("animated or multi-frame images are not accepted")
+                if image.mode not in modes:
                     raise ImageError(f"not an RGB image (mode {image.mode})")
+                image.load()
                 rgb = image.convert("RGB")
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"image too large (over {MAX_PIXELS} pixels)") from exc
+        raise ImageTooLarge(f"image too large (over {MAX_PIXELS} pixels)") from exc
     except UnidentifiedImageError as exc:
-        raise ImageError("not an image file Pillow can read") from exc
+        raise NotAnImage("not an image file Pillow can read") from exc
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
         raise ImageError(f"cannot be decoded ({exc})") from exc
     if min(rgb.size) < min_size:

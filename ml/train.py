@@ -18,6 +18,7 @@ import platform
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,10 @@ from ml.preprocessing import SplitError, file_sha256, prepare, write_json
 from ml.versions import CARD_FILE, MODEL_FILE
 
 logger = logging.getLogger("ml.train")
+# MLflow's SQLite store uses a loader strategy SQLAlchemy 2.1 deprecates; not ours to change.
+warnings.filterwarnings(
+    "ignore", message="The ``noload`` loader strategy", category=DeprecationWarning
+)
 
 DEFAULT_TRACKING_DIR = Path("var/mlflow")
 INTENDED_USE = (
@@ -52,14 +57,19 @@ class TrainResult:
 def _tracking(config: Config):
     import mlflow
 
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
         DEFAULT_TRACKING_DIR.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(f"sqlite:///{DEFAULT_TRACKING_DIR.resolve() / 'mlflow.db'}")
+        uri = f"sqlite:///{DEFAULT_TRACKING_DIR.resolve() / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
     name = config.output.mlflow_experiment
     if mlflow.get_experiment_by_name(name) is None:
-        artifacts = (DEFAULT_TRACKING_DIR / "artifacts").resolve().as_uri()
-        uses_local_store = not os.environ.get("MLFLOW_TRACKING_URI")
-        mlflow.create_experiment(name, artifact_location=artifacts if uses_local_store else None)
+        # A local SQLite store keeps its artifacts beside it (MLflow would pick ./mlruns of
+        # whatever folder we run in); a tracking server decides for itself.
+        artifacts = None
+        if uri.startswith("sqlite:///"):
+            artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+        mlflow.create_experiment(name, artifact_location=artifacts)
     mlflow.set_experiment(name)
     return mlflow
 

@@ -102,3 +102,14 @@ def created_database_url(new_database_url: Callable[[str], str]) -> Callable[[st
         return url
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained_versions(tmp_path_factory):
+    """Two small trained versions, 'tiny-a' and 'tiny-b', made once per session."""
+    root = tmp_path_factory.mktemp("inference-models")
+    from tests.support.inference import train_tiny_versions
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        return train_tiny_versions(root, ("tiny-a", "tiny-b"))

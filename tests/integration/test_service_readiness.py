@@ -8,16 +8,24 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
 from devstack.postgres import free_port, with_database
+from tests.support.inference import copy_versions
 from tests.support.services import DATABASE_SERVICES
 from tests.support.tcp_proxy import TcpProxy
 
 SERVICES = sorted(DATABASE_SERVICES)
 
 
-def build(service, database_url, tmp_path):
-    if service == "data":
-        return DATABASE_SERVICES[service](database_url, storage_dir=tmp_path / "images")
-    return DATABASE_SERVICES[service](database_url)
+@pytest.fixture
+def build(trained_versions):
+    def make(service, database_url, tmp_path):
+        if service == "data":
+            return DATABASE_SERVICES[service](database_url, storage_dir=tmp_path / "images")
+        if service == "inference":  # ready only with a model version to serve
+            models_dir = copy_versions(trained_versions, tmp_path / "models", ["tiny-a"])
+            return DATABASE_SERVICES[service](database_url, models_dir=models_dir)
+        return DATABASE_SERVICES[service](database_url)
+
+    return make
 
 
 def wait_for_status(client, status, timeout_s=15.0):
@@ -30,7 +38,7 @@ def wait_for_status(client, status, timeout_s=15.0):
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_health_ready_and_metrics(service, migrated_database_url, tmp_path):
+def test_health_ready_and_metrics(service, migrated_database_url, tmp_path, build):
     app = build(service, migrated_database_url(service), tmp_path)
     with TestClient(app) as client:
         health = client.get("/health")
@@ -45,7 +53,7 @@ def test_health_ready_and_metrics(service, migrated_database_url, tmp_path):
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_ready_follows_the_database_down_and_back(service, migrated_database_url, tmp_path):
+def test_ready_follows_the_database_down_and_back(service, migrated_database_url, tmp_path, build):
     real = make_url(migrated_database_url(service))
     proxy = TcpProxy(real.host or "127.0.0.1", real.port or 5432).start()
     through_proxy = real.set(host="127.0.0.1", port=proxy.port)
@@ -71,7 +79,7 @@ def test_ready_follows_the_database_down_and_back(service, migrated_database_url
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_ready_is_503_when_the_database_does_not_exist(service, pg_server_url, tmp_path):
+def test_ready_is_503_when_the_database_does_not_exist(service, pg_server_url, tmp_path, build):
     missing = with_database(pg_server_url, "test_database_that_was_never_created")
     with TestClient(build(service, missing, tmp_path)) as client:
         response = client.get("/ready")
@@ -79,7 +87,7 @@ def test_ready_is_503_when_the_database_does_not_exist(service, pg_server_url, t
     assert "test_database_that_was_never_created" in response.json()["checks"]["database"]["reason"]
 
 
-def test_ready_is_503_when_nothing_listens_at_the_database_address(tmp_path):
+def test_ready_is_503_when_nothing_listens_at_the_database_address(tmp_path, build):
     unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/auth"
     with TestClient(build("auth", unreachable, tmp_path)) as client:
         response = client.get("/ready")

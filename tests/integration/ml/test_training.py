@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,9 +123,7 @@ def test_the_run_is_in_mlflow(trained, workspace):
     folder, _ = trained
     card = json.loads((folder / "model_card.json").read_text())
     mlflow.set_tracking_uri(workspace["env"]["MLFLOW_TRACKING_URI"])
-    with warnings.catch_warnings():  # MLflow's store uses a loader SQLAlchemy 2.1 deprecates
-        warnings.simplefilter("ignore", DeprecationWarning)
-        run = mlflow.get_run(card["training"]["mlflow_run_id"])
+    run = mlflow.get_run(card["training"]["mlflow_run_id"])
     assert run.data.params["model.input_size"] == "32"
     assert "test_roc_auc" in run.data.metrics
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_loss")
@@ -204,3 +201,9 @@ def test_unreadable_files_are_listed_and_skipped(workspace, tmp_path):
     assert [s["path"] for s in report["skipped"]] == [str(broken)]
     assert report["files_kept"] == report["files_seen"] - 1
     assert np.isfinite(json.loads(result.stdout)["test_metrics"]["brier_score"])
+
+
+def test_mlflow_artifacts_stay_beside_the_tracking_store(trained, workspace):
+    assert (workspace["root"] / "artifacts").is_dir()
+    assert not (workspace["root"] / "mlruns").exists()
+    assert not (ROOT / "mlruns").exists()

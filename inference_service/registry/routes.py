@@ -1,0 +1,65 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, status
+
+from common.auth import CurrentPrincipal, Principal, require_roles
+from common.db import SessionDep
+from inference_service.registry import service
+from inference_service.registry.schemas import (
+    ModelVersionDetail,
+    ModelVersionOut,
+    RegisterRequest,
+)
+
+router = APIRouter(prefix="/models", tags=["models"])
+Admin = Annotated[Principal, Depends(require_roles("admin"))]
+
+
+@router.get("", response_model=list[ModelVersionOut], summary="Registered model versions")
+async def list_versions(_: CurrentPrincipal, session: SessionDep) -> list[ModelVersionOut]:
+    return [ModelVersionOut.model_validate(v) for v in await service.list_all(session)]
+
+
+@router.get(
+    "/{version}",
+    response_model=ModelVersionDetail,
+    summary="One version with its card and training reports",
+)
+async def get_version(
+    version: str, _: CurrentPrincipal, session: SessionDep, request: Request
+) -> ModelVersionDetail:
+    found = await service.get(session, version)
+    detail = ModelVersionDetail.model_validate(found)
+    detail.reports = service.reports_of(request.app.state.settings.models_dir, found)
+    return detail
+
+
+@router.post(
+    "",
+    response_model=ModelVersionOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a version folder (admin)",
+)
+async def register(
+    body: RegisterRequest, admin: Admin, session: SessionDep, request: Request
+) -> ModelVersionOut:
+    models_dir = request.app.state.settings.models_dir
+    registered = await service.register(session, models_dir, body.path, admin.subject)
+    if body.activate:
+        registered = await service.activate(session, registered.version, admin.subject, models_dir)
+    await session.commit()
+    return ModelVersionOut.model_validate(registered)
+
+
+@router.post(
+    "/{version}/activate",
+    response_model=ModelVersionOut,
+    summary="Serve this version from now on (admin)",
+)
+async def activate(
+    version: str, admin: Admin, session: SessionDep, request: Request
+) -> ModelVersionOut:
+    models_dir = request.app.state.settings.models_dir
+    chosen = await service.activate(session, version, admin.subject, models_dir)
+    await session.commit()
+    return ModelVersionOut.model_validate(chosen)

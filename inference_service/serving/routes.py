@@ -1,0 +1,78 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from common.auth import Principal, require_roles
+from inference_service.serving.schemas import BatchPredictionOut, PredictionOut
+from inference_service.serving.service import Serving
+from inference_service.serving.uploads import read_images
+
+router = APIRouter(tags=["predictions"])
+Predicting = Annotated[Principal, Depends(require_roles("admin", "clinician"))]
+
+IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+ERRORS = {
+    400: {"description": "Empty upload"},
+    413: {"description": "Too many bytes or pixels"},
+    415: {"description": "Not an image"},
+    422: {"description": "Corrupt, truncated or multi-frame image"},
+    503: {"description": "No model version is active"},
+}
+
+
+def serving(request: Request) -> Serving:
+    return request.app.state.serving
+
+
+@router.post(
+    "/predict",
+    response_model=PredictionOut,
+    responses=ERRORS,
+    openapi_extra=IMAGE_BODY,
+    summary="Assess one image",
+)
+async def predict(
+    request: Request,
+    _: Predicting,
+    service: Annotated[Serving, Depends(serving)],
+    heatmap: Annotated[bool, Query(description="add a Grad-CAM overlay PNG")] = False,
+) -> PredictionOut:
+    settings = request.app.state.settings
+    [data] = await read_images(request, "file", 1, settings.max_upload_bytes)
+    [result] = await service.predict([data], heatmap)
+    return result
+
+
+@router.post(
+    "/predict/batch",
+    response_model=BatchPredictionOut,
+    responses=ERRORS,
+    summary="Assess several images (multipart field 'files')",
+)
+async def predict_batch(
+    request: Request,
+    _: Predicting,
+    service: Annotated[Serving, Depends(serving)],
+    heatmap: bool = False,
+) -> BatchPredictionOut:
+    settings = request.app.state.settings
+    uploads = await read_images(
+        request, "files", settings.max_batch_images, settings.max_upload_bytes
+    )
+    results = await service.predict(uploads, heatmap)
+    return BatchPredictionOut(model_version=results[0].model_version, items=results)
