@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from common.db import Database
+from common.errors import ServiceError
 from common.health import NotReady
 from inference_service.registry import service as registry
 from inference_service.registry.service import NoActiveVersion
@@ -43,7 +44,15 @@ class ModelHolder:
                 active = await self._active_version()
                 if active is None:
                     raise NoActiveVersion()
-                self.current = await self._load(*active)
+                try:
+                    self.current = await self._load(*active)
+                except Exception as exc:
+                    logger.exception("cannot load model version %s", active[0])
+                    raise ServiceError(
+                        503,
+                        f"The active model version {active[0]} cannot be loaded.",
+                        code="model_unavailable",
+                    ) from exc
         return self.current
 
     async def refresh(self) -> None:

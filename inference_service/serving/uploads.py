@@ -38,16 +38,21 @@ async def read_images(request: Request, field: str, max_files: int, limit: int) 
             if "maximum size" in detail:
                 raise UploadTooLarge(limit) from exc
             raise ServiceError(400, f"The multipart body cannot be read: {detail}") from exc
-        uploads = [item for item in form.getlist(field) if isinstance(item, UploadFile)]
-        if not uploads:
-            raise ServiceError(
-                422, f"Send the image in the multipart field {field!r}.", code="validation_error"
-            )
-        if len(uploads) > max_files:
-            raise ServiceError(
-                422, f"At most {max_files} images per request.", code="validation_error"
-            )
-        files = [await _read_capped(upload, limit) for upload in uploads]
+        try:  # spooled upload files are removed when the form closes
+            uploads = [item for item in form.getlist(field) if isinstance(item, UploadFile)]
+            if not uploads:
+                raise ServiceError(
+                    422,
+                    f"Send the image in the multipart field {field!r}.",
+                    code="validation_error",
+                )
+            if len(uploads) > max_files:
+                raise ServiceError(
+                    422, f"At most {max_files} images per request.", code="validation_error"
+                )
+            files = [await _read_capped(upload, limit) for upload in uploads]
+        finally:
+            await form.close()
     elif content_type.startswith("image/") or content_type == "application/octet-stream":
         body = bytearray()
         async for chunk in request.stream():

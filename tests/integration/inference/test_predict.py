@@ -26,13 +26,6 @@ def png(seed: int, size: int = 50, mode: str = "RGB") -> bytes:
     return buffer.getvalue()
 
 
-def tissue(models_dir, label: int, index: int = 0) -> bytes:
-    data_dir = (
-        models_dir.parent.parent / "data" if (models_dir.parent.parent / "data").exists() else None
-    )
-    return sorted(data_dir.glob(f"*/{label}/*.png"))[index].read_bytes() if data_dir else png(index)
-
-
 async def post_file(
     client,
     data: bytes,
@@ -215,3 +208,20 @@ async def test_without_any_model_ready_is_503_and_predict_says_why(inference_db,
     assert ready.json()["checks"]["model"]["reason"] == "no active model version"
     assert predicted.status_code == 503
     assert predicted.json()["error"]["code"] == "no_active_model"
+
+
+async def test_a_model_file_that_cannot_load_is_a_503_not_a_crash(inference_db, models_dir):
+    from ml.preprocessing import file_sha256
+
+    folder = models_dir / "tiny-a"
+    (folder / "model.keras").write_bytes(b"not a keras archive")
+    card = json.loads((folder / "model_card.json").read_text())
+    card["model_sha256"] = file_sha256(folder / "model.keras")  # consistent, yet unloadable
+    (folder / "model_card.json").write_text(json.dumps(card))
+    async with running_inference(inference_db, models_dir) as (_, client):
+        response = await post_file(client, png(1))
+        health = await client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "model_unavailable"
+    assert "tiny-a" in response.json()["error"]["message"]
+    assert health.status_code == 200
