@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, Select, func, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -77,3 +77,12 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(request_session)]
+
+
+async def page_with_total(
+    session: AsyncSession, query: Select, limit: int, offset: int
+) -> tuple[list, int]:
+    """One page of `query`'s rows (already ordered) and how many rows it has in all."""
+    total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    rows = await session.scalars(query.limit(limit).offset(offset))
+    return list(rows), total or 0

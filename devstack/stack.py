@@ -73,7 +73,10 @@ def build_stack(configured: dict[str, str], server_url: str, var_dir: Path) -> S
     default("DATA_STORAGE_DIR", str(var_dir / "data" / "images"))
     default("DEVSTACK_MODELS_DIR", str(var_dir / "models"))
     default("INFERENCE_MODELS_DIR", env["DEVSTACK_MODELS_DIR"])
+    # The demo model's training run is tracked beside the stack's other state.
+    default("MLFLOW_TRACKING_URI", f"sqlite:///{var_dir / 'mlflow' / 'mlflow.db'}")
     default("INFERENCE_AUTH_URL", env["GATEWAY_AUTH_URL"])
+    default("DATA_AUTH_URL", env["GATEWAY_AUTH_URL"])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return Stack(env=env, var_dir=var_dir)

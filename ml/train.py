@@ -57,10 +57,11 @@ class TrainResult:
 def _tracking(config: Config):
     import mlflow
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        DEFAULT_TRACKING_DIR.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{DEFAULT_TRACKING_DIR.resolve() / 'mlflow.db'}"
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or (
+        f"sqlite:///{DEFAULT_TRACKING_DIR.resolve() / 'mlflow.db'}"
+    )
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     name = config.output.mlflow_experiment
     if mlflow.get_experiment_by_name(name) is None:

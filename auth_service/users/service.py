@@ -14,6 +14,7 @@ from auth_service.passwords.policy import WeakPassword, check_password
 from auth_service.tokens import service as tokens
 from auth_service.users.models import User
 from auth_service.users.schemas import UserCreate, UserUpdate
+from common.db import page_with_total
 from common.errors import ServiceError
 
 audit = logging.getLogger("auth.audit")
@@ -87,15 +88,8 @@ async def list_page(
         conditions.append(User.role == filters.role)
     if filters.is_active is not None:
         conditions.append(User.is_active == filters.is_active)
-    total = await session.scalar(select(func.count()).select_from(User).where(*conditions))
-    users = await session.scalars(
-        select(User)
-        .where(*conditions)
-        .order_by(User.created_at, User.id)
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(users), total or 0
+    query = select(User).where(*conditions).order_by(User.created_at, User.id)
+    return await page_with_total(session, query, limit, offset)
 
 
 async def _other_active_admins(session: AsyncSession, user_id: uuid.UUID) -> int:

@@ -3,29 +3,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from common.auth import Principal, require_roles
+from common.uploads import IMAGE_UPLOAD_OPENAPI, read_images
 from inference_service.serving.schemas import BatchPredictionOut, PredictionOut
 from inference_service.serving.service import Serving
-from inference_service.serving.uploads import read_images
 
 router = APIRouter(tags=["predictions"])
 Predicting = Annotated[Principal, Depends(require_roles("admin", "clinician"))]
 
-IMAGE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                    "required": ["file"],
-                }
-            },
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
 ERRORS = {
     400: {"description": "Empty upload"},
     413: {"description": "Too many bytes or pixels"},
@@ -43,7 +27,7 @@ def serving(request: Request) -> Serving:
     "/predict",
     response_model=PredictionOut,
     responses=ERRORS,
-    openapi_extra=IMAGE_BODY,
+    openapi_extra=IMAGE_UPLOAD_OPENAPI,
     summary="Assess one image",
 )
 async def predict(

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter
 
+from common.uploads import decode_upload
 from inference_service.serving.batcher import Batcher
 from inference_service.serving.holder import ModelHolder
 from inference_service.serving.predictor import overlay_png
 from inference_service.serving.schemas import PredictionOut
-from inference_service.serving.uploads import decode_upload
 from ml.preprocessing import preprocess_image
 
 INLINE_DECODE_BYTES = 256 * 1024

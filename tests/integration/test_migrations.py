@@ -12,8 +12,8 @@ from auth_service import models as _auth_models  # noqa: F401
 from auth_service.database import Base as AuthBase
 from common.db import async_url
 from common.migrations import alembic_config, downgrade, upgrade
+from data_service import models as _data_models  # noqa: F401
 from data_service.database import Base as DataBase
-from data_service.patients import models as _data_models  # noqa: F401
 from inference_service.database import Base as InferenceBase
 from inference_service.registry import models as _inference_models  # noqa: F401
 from tests.conftest import SERVICE_DIRS

@@ -1,4 +1,7 @@
-"""Reading image uploads within limits, and the 4xx answer for each way they go wrong."""
+"""Reading image uploads within limits, and the 4xx answer for each way they go wrong.
+
+For the services that take images (inference, data); it needs Pillow (via `ml.preprocessing`).
+"""
 
 from fastapi import Request
 from PIL import Image
@@ -8,6 +11,25 @@ from starlette.formparsers import MultiPartException
 
 from common.errors import ServiceError
 from ml.preprocessing import ImageError, ImageTooLarge, NotAnImage, decode_image
+
+# The request body of an image upload route, for its OpenAPI description (the route reads
+# the body itself, within limits, so FastAPI cannot infer it).
+IMAGE_UPLOAD_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 
 class UploadTooLarge(ServiceError):

@@ -1,0 +1,86 @@
+"""Reviewed labels as CSV, for retraining.
+
+One row per reviewed prediction's image with the reviewed label: the model's label when the
+latest current review agrees, the correction when it disagrees. The `path` column follows
+the `folders` layout of `ml.datasets` (`<label>/<patient>_<image>.png`), so written out
+under those names the files train with `make train DATA=...`.
+"""
+
+import csv
+import io
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from data_service.audit.service import record
+from data_service.models import Image, Patient, Prediction, Review
+
+COLUMNS = [
+    "path",
+    "image_id",
+    "image_sha256",
+    "label",
+    "patient",
+    "reviewer",
+    "reviewed_at",
+    "model_label",
+    "model_version",
+]
+EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/tiff": "tif",
+    "image/bmp": "bmp",
+    "image/webp": "webp",
+    "image/gif": "gif",
+}
+
+
+async def reviewed_labels_csv(session: AsyncSession, actor: str) -> str:
+    latest = (
+        select(Review)
+        .where(Review.is_current)
+        .order_by(Review.prediction_id, Review.created_at.desc())
+        .ext(distinct_on(Review.prediction_id))
+        .subquery()
+    )
+    rows = await session.execute(
+        select(
+            Prediction,
+            Image,
+            Patient.external_ref,
+            latest.c.verdict,
+            latest.c.corrected_label,
+            latest.c.reviewer,
+            latest.c.created_at,
+        )
+        .join(latest, latest.c.prediction_id == Prediction.id)
+        .join(Image, Image.id == Prediction.image_id)
+        .outerjoin(Patient, Patient.id == Prediction.patient_id)
+        .order_by(latest.c.created_at, Prediction.id)
+    )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    count = 0
+    for prediction, image, reference, verdict, corrected, reviewer, reviewed_at in rows:
+        label = prediction.label if verdict == "agree" else corrected
+        group = (reference or f"unassigned-{image.id.hex[:8]}").replace("_", "-")
+        extension = EXTENSIONS.get(image.content_type, "img")
+        writer.writerow(
+            [
+                f"{label}/{group}_{image.id}.{extension}",
+                image.id,
+                image.sha256,
+                label,
+                reference or "",
+                reviewer,
+                reviewed_at.isoformat(),
+                prediction.label,
+                prediction.model_version,
+            ]
+        )
+        count += 1
+    await record(session, actor, "labels.exported", "export", "reviewed-labels", {"rows": count})
+    return buffer.getvalue()

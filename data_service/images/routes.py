@@ -1,0 +1,63 @@
+import asyncio
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from common.db import SessionDep
+from common.uploads import IMAGE_UPLOAD_OPENAPI, read_images
+from data_service.deps import Reader, Writer
+from data_service.images import service
+from data_service.images.schemas import ImageOut
+
+router = APIRouter(prefix="/images", tags=["images"])
+
+
+@router.post(
+    "",
+    response_model=ImageOut,
+    openapi_extra=IMAGE_UPLOAD_OPENAPI,
+    responses={
+        200: {"description": "These bytes were stored before: that record"},
+        201: {"description": "Stored"},
+    },
+    summary="Store an image (once per content)",
+)
+async def upload_image(
+    request: Request,
+    who: Writer,
+    session: SessionDep,
+    response: Response,
+    patient_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> ImageOut:
+    settings = request.app.state.settings
+    [data] = await read_images(request, "file", 1, settings.max_upload_bytes)
+    image, created = await service.store(
+        session, request.app.state.image_store, data, patient_id, who.subject, settings.max_pixels
+    )
+    await session.commit()
+    response.status_code = 201 if created else 200
+    return ImageOut.model_validate(image)
+
+
+@router.get("/{image_id}", response_model=ImageOut)
+async def get_image(image_id: uuid.UUID, _: Reader, session: SessionDep) -> ImageOut:
+    return ImageOut.model_validate(await service.get(session, image_id))
+
+
+@router.get(
+    "/{image_id}/content",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+    summary="The image's bytes",
+)
+async def get_image_content(
+    image_id: uuid.UUID, _: Reader, session: SessionDep, request: Request
+) -> Response:
+    image = await service.get(session, image_id)
+    data = await asyncio.to_thread(request.app.state.image_store.read, image.sha256)
+    return Response(
+        data,
+        media_type=image.content_type,
+        headers={"Cache-Control": "private, max-age=86400", "ETag": f'"{image.sha256}"'},
+    )

@@ -1,0 +1,55 @@
+"""Image files, named by the SHA-256 of their bytes, written so that a crash never leaves a
+half-written file under a real name: temporary file, fsync, rename, fsync of the folder."""
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+TEMP_PREFIX = ".tmp-"
+
+
+class ImageStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def relative_path(self, sha256: str) -> str:
+        return f"{sha256[:2]}/{sha256}"
+
+    def write(self, sha256: str, data: bytes) -> Path:
+        target = self.path_for(sha256)
+        if target.exists():  # same name, same bytes
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the rename itself survives a power cut
+        finally:
+            os.close(folder)
+        return target
+
+    def read(self, sha256: str) -> bytes:
+        return self.path_for(sha256).read_bytes()
+
+    def files_older_than(self, seconds: float) -> Iterator[tuple[str, Path]]:
+        """(name, path) of every stored or temporary file last changed before `seconds` ago."""
+        cutoff = time.time() - seconds
+        if not self.root.is_dir():
+            return
+        for path in self.root.glob("*/*"):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                yield path.name, path

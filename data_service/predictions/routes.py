@@ -1,0 +1,91 @@
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from common.db import SessionDep
+from data_service.deps import Reader, Writer, page_limit
+from data_service.predictions import service
+from data_service.predictions.schemas import PredictionCreate, PredictionOut, PredictionPage
+from data_service.reviews import service as reviews
+from data_service.reviews.schemas import ReviewCreate, ReviewOut
+
+router = APIRouter(prefix="/predictions", tags=["predictions"])
+
+
+def out(prediction, reviewed: bool) -> PredictionOut:
+    return PredictionOut.model_validate(prediction).model_copy(update={"reviewed": reviewed})
+
+
+@router.post(
+    "",
+    response_model=PredictionOut,
+    responses={
+        200: {"description": "Same Idempotency-Key: the first prediction"},
+        201: {"description": "Stored"},
+    },
+)
+async def store_prediction(
+    body: PredictionCreate,
+    who: Writer,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
+) -> PredictionOut:
+    prediction, created = await service.create(session, body, who.subject, idempotency_key)
+    await session.commit()
+    response.status_code = 201 if created else 200
+    return out(prediction, False)
+
+
+@router.get("", response_model=PredictionPage, summary="Newest first, filtered")
+async def list_predictions(
+    _: Reader,
+    session: SessionDep,
+    request: Request,
+    patient_id: uuid.UUID | None = None,
+    label: Annotated[str | None, Query(max_length=32)] = None,
+    model_version: Annotated[str | None, Query(max_length=64)] = None,
+    reviewed: bool | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    limit: Annotated[int, Query(ge=1)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> PredictionPage:
+    limit = page_limit(limit, request.app.state.settings.max_page_size)
+    filters = service.PredictionFilter(
+        patient_id, label, model_version, reviewed, created_from, created_to
+    )
+    rows, next_cursor = await service.list_page(session, filters, limit, cursor)
+    return PredictionPage(items=[out(p, r) for p, r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{prediction_id}", response_model=PredictionOut)
+async def get_prediction(prediction_id: uuid.UUID, _: Reader, session: SessionDep):
+    prediction = await service.get(session, prediction_id)
+    reviewed = bool(await reviews.history(session, prediction_id))
+    return out(prediction, reviewed)
+
+
+@router.post(
+    "/{prediction_id}/reviews",
+    response_model=ReviewOut,
+    status_code=201,
+    summary="Agree, or disagree with the corrected label",
+)
+async def review_prediction(
+    prediction_id: uuid.UUID, body: ReviewCreate, who: Writer, session: SessionDep
+) -> ReviewOut:
+    review = await reviews.create(session, prediction_id, body, who.subject)
+    await session.commit()
+    return ReviewOut.model_validate(review)
+
+
+@router.get(
+    "/{prediction_id}/reviews",
+    response_model=list[ReviewOut],
+    summary="Every review of the prediction, oldest first",
+)
+async def review_history(prediction_id: uuid.UUID, _: Reader, session: SessionDep):
+    return [ReviewOut.model_validate(r) for r in await reviews.history(session, prediction_id)]

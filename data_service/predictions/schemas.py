@@ -1,0 +1,48 @@
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class PredictionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image_id: uuid.UUID
+    model_version: str = Field(min_length=1, max_length=64)
+    label: str = Field(min_length=1, max_length=32)
+    probability: float = Field(ge=0, le=1)
+    probabilities: dict[str, float] = Field(min_length=2)
+    threshold: float = Field(ge=0, le=1)
+    latency_ms: float = Field(ge=0)
+    heatmap_ref: str | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="after")
+    def _label_is_a_class(self) -> "PredictionCreate":
+        if self.label not in self.probabilities:
+            raise ValueError("label must be one of the classes in probabilities")
+        if any(not 0 <= p <= 1 for p in self.probabilities.values()):
+            raise ValueError("probabilities must lie between 0 and 1")
+        return self
+
+
+class PredictionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    image_id: uuid.UUID
+    patient_id: uuid.UUID | None
+    model_version: str
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+    threshold: float
+    latency_ms: float
+    heatmap_ref: str | None
+    requested_by: uuid.UUID
+    created_at: datetime
+    reviewed: bool = False
+
+
+class PredictionPage(BaseModel):
+    items: list[PredictionOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")

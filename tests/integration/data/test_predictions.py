@@ -1,0 +1,276 @@
+"""Predictions (idempotency, filters, stable pages), reviews, statistics, export, audit."""
+
+import asyncio
+import csv
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from ml.datasets import FOLDER_LABELS
+from tests.support.sql import fetch_async
+from tests.support.tokens import bearer
+
+
+async def test_a_prediction_is_stored_with_the_image_patient(data):
+    patient = await data.patient("H-1")
+    image = await data.image(1, patient["id"])
+    response = await data.prediction(image["id"])
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["patient_id"] == patient["id"] and body["requested_by"] == data.clinician_id
+    assert body["reviewed"] is False
+    got = await data.client.get(f"/predictions/{body['id']}", headers=bearer("viewer"))
+    assert got.json() == body
+
+
+async def test_the_same_idempotency_key_gives_the_first_prediction_even_concurrently(data, data_db):
+    image = await data.image(2)
+    first = await data.prediction(image["id"], key="upload-42")
+    again = await data.prediction(image["id"], label="benign", key="upload-42")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()  # the first one, not the new content
+    other_caller = await data.prediction(
+        image["id"], key="upload-42", headers=bearer("clinician", str(uuid.uuid4()))
+    )
+    assert other_caller.status_code == 201 and other_caller.json()["id"] != first.json()["id"]
+
+    burst = await asyncio.gather(*(data.prediction(image["id"], key="burst") for _ in range(10)))
+    assert len({r.json()["id"] for r in burst}) == 1
+    rows = await fetch_async(
+        data_db, "SELECT count(*) AS n FROM predictions WHERE idempotency_key = 'burst'"
+    )
+    assert rows[0]["n"] == 1
+
+
+async def test_prediction_bad_input(data):
+    image = await data.image(3)
+    assert (await data.prediction(str(uuid.uuid4()))).status_code == 404
+    bad_label = await data.client.post(
+        "/predictions",
+        headers=data.clinician,
+        json={
+            "image_id": image["id"],
+            "model_version": "v1",
+            "label": "cancer",
+            "probability": 0.9,
+            "probabilities": {"benign": 0.1, "malignant": 0.9},
+            "threshold": 0.5,
+            "latency_ms": 1,
+        },
+    )
+    assert bad_label.status_code == 422
+    assert (await data.prediction(image["id"], headers=bearer("viewer"))).status_code == 403
+    assert (
+        await data.client.get(f"/predictions/{uuid.uuid4()}", headers=data.clinician)
+    ).status_code == 404
+    listing = data.client.get
+    assert (await listing("/predictions?limit=1000", headers=data.clinician)).status_code == 422
+    backwards = await listing(
+        "/predictions",
+        headers=data.clinician,
+        params={"created_from": "2026-02-01T00:00:00Z", "created_to": "2026-01-01T00:00:00Z"},
+    )
+    assert backwards.status_code == 422 and "created_from" in backwards.json()["error"]["message"]
+    assert (await listing("/predictions?cursor=garbage", headers=data.clinician)).status_code == 422
+
+
+async def test_filters(data):
+    patient = await data.patient("H-F")
+    image_a = await data.image(4, patient["id"])
+    image_b = await data.image(5)
+    a = (await data.prediction(image_a["id"], "malignant", "v1")).json()
+    b = (await data.prediction(image_b["id"], "benign", "v2")).json()
+    await data.client.post(
+        f"/predictions/{b['id']}/reviews", json={"verdict": "agree"}, headers=data.clinician
+    )
+
+    async def ids(**params):
+        response = await data.client.get("/predictions", params=params, headers=data.clinician)
+        return [item["id"] for item in response.json()["items"]]
+
+    assert await ids() == [b["id"], a["id"]]  # newest first
+    assert await ids(label="benign") == [b["id"]]
+    assert await ids(model_version="v1") == [a["id"]]
+    assert await ids(patient_id=patient["id"]) == [a["id"]]
+    assert await ids(reviewed="true") == [b["id"]]
+    assert await ids(reviewed="false") == [a["id"]]
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    assert await ids(created_from=future) == []
+    assert await ids(created_to=future) == [b["id"], a["id"]]
+
+
+async def test_pages_stay_stable_while_new_predictions_arrive(data):
+    image = await data.image(6)
+    made = [(await data.prediction(image["id"])).json()["id"] for _ in range(23)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 5, **({"cursor": cursor} if cursor else {})}
+        page = (await data.client.get("/predictions", params=params, headers=data.clinician)).json()
+        seen += [item["id"] for item in page["items"]]
+        await data.prediction(image["id"])  # arrives between pages: on no later page
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(made))
+
+
+async def test_reviews_keep_one_current_verdict_per_reviewer_and_the_history(data):
+    image = await data.image(7)
+    prediction = (await data.prediction(image["id"], "malignant")).json()
+    url = f"/predictions/{prediction['id']}/reviews"
+    agree = await data.client.post(url, json={"verdict": "agree"}, headers=data.clinician)
+    assert agree.status_code == 201
+    change = await data.client.post(
+        url,
+        json={"verdict": "disagree", "corrected_label": "benign", "comment": "stroma"},
+        headers=data.clinician,
+    )
+    assert change.status_code == 201
+    other = await data.client.post(
+        url, json={"verdict": "agree"}, headers=bearer("clinician", str(uuid.uuid4()))
+    )
+    assert other.status_code == 201
+    history = (await data.client.get(url, headers=bearer("viewer"))).json()
+    assert [(r["verdict"], r["is_current"]) for r in history] == [
+        ("agree", False),
+        ("disagree", True),
+        ("agree", True),
+    ]
+    assert (
+        await data.client.get(f"/predictions/{prediction['id']}", headers=data.clinician)
+    ).json()["reviewed"] is True
+
+
+async def test_review_bad_input(data):
+    image = await data.image(8)
+    prediction = (await data.prediction(image["id"], "malignant")).json()
+    url = f"/predictions/{prediction['id']}/reviews"
+    cases = [
+        ({"verdict": "disagree", "corrected_label": "cancer"}, 422, "one of benign, malignant"),
+        ({"verdict": "disagree", "corrected_label": "malignant"}, 422, "another label"),
+        ({"verdict": "disagree"}, 422, ""),
+        ({"verdict": "agree", "corrected_label": "benign"}, 422, ""),
+        ({"verdict": "maybe"}, 422, ""),
+    ]
+    for body, status, fragment in cases:
+        response = await data.client.post(url, json=body, headers=data.clinician)
+        assert response.status_code == status, body
+        assert fragment in response.json()["error"]["message"], body
+    missing = await data.client.post(
+        f"/predictions/{uuid.uuid4()}/reviews", json={"verdict": "agree"}, headers=data.clinician
+    )
+    assert missing.status_code == 404
+    viewer = await data.client.post(url, json={"verdict": "agree"}, headers=bearer("viewer"))
+    assert viewer.status_code == 403
+
+
+async def test_statistics_match_hand_counted_fixtures(data):
+    images = [await data.image(20 + i) for i in range(3)]
+    plan = [
+        ("malignant", "v1", 10.0),
+        ("malignant", "v1", 20.0),
+        ("benign", "v1", 30.0),
+        ("benign", "v2", 40.0),
+        ("malignant", "v2", 50.0),
+    ]
+    made = []
+    for index, (label, version, latency) in enumerate(plan):
+        made.append(
+            (await data.prediction(images[index % 3]["id"], label, version, latency)).json()
+        )
+    reviews = [("agree", None), ("agree", None), ("disagree", "malignant")]
+    for prediction, (verdict, corrected) in zip(made[:2] + made[2:3], reviews, strict=True):
+        body = {"verdict": verdict, **({"corrected_label": corrected} if corrected else {})}
+        await data.client.post(
+            f"/predictions/{prediction['id']}/reviews", json=body, headers=data.clinician
+        )
+    stats = (await data.client.get("/stats", headers=bearer("viewer"))).json()
+    today = datetime.now(UTC).date().isoformat()
+    assert stats["predictions"] == 5
+    assert stats["mean_latency_ms"] == pytest.approx(30.0)
+    assert stats["by_label"] == {"malignant": 3, "benign": 2}
+    assert stats["by_model_version"] == {"v1": 3, "v2": 2}
+    assert stats["by_day"] == [{"day": today, "count": 5}]
+    assert stats["reviews"] == {
+        "current": 3,
+        "agree": 2,
+        "reviewed_predictions": 3,
+        "agreement_rate": pytest.approx(2 / 3, abs=1e-4),
+    }
+    empty = (
+        await data.client.get(
+            "/stats",
+            headers=bearer("viewer"),
+            params={"created_from": "2000-01-01T00:00:00Z", "created_to": "2000-01-02T00:00:00Z"},
+        )
+    ).json()
+    assert empty["predictions"] == 0 and empty["reviews"]["agreement_rate"] is None
+
+
+async def test_reviewed_labels_export_for_retraining(data):
+    patient = await data.patient("H_77")  # an underscore would split the patient in ml/
+    agreed_image = await data.image(30, patient["id"])
+    corrected_image = await data.image(31)
+    agreed = (await data.prediction(agreed_image["id"], "malignant")).json()
+    corrected = (await data.prediction(corrected_image["id"], "malignant")).json()
+    await data.prediction((await data.image(32))["id"])  # not reviewed: not exported
+    await data.client.post(
+        f"/predictions/{agreed['id']}/reviews", json={"verdict": "agree"}, headers=data.clinician
+    )
+    await data.client.post(
+        f"/predictions/{corrected['id']}/reviews",
+        json={"verdict": "disagree", "corrected_label": "benign"},
+        headers=data.clinician,
+    )
+    assert (await data.client.get("/exports/labels", headers=data.clinician)).status_code == 403
+    response = await data.client.get("/exports/labels", headers=bearer("admin"))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [(r["image_id"], r["label"]) for r in rows] == [
+        (agreed_image["id"], "malignant"),
+        (corrected_image["id"], "benign"),
+    ]
+    assert rows[0]["patient"] == "H_77" and rows[0]["reviewer"] == data.clinician_id
+    for row in rows:
+        folder, name = row["path"].split("/")
+        assert folder in FOLDER_LABELS  # what ml.datasets' `folders` reader takes
+        assert name.split("_", 1)[1].startswith(row["image_id"])
+    assert rows[0]["path"].split("/")[1].split("_")[0] == "H-77"
+
+
+async def test_every_write_produced_an_audit_event_and_the_trail_is_append_only(data, data_db):
+    patient = await data.patient("H-A")
+    await data.client.patch(
+        f"/patients/{patient['id']}",
+        json={"sex": "male"},
+        headers={**data.clinician, "X-Request-ID": "audit-check-1"},
+    )
+    image = await data.image(40, patient["id"])
+    prediction = (await data.prediction(image["id"])).json()
+    await data.client.post(
+        f"/predictions/{prediction['id']}/reviews",
+        json={"verdict": "agree"},
+        headers=data.clinician,
+    )
+    await data.client.get("/exports/labels", headers=bearer("admin"))
+    events = (await data.client.get("/audit", headers=bearer("admin"))).json()
+    assert [e["action"] for e in reversed(events)] == [
+        "patient.created",
+        "patient.updated",
+        "image.stored",
+        "prediction.stored",
+        "review.created",
+        "labels.exported",
+    ]
+    assert all(e["request_id"] for e in events)
+    updated = next(e for e in events if e["action"] == "patient.updated")
+    assert updated["request_id"] == "audit-check-1" and updated["actor"] == data.clinician_id
+    assert (await data.client.get("/audit", headers=data.clinician)).status_code == 403
+    for statement in ("UPDATE audit_events SET action = 'x'", "DELETE FROM audit_events"):
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await fetch_async(data_db, statement)
