@@ -63,9 +63,7 @@ async def list_predictions(
 
 @router.get("/{prediction_id}", response_model=PredictionOut)
 async def get_prediction(prediction_id: uuid.UUID, _: Reader, session: SessionDep):
-    prediction = await service.get(session, prediction_id)
-    reviewed = bool(await reviews.history(session, prediction_id))
-    return out(prediction, reviewed)
+    return out(*await service.get_with_reviewed(session, prediction_id))
 
 
 @router.post(

@@ -104,6 +104,18 @@ def is_reviewed():
     return exists().where(Review.prediction_id == Prediction.id)
 
 
+async def get_with_reviewed(session: AsyncSession, prediction_id: uuid.UUID):
+    """The prediction and whether anyone has reviewed it, in one query."""
+    row = (
+        await session.execute(
+            select(Prediction, is_reviewed()).where(Prediction.id == prediction_id)
+        )
+    ).first()
+    if row is None:
+        raise PredictionNotFound()
+    return row[0], bool(row[1])
+
+
 async def list_page(
     session: AsyncSession, filters: PredictionFilter, limit: int, cursor: str | None
 ) -> tuple[list[tuple[Prediction, bool]], str | None]:

@@ -1,6 +1,5 @@
 """The data service in-process against a real database, with tokens from the test key."""
 
-import io
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -8,19 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
 from fastapi import FastAPI
-from PIL import Image
 
+from tests.support.images import png_bytes
 from tests.support.services import data_app
 from tests.support.tokens import bearer, test_verifier
-
-
-def png_bytes(seed: int, size: int = 24) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 @dataclass

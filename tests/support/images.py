@@ -1,5 +1,6 @@
 """Small image files and dataset trees, made by the tests themselves."""
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,14 @@ def write_png(path: Path, size: int = 40, seed: int = 0, mode: str = "RGB") -> P
         image = image.convert(mode)
     image.save(path)
     return path
+
+
+def png_bytes(seed: int, size: int = 24, mode: str = "RGB") -> bytes:
+    """A PNG of random pixels, different for each seed."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def idc_tree(root: Path, patients: int = 6, per_class: int = 3) -> Path:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from ml.preprocessing import decode_image, preprocess_image
+from tests.support.images import png_bytes
 from tests.support.inference import running_inference
 from tests.support.tokens import bearer
 
@@ -19,11 +20,7 @@ CLINICIAN = bearer("clinician")
 
 
 def png(seed: int, size: int = 50, mode: str = "RGB") -> bytes:
-    rng = np.random.default_rng(seed)
-    image = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-    buffer = io.BytesIO()
-    image.convert(mode).save(buffer, "PNG")
-    return buffer.getvalue()
+    return png_bytes(seed, size, mode)
 
 
 async def post_file(

@@ -2,29 +2,21 @@
 without a failed request."""
 
 import asyncio
-import io
 import json
 import shutil
 
-import numpy as np
-from PIL import Image
-
+from tests.support.images import png_bytes
 from tests.support.inference import copy_versions, running_inference
 from tests.support.tokens import bearer
 
 ADMIN = bearer("admin")
 
 
-def png(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 async def predict(client, seed: int = 0):
     return await client.post(
-        "/predict", headers=bearer("clinician"), files={"file": ("x.png", png(seed), "image/png")}
+        "/predict",
+        headers=bearer("clinician"),
+        files={"file": ("x.png", png_bytes(seed, 32), "image/png")},
     )
 
 
