@@ -35,6 +35,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
+from benchmarks.http_load import load
 from common.migrations import drop_database, upgrade
 from devstack import ROOT
 from devstack.postgres import LOCAL_SERVER_URL, free_port, with_database
@@ -105,48 +106,6 @@ def raw_figures(folder: Path, image: bytes) -> dict:
     return {
         "single_image_median_ms": round(statistics.median(latencies) * 1000, 3),
         "batch32_images_per_s": round(throughput, 1),
-    }
-
-
-async def load(url: str, headers: dict, image: bytes | None, clients: int, seconds: float) -> dict:
-    """`clients` concurrent loops POSTing `image` to `url` (or GETting it when no image)."""
-    latencies: list[float] = []
-    failures = 0
-    last_failure = ""
-    deadline = time.monotonic() + seconds
-
-    def send(client: httpx.AsyncClient):
-        if image is None:
-            return client.get(url, headers=headers)
-        return client.post(url, content=image, headers={**headers, "Content-Type": "image/png"})
-
-    async def client_loop(client: httpx.AsyncClient):
-        nonlocal failures, last_failure
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            response = await send(client)
-            if response.status_code == 200:
-                latencies.append(time.perf_counter() - started)
-            else:
-                failures += 1
-                last_failure = f"{response.status_code} {response.text[:200]}"
-
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        for _ in range(5):  # warm-up: model loaded, connections open
-            await send(client)
-        started = time.monotonic()
-        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
-        elapsed = time.monotonic() - started
-    if not latencies:
-        raise RuntimeError(f"every request to {url} failed; the last: {last_failure}")
-    return {
-        "clients": clients,
-        "requests": len(latencies),
-        "failures": failures,
-        "images_per_s": round(len(latencies) / elapsed, 1),
-        "median_ms": round(statistics.median(latencies) * 1000, 3),
-        "p95_ms": round(sorted(latencies)[int(0.95 * len(latencies))] * 1000, 3),
     }
 
 

@@ -1,9 +1,10 @@
 """The skeleton every service's app factory starts from."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from common import health
@@ -27,17 +28,21 @@ def create_service_app(
     lifespan: Lifespan | None = None,
     description: str = "",
     readiness_timeout_s: float = 3.0,
+    middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     """A FastAPI app with logging, request ids, the error envelope, metrics, health and ready.
 
     With `database_url` the app owns a `Database` (`app.state.database`), checked by `/ready`
     and disposed at shutdown. The service adds its routers and further readiness checks
     (`app.state.readiness_checks[name]`), and its own `lifespan` for anything else it runs.
+    `middleware` (outermost first) runs inside the request-id and access-log layers, so
+    what it answers by itself is logged and carries the request id.
     """
     configure_logging(service, settings.log_level)
     database = None
     if database_url:
-        from common.db import Database  # the gateway has no database and no SQLAlchemy installed
+        # The gateway has no database and no SQLAlchemy installed.
+        from common.db import Database, install_db_error_handlers
 
         database = Database(database_url)
 
@@ -60,8 +65,12 @@ def create_service_app(
     app.state.readiness_checks = {"database": database.check} if database else {}
     app.state.readiness_timeout_s = readiness_timeout_s
     install_error_handlers(app)
+    if database is not None:
+        install_db_error_handlers(app)
     install_metrics(app, service, VERSION)
     app.include_router(health.router)
+    for layer in reversed(middleware):
+        app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
     install_request_middleware(app)
     # Outermost, so every later layer (logs, throttling) sees the real client address.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)

@@ -1,11 +1,14 @@
 """Async SQLAlchemy engine and session factory, and the database readiness check."""
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import MetaData, Select, func, select, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -13,6 +16,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+
+from common.errors import error_response, unexpected_error
+
+logger = logging.getLogger("common.db")
 
 # Deterministic constraint names, so Alembic can drop and alter them by name.
 NAMING_CONVENTION = {
@@ -86,3 +93,24 @@ async def page_with_total(
     total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     rows = await session.scalars(query.limit(limit).offset(offset))
     return list(rows), total or 0
+
+
+async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
+    """PostgreSQL's "data exception" class (SQLSTATE 22...: a NUL character in text, a number
+    out of range) comes from a value the caller sent; it is their error, not ours."""
+    assert isinstance(exc, DBAPIError)
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    if not sqlstate.startswith("22"):
+        return await unexpected_error(request, exc)
+    logger.info("refused a value the database cannot store (SQLSTATE %s)", sqlstate)
+    return error_response(
+        request,
+        422,
+        "A value in the request cannot be stored (for example a NUL character or a number "
+        "out of range).",
+        "validation_error",
+    )
+
+
+def install_db_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DBAPIError, _unstorable_value)

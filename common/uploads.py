@@ -1,35 +1,59 @@
 """Reading image uploads within limits, and the 4xx answer for each way they go wrong.
 
-For the services that take images (inference, data); it needs Pillow (via `ml.preprocessing`).
+Reading and the quick type check need nothing beyond Starlette (the gateway uses them);
+`decode_upload` needs Pillow (via `ml.preprocessing`), which the services that decode
+images (inference, data) install.
 """
 
+from typing import TYPE_CHECKING
+
 from fastapi import Request
-from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from common.errors import ServiceError
-from ml.preprocessing import ImageError, ImageTooLarge, NotAnImage, decode_image
 
-# The request body of an image upload route, for its OpenAPI description (the route reads
-# the body itself, within limits, so FastAPI cannot infer it).
-IMAGE_UPLOAD_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                    "required": ["file"],
-                }
+if TYPE_CHECKING:
+    from PIL import Image
+
+# The first bytes of the formats we read: enough to refuse a PDF or a text file without
+# decoding anything.
+IMAGE_SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",  # JPEG
+    b"II*\x00",  # TIFF, little-endian
+    b"MM\x00*",  # TIFF, big-endian
+    b"BM",  # BMP
+    b"GIF87a",
+    b"GIF89a",
+)
+
+
+def image_upload_openapi(form_fields: dict[str, dict] | None = None) -> dict:
+    """The request body of an image upload route, for its OpenAPI description (the route
+    reads the body itself, within limits, so FastAPI cannot infer it): multipart field
+    `file` plus `form_fields`, or the raw image."""
+    binary = {"type": "string", "format": "binary"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": binary, **(form_fields or {})},
+                        "required": ["file"],
+                    }
+                },
+                "image/png": {"schema": binary},
+                "image/jpeg": {"schema": binary},
             },
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-        },
+        }
     }
-}
+
+
+IMAGE_UPLOAD_OPENAPI = image_upload_openapi()
 
 
 class UploadTooLarge(ServiceError):
@@ -48,9 +72,29 @@ async def _read_capped(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
+def looks_like_image(data: bytes) -> bool:
+    """Whether the bytes start like an image format we read (WebP: RIFF....WEBP)."""
+    return data.startswith(IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
+def not_an_image() -> ServiceError:
+    return ServiceError(
+        415, "The file is not an image in a format we read (PNG, JPEG, TIFF, BMP, ...)."
+    )
+
+
 async def read_images(request: Request, field: str, max_files: int, limit: int) -> list[bytes]:
     """The uploaded files: multipart field `field`, or the raw body when it is sent with an
     image (or octet-stream) content type. Nothing beyond `limit` bytes per file is read."""
+    files, _ = await read_upload(request, field, max_files, limit)
+    return files
+
+
+async def read_upload(
+    request: Request, field: str, max_files: int, limit: int
+) -> tuple[list[bytes], dict[str, str]]:
+    """`read_images`, with the multipart form's text fields (none for a raw body)."""
+    fields: dict[str, str] = {}
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         try:
@@ -73,6 +117,7 @@ async def read_images(request: Request, field: str, max_files: int, limit: int) 
                     422, f"At most {max_files} images per request.", code="validation_error"
                 )
             files = [await _read_capped(upload, limit) for upload in uploads]
+            fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
         finally:
             await form.close()
     elif content_type.startswith("image/") or content_type == "application/octet-stream":
@@ -90,17 +135,17 @@ async def read_images(request: Request, field: str, max_files: int, limit: int) 
         )
     if any(len(data) == 0 for data in files):
         raise _empty()
-    return files
+    return files, fields
 
 
-def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
+def decode_upload(data: bytes, max_pixels: int) -> "Image.Image":
     """The RGB image, or the 4xx envelope saying what is wrong with the bytes."""
+    from ml.preprocessing import ImageError, ImageTooLarge, NotAnImage, decode_image
+
     try:
         return decode_image(data, max_pixels=max_pixels, convert_grey=True)
     except NotAnImage as exc:
-        raise ServiceError(
-            415, "The file is not an image in a format we read (PNG, JPEG, TIFF, BMP, ...)."
-        ) from exc
+        raise not_an_image() from exc
     except ImageTooLarge as exc:
         raise ServiceError(413, f"The image is too large: {exc}.") from exc
     except ImageError as exc:

@@ -3,39 +3,90 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
 from common.app import create_service_app
 from common.auth import jwks_token_verifier
 from gateway.downstream import Downstreams
-from gateway.routes import auth as auth_routes
+from gateway.flow import PredictionFlow
+from gateway.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from gateway.ratelimit import RateLimits, limit_general
+from gateway.routes import auth, insights, models, patients, predictions
 from gateway.settings import GatewaySettings, get_settings
+
+UPLOAD_PATHS = frozenset({"/api/v1/predictions"})
+# What a browser on an allowed origin may send and read.
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"]
+CORS_EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "Retry-After",
+    "Location",
+    "Idempotent-Replayed",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+]
+
+
+def edge_middleware(settings: GatewaySettings) -> list[Middleware]:
+    return [
+        Middleware(SecurityHeadersMiddleware),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list(),
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            allow_credentials=False,  # bearer tokens, never cookies
+            max_age=600,
+        ),
+        Middleware(
+            BodyLimitMiddleware,
+            default_limit=settings.max_body_bytes,
+            # The image plus the multipart framing and the patient field.
+            upload_limit=settings.max_upload_bytes + 64 * 1024,
+            upload_paths=UPLOAD_PATHS,
+        ),
+    ]
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    downstreams = Downstreams(settings)
+    state: dict[str, Downstreams] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        await downstreams.close()
+        await state["downstreams"].close()
 
     app = create_service_app(
         service="gateway",
         title="Cancer Detection API",
         description=(
-            "The public API of the breast histopathology assessment system. "
-            "It assists clinicians and does not diagnose."
+            "The public API of the breast histopathology assessment system. It assists "
+            "clinicians and does not diagnose.\n\n"
+            "Log in with `POST /api/v1/auth/token` and send the access token as "
+            "`Authorization: Bearer ...`. Every error is "
+            '`{"error": {"code", "message", "request_id"}}`; a downstream service that is '
+            "down or slow gives 503 or 504 naming it."
         ),
         settings=settings,
         lifespan=lifespan,
         # Each downstream's own check takes up to this long; ours must wait a little longer.
         readiness_timeout_s=settings.readiness_timeout_s + 1.0,
+        middleware=edge_middleware(settings),
     )
+    downstreams = state["downstreams"] = Downstreams(settings, app.state.metrics_registry)
     app.state.downstreams = downstreams
+    app.state.rate_limits = RateLimits(settings, app.state.metrics_registry)
+    app.state.prediction_flow = PredictionFlow(downstreams, settings.predict_timeout_s)
     app.state.token_verifier = jwks_token_verifier(downstreams.clients["auth"], settings)
-    app.include_router(auth_routes.router)
+    for module in (auth, predictions, patients, insights, models):
+        app.include_router(module.router, dependencies=[Depends(limit_general)])
     for name in downstreams.clients:
         app.state.readiness_checks[name] = downstreams.readiness_check(name)
+    if settings.redis_url:
+        app.state.readiness_checks["rate_limit_store"] = app.state.rate_limits.check
     return app

@@ -53,7 +53,7 @@ async def list_users(
     role: Role | None = None,
     is_active: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> UserPage:
     users, total = await service.list_page(
         session, service.UserFilter(role=role, is_active=is_active), limit, offset

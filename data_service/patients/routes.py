@@ -25,7 +25,7 @@ async def list_patients(
     request: Request,
     search: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> PatientPage:
     limit = page_limit(limit, request.app.state.settings.max_page_size)
     items, total = await service.list_page(session, search, limit, offset)

@@ -61,6 +61,21 @@ async def list_predictions(
     return PredictionPage(items=[out(p, r) for p, r in rows], next_cursor=next_cursor)
 
 
+@router.get(
+    "/by-key",
+    response_model=PredictionOut,
+    responses={404: {"description": "The caller stored no prediction under this key"}},
+    summary="The caller's prediction stored under an Idempotency-Key",
+)
+async def get_by_idempotency_key(
+    who: Writer, session: SessionDep, key: Annotated[str, Query(min_length=1, max_length=128)]
+) -> PredictionOut:
+    prediction = await service.by_key(session, uuid.UUID(who.subject), key)
+    if prediction is None:
+        raise service.PredictionNotFound()
+    return out(*await service.get_with_reviewed(session, prediction.id))
+
+
 @router.get("/{prediction_id}", response_model=PredictionOut)
 async def get_prediction(prediction_id: uuid.UUID, _: Reader, session: SessionDep):
     return out(*await service.get_with_reviewed(session, prediction_id))

@@ -29,7 +29,7 @@ async def get(session: AsyncSession, prediction_id: uuid.UUID) -> Prediction:
     return prediction
 
 
-async def _by_key(session: AsyncSession, caller: uuid.UUID, key: str) -> Prediction | None:
+async def by_key(session: AsyncSession, caller: uuid.UUID, key: str) -> Prediction | None:
     return await session.scalar(
         select(Prediction).where(
             Prediction.requested_by == caller, Prediction.idempotency_key == key
@@ -44,7 +44,7 @@ async def create(
     the first prediction back, even when the repeats arrive at the same moment."""
     requester = uuid.UUID(caller)
     if idempotency_key is not None:
-        earlier = await _by_key(session, requester, idempotency_key)
+        earlier = await by_key(session, requester, idempotency_key)
         if earlier is not None:
             return earlier, False
     image = await images.get(session, data.image_id)
@@ -59,7 +59,7 @@ async def create(
         await session.flush()
     except IntegrityError:
         await session.rollback()
-        earlier = await _by_key(session, requester, idempotency_key) if idempotency_key else None
+        earlier = await by_key(session, requester, idempotency_key) if idempotency_key else None
         if earlier is None:
             raise
         return earlier, False

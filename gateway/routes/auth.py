@@ -1,36 +1,41 @@
 """`/api/v1/auth/...` and `/api/v1/admin/users...`: the auth service's public routes."""
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
-from common.auth import CurrentPrincipal, Principal, require_roles
+from gateway.deps import Admin, Reader
 from gateway.proxy import forward
+from gateway.ratelimit import limit_login
+from gateway.schemas import (
+    RefreshRequest,
+    Role,
+    TokenPair,
+    User,
+    UserCreate,
+    UserPage,
+    UserUpdate,
+    error_responses,
+)
 
 router = APIRouter(prefix="/api/v1")
-AdminPrincipal = Annotated[Principal, Depends(require_roles("admin"))]
-Role = Literal["admin", "clinician", "viewer"]
 
-ERRORS = {
-    401: {"description": "Missing, invalid or expired token"},
-    503: {"description": "The auth service is unavailable"},
-    504: {"description": "The auth service did not answer in time"},
-}
-ADMIN_ERRORS = {**ERRORS, 403: {"description": "The caller is not an admin"}}
-
-
-def _auth(request: Request):
-    return request.app.state.downstreams.clients["auth"]
+ERRORS = error_responses(401, 422, 429, 503, 504)
+ADMIN_ERRORS = {**ERRORS, **error_responses(403, s403="The caller is not an admin")}
 
 
 @router.post(
     "/auth/token",
     tags=["auth"],
+    response_model=TokenPair,
     summary="Log in: email as `username`, password -> access and refresh tokens",
-    responses={**ERRORS, 429: {"description": "Too many failed attempts; see Retry-After"}},
+    responses=error_responses(
+        401, 422, 429, 503, 504, s429="Too many attempts from this address or on this account"
+    ),
+    dependencies=[Depends(limit_login)],
 )
 async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]):
     # The form was parsed here (for the docs' "Authorize" button); pass the same fields on.
@@ -42,91 +47,94 @@ async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Dep
     }
     return await forward(
         request,
-        _auth(request),
         "auth",
         "/token",
+        idempotent=False,
         content=urlencode(fields).encode(),
         content_type="application/x-www-form-urlencoded",
     )
 
 
-RefreshBody = Annotated[dict[str, Any], Body(examples=[{"refresh_token": "eyJ..."}])]
-
-
-@router.post("/auth/refresh", tags=["auth"], summary="Rotate a refresh token", responses=ERRORS)
-async def refresh(request: Request, _: RefreshBody) -> Response:
-    return await forward(request, _auth(request), "auth", "/refresh")
+@router.post(
+    "/auth/refresh",
+    tags=["auth"],
+    response_model=TokenPair,
+    summary="Rotate a refresh token (reusing an old one ends the whole session)",
+    responses=ERRORS,
+)
+async def refresh(request: Request, _: RefreshRequest) -> Response:
+    return await forward(request, "auth", "/refresh", idempotent=False)
 
 
 @router.post(
     "/auth/logout", tags=["auth"], status_code=204, summary="End this session", responses=ERRORS
 )
-async def logout(request: Request, _: RefreshBody) -> Response:
-    return await forward(request, _auth(request), "auth", "/logout")
+async def logout(request: Request, _: RefreshRequest) -> Response:
+    return await forward(request, "auth", "/logout", idempotent=True)
 
 
-@router.get("/auth/me", tags=["auth"], summary="The logged-in user", responses=ERRORS)
-async def me(request: Request, _: CurrentPrincipal) -> Response:
-    return await forward(request, _auth(request), "auth", "/me")
+@router.get(
+    "/auth/me", tags=["auth"], response_model=User, summary="The logged-in user", responses=ERRORS
+)
+async def me(request: Request, _: Reader) -> Response:
+    return await forward(request, "auth", "/me", idempotent=True)
 
 
-@router.get("/admin/users", tags=["admin"], summary="List users", responses=ADMIN_ERRORS)
+@router.get(
+    "/admin/users",
+    tags=["admin"],
+    response_model=UserPage,
+    summary="List users",
+    responses=ADMIN_ERRORS,
+)
 async def list_users(
     request: Request,
-    _: AdminPrincipal,
+    _: Admin,
     role: Role | None = None,
     is_active: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
-    return await forward(request, _auth(request), "auth", "/users")
-
-
-UserBody = Annotated[
-    dict[str, Any],
-    Body(
-        examples=[
-            {
-                "email": "dr.lee@hospital.example",
-                "full_name": "Dr Lee",
-                "role": "clinician",
-                "password": "a long unusual passphrase",
-            }
-        ]
-    ),
-]
+    return await forward(request, "auth", "/users", idempotent=True)
 
 
 @router.post(
     "/admin/users",
     tags=["admin"],
+    response_model=User,
     status_code=201,
     summary="Create a user",
     responses={
         **ADMIN_ERRORS,
-        409: {"description": "Email taken"},
-        422: {"description": "Invalid field or weak password"},
+        **error_responses(409, 422, s409="Email taken", s422="Invalid field or weak password"),
     },
 )
-async def create_user(request: Request, _: AdminPrincipal, __: UserBody) -> Response:
-    return await forward(request, _auth(request), "auth", "/users")
+async def create_user(request: Request, _: Admin, __: UserCreate) -> Response:
+    return await forward(request, "auth", "/users", idempotent=False)
 
 
-@router.get("/admin/users/{user_id}", tags=["admin"], summary="One user", responses=ADMIN_ERRORS)
-async def get_user(request: Request, user_id: uuid.UUID, _: AdminPrincipal) -> Response:
-    return await forward(request, _auth(request), "auth", f"/users/{user_id}")
+@router.get(
+    "/admin/users/{user_id}",
+    tags=["admin"],
+    response_model=User,
+    summary="One user",
+    responses={**ADMIN_ERRORS, **error_responses(404)},
+)
+async def get_user(request: Request, user_id: uuid.UUID, _: Admin) -> Response:
+    return await forward(request, "auth", f"/users/{user_id}", idempotent=True)
 
 
 @router.patch(
     "/admin/users/{user_id}",
     tags=["admin"],
+    response_model=User,
     summary="Change role or name, deactivate or reactivate, reset the password",
-    responses={**ADMIN_ERRORS, 409: {"description": "Would leave no active admin"}},
+    responses={**ADMIN_ERRORS, **error_responses(404, 409, s409="Would leave no active admin")},
 )
 async def update_user(
     request: Request,
     user_id: uuid.UUID,
-    _: AdminPrincipal,
-    __: Annotated[dict[str, Any], Body(examples=[{"role": "viewer"}, {"is_active": False}])],
+    _: Admin,
+    __: UserUpdate,
 ) -> Response:
-    return await forward(request, _auth(request), "auth", f"/users/{user_id}")
+    return await forward(request, "auth", f"/users/{user_id}", idempotent=True)

@@ -16,7 +16,8 @@ PASSWORD = "marble orchard sunrise 19"
 @pytest.fixture(scope="module")
 def stack(new_database_url, pg_server_url):
     urls = {name: new_database_url(f"e2e_auth_{name}") for name in ("auth", "inference", "data")}
-    launched = LaunchedStack(urls, pg_server_url)
+    # This module logs in often from one address; the login limit has its own test.
+    launched = LaunchedStack(urls, pg_server_url, {"GATEWAY_RATE_LIMIT_LOGIN": "1000/minute"})
     try:
         yield launched.start()
     finally:

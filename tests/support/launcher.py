@@ -20,7 +20,12 @@ SHARED_MODELS_DIR = Path(tempfile.gettempdir()) / f"cds-test-models-{os.getpid()
 
 
 class LaunchedStack:
-    def __init__(self, database_urls: dict[str, str], server_url: str) -> None:
+    def __init__(
+        self,
+        database_urls: dict[str, str],
+        server_url: str,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         # Short: supervisord's control socket lives below it.
         self.var_dir = Path(tempfile.mkdtemp(prefix="cds-stack-"))
         self.log_dir = self.var_dir / "logs"
@@ -39,6 +44,7 @@ class LaunchedStack:
                 for c in COMPONENTS
                 if c.database
             },
+            **(extra_env or {}),
         }
         self.process: subprocess.Popen[str] | None = None
         self.output_file = self.var_dir / "launcher.out"

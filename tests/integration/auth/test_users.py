@@ -276,3 +276,11 @@ async def test_explicit_nulls_change_nothing(auth):
     assert response.status_code == 200
     assert response.json()["role"] == "admin" and response.json()["is_active"] is True
     assert response.json()["full_name"] == me["full_name"]
+
+
+async def test_values_the_database_cannot_take_are_4xx_not_500(auth):
+    nul = await auth.login("a\x00b@example.com", "pass\x00word")
+    assert nul.status_code == 422, nul.text
+    admin = await auth.bearer()
+    far = await auth.client.get("/users", params={"offset": 10**21}, headers=admin)
+    assert far.status_code == 422

@@ -45,6 +45,15 @@ async def test_patient_bad_input(data):
     too_big = await data.client.get("/patients?limit=101", headers=viewer)
     assert too_big.status_code == 422 and "at most 100" in too_big.json()["error"]["message"]
     assert (await data.client.get("/patients")).status_code == 401
+    # Values PostgreSQL cannot take are the caller's error (found by fuzzing the gateway).
+    nul = await data.client.get("/patients", params={"search": "A\x00B"}, headers=viewer)
+    assert nul.status_code == 422 and nul.json()["error"]["code"] == "validation_error"
+    notes = await data.client.post(
+        "/patients", json={"external_ref": "N-1", "notes": "a\x00b"}, headers=data.clinician
+    )
+    assert notes.status_code == 422
+    far = await data.client.get("/patients", params={"offset": 10**21}, headers=viewer)
+    assert far.status_code == 422
 
 
 async def test_the_same_bytes_are_stored_once(data, data_db, tmp_path):

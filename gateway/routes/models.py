@@ -1,0 +1,46 @@
+"""`/api/v1/models`: the inference service's registry of model versions."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
+
+from gateway.deps import Admin, Reader
+from gateway.proxy import forward
+from gateway.schemas import ModelVersion, ModelVersionDetail, error_responses
+
+router = APIRouter(prefix="/api/v1/models", tags=["models"])
+Version = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+READ_ERRORS = error_responses(401, 422, 429, 503, 504)
+
+
+@router.get(
+    "",
+    response_model=list[ModelVersion],
+    summary="Registered model versions with their test metrics",
+    responses=READ_ERRORS,
+)
+async def list_versions(request: Request, _: Reader) -> Response:
+    return await forward(request, "inference", "/models", idempotent=True)
+
+
+@router.get(
+    "/{version}",
+    response_model=ModelVersionDetail,
+    summary="One version: its card, with the reports of its training run",
+    responses={**READ_ERRORS, **error_responses(404)},
+)
+async def get_version(request: Request, version: Version, _: Reader) -> Response:
+    return await forward(request, "inference", f"/models/{version}", idempotent=True)
+
+
+@router.post(
+    "/{version}/activate",
+    response_model=ModelVersion,
+    summary="Serve this version from now on (admin); every replica switches within seconds",
+    responses=error_responses(
+        401, 403, 404, 422, 429, 503, 504, s422="The version's files changed since registration"
+    ),
+)
+async def activate(request: Request, version: Version, _: Admin) -> Response:
+    # Activating the active version again changes nothing: safe to repeat.
+    return await forward(request, "inference", f"/models/{version}/activate", idempotent=True)
