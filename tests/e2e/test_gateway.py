@@ -493,6 +493,7 @@ def test_schemathesis_finds_no_server_error(api, stack, admin, tmp_path):
             "--report-dir",
             str(tmp_path),
         ],
+        cwd=tmp_path,  # its example cache stays out of the checkout
         capture_output=True,
         text=True,
         timeout=600,
