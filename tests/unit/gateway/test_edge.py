@@ -55,3 +55,30 @@ def test_a_downstream_that_is_down_is_named_in_a_503():
     assert answer.status_code == 503
     assert answer.json()["error"]["code"] == "service_unavailable"
     assert "auth service" in answer.json()["error"]["message"]
+
+
+def login_statuses(client: TestClient, addresses: list[str]) -> list[int]:
+    return [
+        client.post(
+            "/api/v1/auth/token",
+            data={"username": "a@example.com", "password": "secret"},
+            headers={"X-Forwarded-For": address},
+        ).status_code
+        for address in addresses
+    ]
+
+
+def test_a_trusted_proxy_names_the_client_for_the_login_limit():
+    with gateway(rate_limit_login="2/minute", forwarded_allow_ips="*", retry_attempts=1) as c:
+        # Three clients behind the proxy, one attempt each: nobody is over the limit
+        # (503: the auth service of this test is down).
+        assert login_statuses(c, ["10.0.0.1", "10.0.0.2", "10.0.0.3"]) == [503, 503, 503]
+        assert login_statuses(c, ["10.0.0.1", "10.0.0.1"]) == [503, 429]
+
+
+def test_x_forwarded_for_from_an_untrusted_caller_is_ignored():
+    with gateway(
+        rate_limit_login="2/minute", forwarded_allow_ips="10.9.9.9", retry_attempts=1
+    ) as c:
+        # Rotating the header does not buy more attempts: the caller's own address counts.
+        assert login_statuses(c, ["10.0.0.1", "10.0.0.2", "10.0.0.3"]) == [503, 503, 429]
