@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SERVICES_WITH_DATABASE := auth_service inference_service data_service
 
-.PHONY: help install run test lint format migrate train evaluate explore clean
+.PHONY: help install browser run test lint format migrate train evaluate explore clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,10 +26,26 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 
 install: $(VENV)/.installed ## create .venv and install every component from uv.lock
 
+# The browser tests drive Debian's Chromium; Playwright never downloads a browser of its own.
+CHROMIUM_PATH ?= /usr/bin/chromium
+export CHROMIUM_PATH
+
+browser: ## install Debian's chromium and chromium-driver for the browser tests, if missing
+	@if [ ! -x "$(CHROMIUM_PATH)" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif command -v sudo >/dev/null; then sudo=sudo; \
+	  else echo "Chromium is missing at $(CHROMIUM_PATH): install Debian's chromium package as root, or set CHROMIUM_PATH." >&2; exit 1; fi; \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "No apt-get here: install Chromium yourself and set CHROMIUM_PATH to its binary." >&2; exit 1; fi; \
+	  echo "Installing Debian's chromium and chromium-driver (apt-get)..."; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
 run: install ## start PostgreSQL, migrations, every service and the frontend; Ctrl-C stops
 	$(PY) -m devstack run
 
-test: install ## run the whole test suite against a real PostgreSQL
+test: install browser ## run the whole test suite against a real PostgreSQL and Chromium
 	$(PY) -m pytest
 
 lint: install ## ruff check and format check

@@ -40,15 +40,21 @@ def json_formatter() -> JsonFormatter:
     )
 
 
+def json_handler(service: str) -> logging.Handler:
+    """A handler writing one JSON object per line to stdout, with `service` and request id."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(json_formatter())
+    handler.addFilter(_ContextFilter(service))
+    return handler
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Send every log record of the process to stdout as one JSON object per line.
 
     Safe to call more than once (tests build several apps in one process): the previous
     handler is replaced, never duplicated.
     """
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(json_formatter())
-    handler.addFilter(_ContextFilter(service))
+    handler = json_handler(service)
 
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from frontend.config.settings import get_settings
+from frontend.config.theme import theme_options
 
 settings = get_settings()
 app_path = Path(__file__).with_name("app.py")
@@ -25,5 +26,13 @@ os.execv(
         "true",
         "--browser.gatherUsageStats",
         "false",
+        # A failure shows the page's own message, never a traceback.
+        "--client.showErrorDetails",
+        "none",
+        "--server.maxUploadSize",
+        str(settings.max_upload_mb),
+        "--client.toolbarMode",
+        "minimal",
+        *theme_options(),
     ],
 )

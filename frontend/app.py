@@ -1,21 +1,48 @@
-"""Entry point of the clinicians' app: `streamlit run frontend/app.py`."""
+"""Entry point of the clinicians' app: `python -m frontend` (or `streamlit run frontend/app.py`).
+
+Streamlit runs this script for every interaction of every browser session. It shows the pages
+the signed-in user's role may see and runs the chosen one; a failure on a page becomes a
+readable message on that page, never a traceback, and the rest of the app stays usable.
+"""
+
+import logging
 
 import streamlit as st
 
-from frontend.components.system_status import render_system_status
+from common.logging import json_handler
+from frontend.components.auth import render_account
+from frontend.components.widgets import mark_session_expired
 from frontend.config.settings import get_settings
-from frontend.utils.gateway_client import GatewayClient
+from frontend.config.theme import CSS
+from frontend.navigation import pages_for
+from frontend.utils.gateway_client import client_for_session
+
+
+@st.cache_resource
+def app_logger(level: str) -> logging.Logger:
+    """The app's own log lines (a page that failed, with its traceback) as JSON on stdout,
+    like every service's; set up once per process, leaving Streamlit's own logging alone."""
+    logger = logging.getLogger("frontend")
+    logger.addHandler(json_handler("frontend"))
+    logger.setLevel(level)
+    logger.propagate = False
+    return logger
+
 
 st.set_page_config(page_title="Cancer Detection", page_icon="🔬", layout="wide")
-
+st.markdown(CSS, unsafe_allow_html=True)
 settings = get_settings()
-client = GatewayClient(settings.gateway_url, timeout_s=settings.request_timeout_s)
-
-st.title("Breast histopathology assessment")
-st.caption(
-    "A decision-support tool: a CNN's benign/malignant assessment of histopathology images, "
-    "with a heatmap of what drove it. It assists clinicians and does not diagnose."
+app_logger(settings.log_level)
+client = client_for_session(
+    settings.gateway_url, settings.request_timeout_s, st.session_state, st.context.ip_address
 )
-st.button("Refresh status")  # any widget interaction reruns the script, which re-checks
-render_system_status(client)
-client.close()
+if client.end_session_if_expired():
+    mark_session_expired()
+try:
+    with st.sidebar:
+        st.title("Cancer Detection")
+        st.caption("Decision support for breast histopathology. It assists; it does not diagnose.")
+    render_account(client)
+    st.navigation(pages_for(client)).run()
+finally:
+    client.close()

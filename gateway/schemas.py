@@ -186,6 +186,7 @@ class PatientPage(BaseModel):
 class DayCount(BaseModel):
     day: date
     count: int
+    by_label: dict[str, int] = Field(examples=[{"benign": 9, "malignant": 3}])
 
 
 class ReviewStats(BaseModel):
@@ -197,7 +198,8 @@ class ReviewStats(BaseModel):
 
 class Stats(BaseModel):
     predictions: int = Field(description="Predictions in the period")
-    mean_latency_ms: float | None
+    mean_latency_ms: float | None = Field(description="Mean model time per image")
+    p95_latency_ms: float | None = Field(description="95th percentile of the model time")
     by_label: dict[str, int] = Field(examples=[{"benign": 120, "malignant": 41}])
     by_day: list[DayCount] = Field(description="UTC days, oldest first")
     by_model_version: dict[str, int]
@@ -222,6 +224,10 @@ class ModelVersionDetail(ModelVersion):
     card: dict[str, Any] = Field(description="The whole model card")
     reports: dict[str, Any] = Field(
         description="Evaluation, data-exploration and preprocessing reports of its training run"
+    )
+    figures: list[str] = Field(
+        description="PNG figures of the run: GET /api/v1/models/{version}/figures/{figure}",
+        examples=[["exploration/samples.png", "evaluation-test/roc_curve.png"]],
     )
 
 

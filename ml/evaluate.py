@@ -71,11 +71,28 @@ def compute_metrics(
 def evaluate(
     y_true: np.ndarray, y_prob: np.ndarray, threshold: float, target_sensitivity: float
 ) -> dict[str, Any]:
-    """Metrics at the model's decision threshold and at 0.5."""
+    """Metrics at the model's decision threshold and at 0.5, and the ROC curve's points."""
     return {
         "target_sensitivity": target_sensitivity,
         "at_threshold": compute_metrics(y_true, y_prob, threshold),
         "at_0_5": compute_metrics(y_true, y_prob, 0.5),
+        "roc_curve": roc_points(y_true, y_prob),
+    }
+
+
+def roc_points(y_true: np.ndarray, y_prob: np.ndarray, max_points: int = 200) -> dict | None:
+    """The ROC curve as data (so a UI can draw it), thinned to at most `max_points` while
+    keeping both ends; None when the labels hold one class only."""
+    y_true = np.asarray(y_true).astype(int)
+    if len(np.unique(y_true)) != 2:
+        return None
+    fpr, tpr, thresholds = skm.roc_curve(y_true, np.asarray(y_prob, dtype=float))
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), max_points)).round().astype(int))
+    return {
+        "false_positive_rate": [round(float(v), 6) for v in fpr[keep]],
+        "true_positive_rate": [round(float(v), 6) for v in tpr[keep]],
+        # roc_curve's first threshold is +inf, which JSON cannot hold.
+        "thresholds": [round(float(min(v, 1.0)), 6) for v in thresholds[keep]],
     }
 
 

@@ -71,6 +71,10 @@ def explore(samples: list[Sample], max_images: int = 2000, seed: int = 0) -> dic
             "min": images_per_patient[0],
             "median": images_per_patient[len(images_per_patient) // 2],
             "max": images_per_patient[-1],
+            # How many patients have each number of images: the shape, not only the range.
+            "patients_by_count": {
+                str(n): patients for n, patients in sorted(Counter(images_per_patient).items())
+            },
         },
         "_per_patient": dict(per_patient),
     }

@@ -1,7 +1,7 @@
 """Statistics, computed by PostgreSQL (aggregates over indexed columns), never by loading
 rows into Python."""
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Date, and_, cast, func, select, true
@@ -21,15 +21,27 @@ async def summary(
     where = and_(true(), *window)
 
     totals = (
-        await session.execute(select(func.count(), func.avg(Prediction.latency_ms)).where(where))
+        await session.execute(
+            select(
+                func.count(),
+                func.avg(Prediction.latency_ms),
+                func.percentile_cont(0.95).within_group(Prediction.latency_ms),
+            ).where(where)
+        )
     ).one()
     by_label = await session.execute(
         select(Prediction.label, func.count()).where(where).group_by(Prediction.label)
     )
     day = cast(func.timezone("UTC", Prediction.created_at), Date)
-    by_day = await session.execute(
-        select(day, func.count()).where(where).group_by(day).order_by(day)
+    by_day_and_label = await session.execute(
+        select(day, Prediction.label, func.count())
+        .where(where)
+        .group_by(day, Prediction.label)
+        .order_by(day, Prediction.label)
     )
+    days: dict[date, dict[str, int]] = {}
+    for d, label, count in by_day_and_label:
+        days.setdefault(d, {})[label] = count
     by_version = await session.execute(
         select(Prediction.model_version, func.count())
         .where(where)
@@ -53,7 +65,11 @@ async def summary(
         "predictions": totals[0],
         "mean_latency_ms": round(float(totals[1]), 3) if totals[1] is not None else None,
         "by_label": {label: count for label, count in by_label},
-        "by_day": [{"day": d.isoformat(), "count": count} for d, count in by_day],
+        "p95_latency_ms": round(float(totals[2]), 3) if totals[2] is not None else None,
+        "by_day": [
+            {"day": d.isoformat(), "count": sum(labels.values()), "by_label": labels}
+            for d, labels in days.items()
+        ],
         "by_model_version": {version: count for version, count in by_version},
         "reviews": {
             "current": reviews[0],

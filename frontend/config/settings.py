@@ -1,5 +1,6 @@
 from functools import lru_cache
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
@@ -13,6 +14,9 @@ class FrontendSettings(ServiceSettings):
     # the app works unchanged behind an ngrok tunnel.
     gateway_url: str = "http://127.0.0.1:8004"
     request_timeout_s: float = 30.0
+    # The browser refuses bigger files before sending them; keep it at the gateway's upload
+    # limit (GATEWAY_MAX_UPLOAD_BYTES, 20 MB).
+    max_upload_mb: int = Field(default=20, ge=1, le=200)
 
 
 @lru_cache

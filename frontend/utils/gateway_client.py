@@ -1,20 +1,43 @@
-"""The frontend's only way out: a small synchronous client for the gateway's API."""
+"""The frontend's only way out: a synchronous client for the gateway's `/api/v1`.
 
+Streamlit runs the page script on its server, so every call goes from there to the gateway;
+the browser only ever talks to Streamlit (relative URLs), which is what lets the app work
+behind a tunnel. Every failure becomes a `GatewayError` whose message is meant for people.
+"""
+
+import contextlib
+import time
 import uuid
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+# Refresh a little before the access token runs out, so a page never fails half-way.
+REFRESH_MARGIN_S = 30
+SESSION_KEY = "gateway_session"
+
 
 class GatewayError(Exception):
     """The gateway could not be reached or answered with an error; `message` is for people."""
 
-    def __init__(self, message: str, status_code: int | None = None, request_id: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.status_code = status_code
         self.request_id = request_id
+        self.code = code
+
+
+class SessionExpired(GatewayError):
+    """The sign-in is no longer valid (refresh refused); the user must sign in again."""
 
 
 @dataclass
@@ -24,18 +47,80 @@ class SystemStatus:
     message: str | None = None
 
 
+@dataclass
+class Session:
+    """A signed-in user's token pair and who they are."""
+
+    access_token: str
+    refresh_token: str
+    access_expires_at: float
+    refresh_expires_at: float
+    user: dict[str, Any]
+
+    @property
+    def role(self) -> str:
+        return self.user["role"]
+
+
+# What a status means to a clinician, when the gateway's own message is missing.
+STATUS_MESSAGES = {
+    401: "You are not signed in.",
+    403: "Your role does not allow this.",
+    404: "Not found.",
+    413: "The file is too large.",
+    415: "This file is not an image the system can read.",
+    429: "Too many requests; please wait a moment.",
+    503: "A service is unavailable; please try again shortly.",
+    504: "A service did not answer in time; please try again.",
+}
+
+
+def _error_from(response: httpx.Response) -> GatewayError:
+    request_id = response.headers.get("x-request-id")
+    try:
+        error = response.json()["error"]
+        message, code = str(error["message"]), str(error.get("code") or "")
+        request_id = error.get("request_id") or request_id
+    except (ValueError, KeyError, TypeError):
+        message = STATUS_MESSAGES.get(
+            response.status_code, f"The gateway answered {response.status_code}."
+        )
+        code = None
+    if response.status_code == 429 and "retry-after" in response.headers:
+        message = f"{message} (retry in {response.headers['retry-after']} s)"
+    return GatewayError(message, response.status_code, request_id, code)
+
+
 class GatewayClient:
-    def __init__(self, base_url: str, timeout_s: float = 30.0, transport=None) -> None:
+    """One user's connection to the gateway. With `store` (Streamlit's session state, or any
+    mapping) it keeps that user's `Session` there and refreshes it silently."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        store: MutableMapping[str, Any] | None = None,
+        client_address: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
+        self._store: MutableMapping[str, Any] = store if store is not None else {}
+        # The browser's address, so the gateway's per-address limits see each user, not us.
+        self._forwarded_for = client_address if isinstance(client_address, str) else None
 
-    def _get(self, path: str) -> httpx.Response:
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         request_id = uuid.uuid4().hex
+        headers = {"X-Request-ID": request_id, **kwargs.pop("headers", {})}
+        if self._forwarded_for:
+            headers["X-Forwarded-For"] = self._forwarded_for
         try:
-            return self._client.get(path, headers={"X-Request-ID": request_id})
+            return self._client.request(method, path, headers=headers, **kwargs)
         except httpx.TimeoutException as exc:
             raise GatewayError(
-                f"The gateway at {self.base_url} did not answer in time.", request_id=request_id
+                "The system did not answer in time; please try again.", request_id=request_id
             ) from exc
         except httpx.TransportError as exc:
             raise GatewayError(
@@ -43,9 +128,118 @@ class GatewayClient:
                 request_id=request_id,
             ) from exc
 
+    @property
+    def session(self) -> Session | None:
+        return self._store.get(SESSION_KEY)
+
+    def end_session_if_expired(self) -> bool:
+        """Drop a session whose refresh token has run out (no call needed to know)."""
+        session = self.session
+        if session is not None and session.refresh_expires_at <= time.time():
+            self._store.pop(SESSION_KEY, None)
+            return True
+        return False
+
+    def _authorized(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        session = self.session
+        if session is None:
+            raise SessionExpired("Please sign in.", 401)
+        if session.access_expires_at - time.time() < REFRESH_MARGIN_S:
+            session = self.refresh()
+        headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {session.access_token}"}
+        response = self._send(method, path, headers=headers, **kwargs)
+        if response.status_code == 401:
+            # Revoked or expired early (a key rotation, a clock step): one refresh, one retry.
+            session = self.refresh()
+            headers["Authorization"] = f"Bearer {session.access_token}"
+            response = self._send(method, path, headers=headers, **kwargs)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._authorized(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise _error_from(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise GatewayError(
+                f"The gateway answered {response.status_code} with a body that is not JSON.",
+                response.status_code,
+            ) from exc
+
+    def _bytes(self, path: str, **kwargs: Any) -> bytes:
+        response = self._authorized("GET", path, **kwargs)
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.content
+
+    def _start_session(self, tokens: dict[str, Any], user: dict[str, Any]) -> Session:
+        session = Session(
+            access_token=tokens["access_token"],
+            refresh_token=tokens["refresh_token"],
+            access_expires_at=time.time() + float(tokens["expires_in"]),
+            refresh_expires_at=time.time() + float(tokens["refresh_expires_in"]),
+            user=user,
+        )
+        self._store[SESSION_KEY] = session
+        return session
+
+    # -- sign-in ----------------------------------------------------------------------------
+
+    def login(self, email: str, password: str) -> Session:
+        response = self._send(
+            "POST", "/api/v1/auth/token", data={"username": email, "password": password}
+        )
+        if response.status_code == 401:
+            raise GatewayError("Wrong email or password.", 401, code="invalid_credentials")
+        if response.status_code >= 400:
+            raise _error_from(response)
+        tokens = response.json()
+        me = self._send(
+            "GET",
+            "/api/v1/auth/me",
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        )
+        if me.status_code >= 400:
+            raise _error_from(me)
+        return self._start_session(tokens, user=me.json())
+
+    def refresh(self) -> Session:
+        """A new token pair for the stored refresh token. A refused one ends the session."""
+        session = self.session
+        if session is None:
+            raise SessionExpired("Please sign in.", 401)
+        response = self._send(
+            "POST", "/api/v1/auth/refresh", json={"refresh_token": session.refresh_token}
+        )
+        if response.status_code in (401, 403):
+            self._store.pop(SESSION_KEY, None)
+            raise SessionExpired("Your session has expired; please sign in again.", 401)
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return self._start_session(response.json(), user=session.user)
+
+    def logout(self) -> None:
+        """End the session at the auth service too (its refresh tokens stop working)."""
+        session = self._store.pop(SESSION_KEY, None)
+        if session is None:
+            return
+        # Signed out here regardless; if the gateway is away the refresh token expires alone.
+        with contextlib.suppress(GatewayError):
+            self._send(
+                "POST",
+                "/api/v1/auth/logout",
+                json={"refresh_token": session.refresh_token},
+                headers={"Authorization": f"Bearer {session.access_token}"},
+            )
+
+    # -- the API ----------------------------------------------------------------------------
+
     def system_status(self) -> SystemStatus:
         """The gateway's `/ready`: whether every service behind it is up, and why not."""
-        response = self._get("/ready")
+        response = self._send("GET", "/ready")
         try:
             body = response.json()
         except ValueError as exc:
@@ -63,5 +257,106 @@ class GatewayClient:
             ready=response.status_code == 200, services=body["checks"], message=message
         )
 
+    def predict(
+        self,
+        filename: str,
+        content: bytes,
+        content_type: str,
+        patient_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._json(
+            "POST",
+            "/api/v1/predictions",
+            files={"file": (filename, content, content_type)},
+            data={"patient_id": patient_id} if patient_id else None,
+            headers=headers,
+        )
+
+    def predictions(self, **filters: Any) -> dict[str, Any]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._json("GET", "/api/v1/predictions", params=params)
+
+    def prediction(self, prediction_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/predictions/{prediction_id}")
+
+    def prediction_image(self, prediction_id: str) -> bytes:
+        return self._bytes(f"/api/v1/predictions/{prediction_id}/image")
+
+    def heatmap(self, prediction_id: str) -> bytes:
+        return self._bytes(f"/api/v1/predictions/{prediction_id}/heatmap")
+
+    def review(
+        self,
+        prediction_id: str,
+        verdict: str,
+        corrected_label: str | None = None,
+        comment: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"verdict": verdict}
+        if corrected_label:
+            body["corrected_label"] = corrected_label
+        if comment:
+            body["comment"] = comment
+        return self._json("POST", f"/api/v1/predictions/{prediction_id}/review", json=body)
+
+    def reviews(self, prediction_id: str) -> list[dict[str, Any]]:
+        return self._json("GET", f"/api/v1/predictions/{prediction_id}/reviews")
+
+    def patients(self, search: str | None = None, limit: int = 50) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if search:
+            params["search"] = search
+        return self._json("GET", "/api/v1/patients", params=params)
+
+    def patient(self, patient_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/patients/{patient_id}")
+
+    def create_patient(self, external_ref: str) -> dict[str, Any]:
+        return self._json("POST", "/api/v1/patients", json={"external_ref": external_ref})
+
+    def stats(self, created_from: str | None = None, created_to: str | None = None) -> dict:
+        params = {"created_from": created_from, "created_to": created_to}
+        return self._json("GET", "/api/v1/stats", params={k: v for k, v in params.items() if v})
+
+    def label_export(self) -> bytes:
+        return self._bytes("/api/v1/exports/labels")
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/api/v1/models")
+
+    def model(self, version: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/models/{version}")
+
+    def model_figure(self, version: str, figure: str) -> bytes:
+        return self._bytes(f"/api/v1/models/{version}/figures/{figure}")
+
+    def activate_model(self, version: str) -> dict[str, Any]:
+        return self._json("POST", f"/api/v1/models/{version}/activate")
+
+    def users(self, limit: int = 200) -> dict[str, Any]:
+        return self._json("GET", "/api/v1/admin/users", params={"limit": limit})
+
+    def create_user(self, email: str, full_name: str, role: str, password: str) -> dict:
+        body = {"email": email, "full_name": full_name, "role": role, "password": password}
+        return self._json("POST", "/api/v1/admin/users", json=body)
+
+    def update_user(self, user_id: str, **changes: Any) -> dict[str, Any]:
+        return self._json("PATCH", f"/api/v1/admin/users/{user_id}", json=changes)
+
     def close(self) -> None:
         self._client.close()
+
+
+def client_for_session(
+    base_url: str,
+    timeout_s: float,
+    store: MutableMapping[str, Any],
+    client_address: str | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> GatewayClient:
+    """The client of one browser session: its tokens live in `store` (the session state)."""
+    return GatewayClient(
+        base_url, timeout_s, transport=transport, store=store, client_address=client_address
+    )

@@ -10,6 +10,8 @@ from gateway.schemas import ModelVersion, ModelVersionDetail, error_responses
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 Version = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+# Names as `ModelVersionDetail.figures` lists them; no dot segments, so nothing outside.
+Figure = Annotated[str, Path(max_length=200, pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\.png$")]
 READ_ERRORS = error_responses(401, 422, 429, 503, 504)
 
 
@@ -31,6 +33,22 @@ async def list_versions(request: Request, _: Reader) -> Response:
 )
 async def get_version(request: Request, version: Version, _: Reader) -> Response:
     return await forward(request, "inference", f"/models/{version}", idempotent=True)
+
+
+@router.get(
+    "/{version}/figures/{figure:path}",
+    response_class=Response,
+    summary="One PNG figure of the version's training reports (sample grid, ROC, ...)",
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The figure"},
+        **READ_ERRORS,
+        **error_responses(404),
+    },
+)
+async def get_figure(request: Request, version: Version, figure: Figure, _: Reader) -> Response:
+    return await forward(
+        request, "inference", f"/models/{version}/figures/{figure}", idempotent=True
+    )
 
 
 @router.post(

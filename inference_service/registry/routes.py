@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
+from fastapi.responses import FileResponse
 
 from common.auth import CurrentPrincipal, Principal, require_roles
 from common.db import SessionDep
@@ -30,8 +31,24 @@ async def get_version(
 ) -> ModelVersionDetail:
     found = await service.get(session, version)
     detail = ModelVersionDetail.model_validate(found)
-    detail.reports = service.reports_of(request.app.state.settings.models_dir, found)
+    models_dir = request.app.state.settings.models_dir
+    detail.reports = service.reports_of(models_dir, found)
+    detail.figures = service.report_figures(models_dir, found)
     return detail
+
+
+@router.get(
+    "/{version}/figures/{figure:path}",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}}},
+    summary="One PNG figure of the version's training reports",
+)
+async def get_figure(
+    version: str, figure: str, _: CurrentPrincipal, session: SessionDep, request: Request
+) -> FileResponse:
+    found = await service.get(session, version)
+    path = service.report_figure(request.app.state.settings.models_dir, found, figure)
+    return FileResponse(path, media_type="image/png")
 
 
 @router.post(

@@ -68,3 +68,7 @@ class ModelVersionDetail(ModelVersionOut):
     reports: dict[str, Any] = Field(
         default_factory=dict, description="The training run's reports named by the card."
     )
+    figures: list[str] = Field(
+        default_factory=list,
+        description="PNG figures of the training run, for GET /models/{version}/figures/{path}",
+    )

@@ -161,6 +161,30 @@ def reports_of(models_dir: Path, version: ModelVersion) -> dict[str, Any]:
     return reports
 
 
+REPORTS_FOLDER = "reports"
+
+
+def report_figures(models_dir: Path, version: ModelVersion) -> list[str]:
+    """The PNG figures of the training run (plots, sample grids), relative to `reports/`."""
+    folder = (models_dir.resolve() / version.path / REPORTS_FOLDER).resolve()
+    if not folder.is_dir():
+        return []
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png") if p.is_file())
+
+
+def report_figure(models_dir: Path, version: ModelVersion, relative: str) -> Path:
+    """One figure's file; only PNGs inside the version's `reports/` folder are served."""
+    folder = (models_dir.resolve() / version.path / REPORTS_FOLDER).resolve()
+    path = (folder / relative).resolve()
+    if path.suffix != ".png" or not path.is_relative_to(folder) or not path.is_file():
+        raise ServiceError(
+            404,
+            f"Model version {version.version!r} has no figure {relative!r}.",
+            code="figure_not_found",
+        )
+    return path
+
+
 async def activate_newest_if_none(session: AsyncSession, models_dir: Path) -> str | None:
     """At start: when nothing is active, register the version folders found and activate
     the newest valid one. Returns the version activated, if any."""

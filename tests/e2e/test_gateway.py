@@ -433,6 +433,24 @@ def test_a_hung_inference_service_gives_504_and_stores_no_prediction(
     assert wait_for(lambda: predict(api, clinician, png_bytes(seed=113)).status_code == 201, 60)
 
 
+def test_a_model_versions_figures_are_served_to_readers(api, new_user):
+    viewer, _ = new_user("viewer")
+    [active] = [
+        v for v in api.get("/api/v1/models", headers=viewer).json() if v["status"] == "active"
+    ]
+    detail = api.get(f"/api/v1/models/{active['version']}", headers=viewer).json()
+    assert "exploration/samples.png" in detail["figures"]
+    assert detail["reports"]["evaluation"]["roc_curve"]["true_positive_rate"][-1] == 1.0
+    figure = api.get(
+        f"/api/v1/models/{active['version']}/figures/exploration/samples.png", headers=viewer
+    )
+    assert figure.status_code == 200 and figure.content.startswith(b"\x89PNG")
+    base = f"/api/v1/models/{active['version']}/figures"
+    assert_envelope(api.get(f"{base}/exploration/none.png", headers=viewer), 404)
+    assert_envelope(api.get(f"{base}/..%2F..%2Fmodel_card.json", headers=viewer), 422)
+    assert_envelope(api.get(f"{base}/exploration/samples.png"), 401)
+
+
 def test_openapi_documents_every_public_route(api):
     schema = api.get("/openapi.json").json()
     expected = {
@@ -452,6 +470,7 @@ def test_openapi_documents_every_public_route(api):
         "/api/v1/models": {"get"},
         "/api/v1/models/{version}": {"get"},
         "/api/v1/models/{version}/activate": {"post"},
+        "/api/v1/models/{version}/figures/{figure}": {"get"},
         "/api/v1/exports/labels": {"get"},
     }
     for path, methods in expected.items():

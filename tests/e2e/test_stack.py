@@ -4,6 +4,7 @@ import json
 import uuid
 
 import pytest
+from dotenv import dotenv_values
 from streamlit.testing.v1 import AppTest
 
 from devstack import ROOT
@@ -62,17 +63,32 @@ def test_request_id_sent_to_gateway_appears_in_downstream_logs(stack):
     assert '"service": "auth"' in line and '"path": "/ready"' in line
 
 
-def test_frontend_is_served_and_shows_the_services_ready(stack, monkeypatch):
+def about_page(gateway_url: str) -> None:
+    from frontend.components.about import render_about
+    from frontend.utils.gateway_client import GatewayClient
+
+    render_about(GatewayClient(gateway_url))
+
+
+def test_frontend_is_served_and_signs_in_through_the_gateway(stack, monkeypatch):
     health = get(f"{stack.url('frontend')}/_stcore/health")
     assert health is not None and health.text == "ok"
     monkeypatch.setenv("FRONTEND_GATEWAY_URL", stack.url("gateway"))
     get_settings.cache_clear()
+    credentials = dotenv_values(stack.var_dir / "admin-credentials.env")
     app = AppTest.from_file(str(ROOT / "frontend" / "app.py"), default_timeout=30)
     app.run()
+    app.text_input[0].input(credentials["ADMIN_EMAIL"])
+    app.text_input[1].input(credentials["ADMIN_PASSWORD"])
+    app.button[0].click().run()
     get_settings.cache_clear()
     assert not app.exception
-    assert [s.value for s in app.success] == ["All services are ready."]
-    assert [m.value for m in app.metric] == ["ready", "ready", "ready"]
+    assert [h.value for h in app.header] == ["Analyse images"]
+
+    about = AppTest.from_function(about_page, args=(stack.url("gateway"),), default_timeout=30)
+    about.run()
+    assert [s.value for s in about.success] == ["All services are ready."]
+    assert [m.value for m in about.metric] == ["ready", "ready", "ready"]
 
 
 def test_stopping_a_service_makes_the_gateway_report_it_down_then_recover(stack):

@@ -194,7 +194,11 @@ async def test_statistics_match_hand_counted_fixtures(data):
     assert stats["mean_latency_ms"] == pytest.approx(30.0)
     assert stats["by_label"] == {"malignant": 3, "benign": 2}
     assert stats["by_model_version"] == {"v1": 3, "v2": 2}
-    assert stats["by_day"] == [{"day": today, "count": 5}]
+    # Linear interpolation between the 4th and 5th of 10..50 ms: 40 + 0.8 * 10.
+    assert stats["p95_latency_ms"] == pytest.approx(48.0)
+    assert stats["by_day"] == [
+        {"day": today, "count": 5, "by_label": {"benign": 2, "malignant": 3}}
+    ]
     assert stats["reviews"] == {
         "current": 3,
         "agree": 2,

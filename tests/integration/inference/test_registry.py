@@ -33,6 +33,30 @@ async def test_the_newest_version_on_disk_is_activated_when_none_is(inference_db
         body["reports"]
     )
     assert body["reports"]["preprocessing"]["files_kept"] == 100
+    assert {"exploration/samples.png", "evaluation-test/roc_curve.png"} <= set(body["figures"])
+
+
+async def test_report_figures_are_served_and_nothing_outside_them(inference_db, models_dir):
+    viewer = bearer("viewer")
+    async with running_inference(inference_db, models_dir) as (_, client):
+        figure = await client.get("/models/tiny-a/figures/exploration/samples.png", headers=viewer)
+        outside = [
+            await client.get(f"/models/tiny-a/figures/{path}", headers=viewer)
+            for path in (
+                "../model_card.json",
+                "..%2Fmodel.keras",
+                "preprocessing.json",
+                "exploration/missing.png",
+                "%2Fetc%2Fpasswd",
+            )
+        ]
+        unknown_version = await client.get("/models/nope/figures/x.png", headers=viewer)
+        anonymous = await client.get("/models/tiny-a/figures/exploration/samples.png")
+    assert figure.status_code == 200 and figure.headers["content-type"] == "image/png"
+    assert figure.content.startswith(b"\x89PNG")
+    assert [r.status_code for r in outside] == [404] * 5
+    assert outside[2].json()["error"]["code"] == "figure_not_found"
+    assert unknown_version.status_code == 404 and anonymous.status_code == 401
 
 
 async def test_registration_refuses_bad_folders_and_keeps_the_active_model(

@@ -140,6 +140,8 @@ def test_evaluate_reproduces_the_test_metrics_of_the_card(trained, workspace):
     assert summary["roc_auc"] == pytest.approx(card["metrics"]["roc_auc"], abs=1e-6)
     written = json.loads((folder / "reports" / "evaluation-test" / "evaluation.json").read_text())
     assert written["dataset"]["same_as_training"] is True
+    roc = written["roc_curve"]
+    assert roc["false_positive_rate"][-1] == roc["true_positive_rate"][-1] == 1.0
 
 
 def test_explore_writes_its_report(workspace):
@@ -157,6 +159,7 @@ def test_explore_writes_its_report(workspace):
     stats = json.loads((output / "exploration.json").read_text())
     assert stats["images"] == 100 and stats["patients"] == 10
     assert stats["image_sizes"] == {"32x32": 100}
+    assert stats["images_per_patient"]["patients_by_count"] == {"10": 10}
     assert len(stats["channels"]["mean"]) == 3
     assert (output / "samples.png").is_file() and (output / "overview.png").is_file()
     assert "![samples](samples.png)" in (output / "report.md").read_text()

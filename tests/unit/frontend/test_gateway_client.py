@@ -1,7 +1,9 @@
+import time
+
 import httpx
 import pytest
 
-from frontend.utils.gateway_client import GatewayClient, GatewayError
+from frontend.utils.gateway_client import SESSION_KEY, GatewayClient, GatewayError, Session
 
 
 def client_answering(status: int, body: bytes | dict) -> GatewayClient:
@@ -54,3 +56,81 @@ def test_unreachable_gateway_is_a_readable_error():
         client.system_status()
     assert "cannot be reached" in caught.value.message
     assert "http://gateway.test" in caught.value.message
+
+
+def test_error_envelopes_keep_their_message_code_and_request_id():
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = {"error": {"code": "rate_limited", "message": "Too many.", "request_id": "r-1"}}
+        return httpx.Response(429, json=body, headers={"Retry-After": "42"})
+
+    client = GatewayClient("http://gateway.test", transport=httpx.MockTransport(handler))
+    with pytest.raises(GatewayError) as caught:
+        client.login("a@example.com", "x")
+    assert caught.value.message == "Too many. (retry in 42 s)"
+    assert (caught.value.code, caught.value.request_id, caught.value.status_code) == (
+        "rate_limited",
+        "r-1",
+        429,
+    )
+
+
+def test_a_non_json_error_gets_a_sentence_for_its_status():
+    client = GatewayClient(
+        "http://gateway.test",
+        transport=httpx.MockTransport(lambda r: httpx.Response(504, content=b"<html>")),
+    )
+    with pytest.raises(GatewayError) as caught:
+        client.login("a@example.com", "x")
+    assert caught.value.message == "A service did not answer in time; please try again."
+
+
+def test_a_rejected_access_token_is_refreshed_once_and_the_call_retried():
+    seen: list[tuple[str, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, request.headers.get("authorization")))
+        if request.url.path == "/api/v1/auth/refresh":
+            tokens = {"access_token": "new", "refresh_token": "r2", "expires_in": 900}
+            return httpx.Response(200, json=tokens | {"refresh_expires_in": 9000})
+        if request.headers["authorization"] == "Bearer old":
+            return httpx.Response(401, json={"error": {"code": "x", "message": "expired"}})
+        return httpx.Response(200, json=[])
+
+    store: dict = {}
+    client = GatewayClient(
+        "http://gateway.test", transport=httpx.MockTransport(handler), store=store
+    )
+    store[SESSION_KEY] = Session("old", "r1", time.time() + 900, time.time() + 9000, {"role": "x"})
+    assert client.models() == []
+    assert [path for path, _ in seen] == [
+        "/api/v1/models",
+        "/api/v1/auth/refresh",
+        "/api/v1/models",
+    ]
+    assert seen[-1][1] == "Bearer new"
+    assert store[SESSION_KEY].refresh_token == "r2" and store[SESSION_KEY].user == {"role": "x"}
+
+
+def test_the_browsers_address_is_passed_on_for_per_address_limits():
+    addresses = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        addresses.append(request.headers.get("x-forwarded-for"))
+        return httpx.Response(200, json={"status": "ready", "checks": {}})
+
+    GatewayClient(
+        "http://gateway.test", transport=httpx.MockTransport(handler), client_address="203.0.113.9"
+    ).system_status()
+    GatewayClient("http://gateway.test", transport=httpx.MockTransport(handler)).system_status()
+    assert addresses == ["203.0.113.9", None]
+
+
+def test_signing_out_with_the_gateway_down_still_ends_the_local_session():
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    store = {SESSION_KEY: Session("a", "r", time.time() + 900, time.time() + 9000, {})}
+    GatewayClient(
+        "http://gateway.test", transport=httpx.MockTransport(refuse), store=store
+    ).logout()
+    assert store == {}

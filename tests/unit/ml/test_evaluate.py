@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ml.evaluate import compute_metrics, threshold_for_sensitivity
+from ml.evaluate import compute_metrics, roc_points, threshold_for_sensitivity
 
 # 10 cases: 4 malignant, 6 benign. At threshold 0.5: TP 3, FN 1, TN 4, FP 2.
 Y_TRUE = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
@@ -45,3 +45,21 @@ def test_the_threshold_reaches_the_target_sensitivity_with_fewest_false_alarms()
 def test_one_class_only_still_gives_the_metrics_that_exist():
     m = compute_metrics(np.zeros(4, dtype=int), np.array([0.1, 0.2, 0.7, 0.3]))
     assert m["roc_auc"] is None and m["specificity"] == pytest.approx(3 / 4)
+
+
+def test_roc_points_run_from_the_origin_to_the_corner_and_give_the_auc():
+    roc = roc_points(Y_TRUE, Y_PROB)
+    fpr, tpr = roc["false_positive_rate"], roc["true_positive_rate"]
+    assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    assert fpr == sorted(fpr) and tpr == sorted(tpr)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(20 / 24)
+    assert max(roc["thresholds"]) <= 1.0  # JSON has no infinity
+
+
+def test_roc_points_are_thinned_but_keep_both_ends():
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 2, 5000)
+    roc = roc_points(y_true, rng.random(5000), max_points=50)
+    assert len(roc["false_positive_rate"]) <= 50
+    assert roc["false_positive_rate"][0] == 0.0 and roc["true_positive_rate"][-1] == 1.0
+    assert roc_points(np.zeros(4, dtype=int), np.array([0.1, 0.2, 0.7, 0.3])) is None

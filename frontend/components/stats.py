@@ -1,0 +1,92 @@
+"""Dashboard: predictions by label and day, the clinicians' agreement with the model, and the
+model's latency."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from frontend.components.widgets import CHART_COLOURS, percent, show_error
+from frontend.utils.gateway_client import GatewayClient, GatewayError
+
+PERIODS = {"Last 7 days": 7, "Last 30 days": 30, "Last 90 days": 90, "All time": None}
+
+
+def by_day_chart(by_day: list[dict[str, Any]]) -> go.Figure:
+    days = [row["day"] for row in by_day]
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=days,
+                y=[row["by_label"].get(label, 0) for row in by_day],
+                name=label,
+                marker_color=colour,
+            )
+            for label, colour in CHART_COLOURS.items()
+        ]
+    )
+    figure.update_layout(
+        barmode="stack",
+        height=320,
+        yaxis_title="predictions",
+        xaxis_type="category",  # one bar per UTC day, not a continuous time axis
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    )
+    return figure
+
+
+def counts_chart(counts: dict[str, int], colours: dict[str, str] | None = None) -> go.Figure:
+    names = list(counts)
+    figure = go.Figure(
+        go.Bar(
+            x=names,
+            y=[counts[n] for n in names],
+            marker_color=[(colours or {}).get(n, "#546e7a") for n in names],
+        )
+    )
+    figure.update_layout(height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return figure
+
+
+def render_dashboard(client: GatewayClient) -> None:
+    st.header("Dashboard")
+    period = st.selectbox("Period", list(PERIODS), index=1)
+    days = PERIODS[period]
+    since = (datetime.now(UTC) - timedelta(days=days)).isoformat() if days else None
+    try:
+        stats = client.stats(created_from=since)
+    except GatewayError as exc:
+        show_error(exc, "load the statistics")
+        return
+    reviews = stats["reviews"]
+    total = stats["predictions"]
+    malignant = stats["by_label"].get("malignant", 0)
+    columns = st.columns(5)
+    columns[0].metric("Predictions", total)
+    columns[1].metric("Malignant", malignant, help="At the model's decision threshold")
+    columns[2].metric(
+        "Clinician agreement",
+        percent(reviews["agreement_rate"]),
+        help=f"{reviews['agree']} of {reviews['current']} current reviews agree with the model",
+    )
+    latency = stats["mean_latency_ms"]
+    columns[3].metric("Mean model time", "—" if latency is None else f"{latency:.0f} ms")
+    p95 = stats.get("p95_latency_ms")
+    columns[4].metric("95th percentile", "—" if p95 is None else f"{p95:.0f} ms")
+    if total == 0:
+        st.info("No predictions in this period.")
+        return
+    st.subheader("Predictions by day and label")
+    st.plotly_chart(by_day_chart(stats["by_day"]), key="by-day")
+    left, right = st.columns(2)
+    with left:
+        st.subheader("By label")
+        st.plotly_chart(counts_chart(stats["by_label"], CHART_COLOURS), key="by-label")
+    with right:
+        st.subheader("By model version")
+        st.plotly_chart(counts_chart(stats["by_model_version"]), key="by-version")
+    st.caption(
+        f"{reviews['reviewed_predictions']} of {total} predictions reviewed "
+        f"({percent(reviews['reviewed_predictions'] / total)})."
+    )

@@ -1,0 +1,447 @@
+"""An in-memory gateway speaking the `/api/v1` contract, for the frontend's component tests.
+
+Streamlit's AppTest runs the page script in this process, so a test sets `CURRENT` and the
+script's client talks to it through httpx's MockTransport. The browser tests run the same
+pages against the real stack.
+"""
+
+import csv
+import io
+import json
+import re
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import streamlit as st
+
+from frontend.utils.gateway_client import GatewayClient
+from tests.support.images import png_bytes
+
+PASSWORD = "copper meadow lantern 58"
+CURRENT: "FakeGateway | None" = None
+
+
+def envelope(status: int, code: str, message: str) -> httpx.Response:
+    body = {"error": {"code": code, "message": message, "request_id": uuid.uuid4().hex}}
+    return httpx.Response(status, json=body)
+
+
+def model_detail(version: str, status: str) -> dict[str, Any]:
+    at = {
+        "threshold": 0.3,
+        "roc_auc": 0.95,
+        "sensitivity": 0.9,
+        "specificity": 0.8,
+        "precision": 0.7,
+        "accuracy": 0.84,
+        "f1": 0.79,
+        "brier_score": 0.08,
+        "confusion_matrix": {
+            "labels": ["benign", "malignant"],
+            "rows_true_columns_predicted": [[80, 20], [5, 45]],
+        },
+    }
+    return {
+        "version": version,
+        "status": status,
+        "classes": ["benign", "malignant"],
+        "input_shape": [64, 64, 3],
+        "metrics": {k: v for k, v in at.items() if k != "confusion_matrix"} | {"images": 150},
+        "checksum_sha256": "0" * 64,
+        "created_by": "system",
+        "created_at": "2026-11-20T10:00:00+00:00",
+        "activated_by": "system" if status == "active" else None,
+        "activated_at": "2026-11-20T10:00:00+00:00" if status == "active" else None,
+        "path": version,
+        "card": {
+            "version": version,
+            "created_at": "2026-11-20T10:00:00+00:00",
+            "architecture": "3-block CNN",
+            "input": {"size": [64, 64, 3]},
+            "preprocessing": {"steps": ["decode to RGB", "resize to 64x64", "scale to [0, 1]"]},
+            "decision_threshold": 0.3,
+            "threshold_rule": {"target": 0.95, "metric": "sensitivity", "chosen_on": "validation"},
+            "training_data": {
+                "synthetic": True,
+                "images": 1000,
+                "splits": {"train": {"patients": 30}, "test": {"patients": 10}},
+            },
+            "intended_use": "Research and demonstration.",
+        },
+        "reports": {
+            "evaluation": {
+                "at_threshold": at,
+                "at_0_5": at | {"threshold": 0.5, "sensitivity": 0.8},
+                "roc_curve": {
+                    "false_positive_rate": [0.0, 0.1, 0.2, 1.0],
+                    "true_positive_rate": [0.0, 0.7, 0.9, 1.0],
+                    "thresholds": [1.0, 0.6, 0.3, 0.0],
+                },
+            },
+            "exploration": {
+                "images": 1000,
+                "patients": 40,
+                "classes": {"benign": 640, "malignant": 360},
+                "malignant_share": 0.36,
+                "sampled_for_pixels": 1000,
+                "unreadable_in_sample": 0,
+                "image_sizes": {"64x64": 990, "50x50": 10},
+                "channels": {
+                    "names": ["red", "green", "blue"],
+                    "mean": [0.9, 0.7, 0.8],
+                    "std": [0.1, 0.1, 0.1],
+                    "mean_by_class": {"benign": [0.91, 0.72, 0.83], "malignant": [0.87, 0.69, 0.8]},
+                },
+                "images_per_patient": {
+                    "min": 20,
+                    "median": 25,
+                    "max": 30,
+                    "patients_by_count": {"20": 10, "25": 20, "30": 10},
+                },
+            },
+            "preprocessing": {
+                "files_seen": 1003,
+                "files_kept": 1000,
+                "skipped": [{"path": "p7/1/broken.png", "reason": "cannot identify image file"}],
+                "duplicates_removed": [],
+                "splits": {
+                    "train": {
+                        "images": 700,
+                        "patients": 28,
+                        "classes": {"benign": 450, "malignant": 250},
+                    },
+                    "test": {
+                        "images": 300,
+                        "patients": 12,
+                        "classes": {"benign": 190, "malignant": 110},
+                    },
+                },
+                "balance": {"strategy": "class_weights"},
+            },
+        },
+        "figures": ["exploration/samples.png"],
+    }
+
+
+class FakeGateway:
+    def __init__(self) -> None:
+        now = datetime.now(UTC).isoformat()
+        self.users: dict[str, dict[str, Any]] = {}
+        for role in ("admin", "clinician", "viewer"):
+            self.add_user(f"{role}@example.com", role, now)
+        self.access: dict[str, str] = {}  # token -> email
+        self.refresh_tokens: dict[str, str] = {}
+        self.access_lifetime_s = 900
+        self.patients: list[dict[str, Any]] = []
+        self.predictions: list[dict[str, Any]] = []
+        self.reviews: list[dict[str, Any]] = []
+        self.idempotency: dict[str, dict[str, Any]] = {}
+        self.models = {"v1": model_detail("v1", "active"), "v2": model_detail("v2", "registered")}
+        self.down: set[str] = set()  # path prefixes answering 503
+        self.requests: list[httpx.Request] = []
+
+    # -- set-up helpers ---------------------------------------------------------------------
+
+    def add_user(self, email: str, role: str, now: str | None = None) -> dict[str, Any]:
+        now = now or datetime.now(UTC).isoformat()
+        user = {
+            "id": str(uuid.uuid4()),
+            "email": email,
+            "full_name": f"Dr {role.title()}",
+            "role": role,
+            "is_active": True,
+            "created_at": now,
+            "updated_at": now,
+            "last_login_at": None,
+        }
+        self.users[email] = {"user": user, "password": PASSWORD}
+        return user
+
+    def add_prediction(self, label: str = "malignant", p: float = 0.9, patient_id=None) -> dict:
+        prediction = {
+            "id": str(uuid.uuid4()),
+            "image_id": str(uuid.uuid4()),
+            "patient_id": patient_id,
+            "model_version": "v1",
+            "label": label,
+            "probability": p if label == "malignant" else 1 - p,
+            "probabilities": {"benign": round(1 - p, 4), "malignant": p},
+            "threshold": 0.3,
+            "latency_ms": 12.5,
+            "heatmap_ref": str(uuid.uuid4()),
+            "requested_by": self.users["clinician@example.com"]["user"]["id"],
+            "created_at": datetime.now(UTC).isoformat(),
+            "reviewed": False,
+        }
+        self.predictions.insert(0, prediction)
+        return prediction
+
+    def add_patient(self, reference: str) -> dict[str, Any]:
+        now = datetime.now(UTC).isoformat()
+        patient = {
+            "id": str(uuid.uuid4()),
+            "external_ref": reference,
+            "birth_year": None,
+            "sex": "unknown",
+            "notes": None,
+            "created_by": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        self.patients.append(patient)
+        return patient
+
+    def calls(self, method: str, path: str) -> list[httpx.Request]:
+        return [r for r in self.requests if r.method == method and r.url.path == path]
+
+    def client(self, store) -> GatewayClient:
+        return GatewayClient(
+            "http://gateway.test", transport=httpx.MockTransport(self.handle), store=store
+        )
+
+    # -- the contract -----------------------------------------------------------------------
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path, method = request.url.path, request.method
+        if any(path.startswith(prefix) for prefix in self.down):
+            return envelope(503, "downstream_unavailable", "The data service is unavailable.")
+        if path == "/ready":
+            return httpx.Response(
+                200, json={"status": "ready", "checks": {"auth": {"status": "up"}}}
+            )
+        if path == "/api/v1/auth/token":
+            return self.login(dict(httpx.QueryParams(request.content.decode())))
+        if path == "/api/v1/auth/refresh":
+            return self.refresh(json.loads(request.content)["refresh_token"])
+        email = self.access.get(request.headers.get("authorization", "").removeprefix("Bearer "))
+        if email is None:
+            return envelope(401, "invalid_token", "The access token has expired.")
+        caller = self.users[email]["user"]
+        routes = [
+            ("POST", r"/api/v1/auth/logout", self.logout),
+            ("GET", r"/api/v1/auth/me", lambda r, c: httpx.Response(200, json=c)),
+            ("GET", r"/api/v1/patients", self.list_patients),
+            ("POST", r"/api/v1/patients", self.create_patient),
+            ("POST", r"/api/v1/predictions", self.predict),
+            ("GET", r"/api/v1/predictions", self.list_predictions),
+            ("GET", r"/api/v1/predictions/(?P<id>[^/]+)/(image|heatmap)", self.image),
+            ("POST", r"/api/v1/predictions/(?P<id>[^/]+)/review", self.review),
+            ("GET", r"/api/v1/predictions/(?P<id>[^/]+)/reviews", self.list_reviews),
+            ("GET", r"/api/v1/stats", self.stats),
+            ("GET", r"/api/v1/exports/labels", self.export),
+            (
+                "GET",
+                r"/api/v1/models",
+                lambda r, c: httpx.Response(200, json=list(self.models.values())),
+            ),
+            ("GET", r"/api/v1/models/(?P<v>[^/]+)", self.model),
+            ("GET", r"/api/v1/models/(?P<v>[^/]+)/figures/.+", self.image),
+            ("POST", r"/api/v1/models/(?P<v>[^/]+)/activate", self.activate),
+            ("GET", r"/api/v1/admin/users", self.list_users),
+            ("POST", r"/api/v1/admin/users", self.create_user),
+            ("PATCH", r"/api/v1/admin/users/(?P<id>[^/]+)", self.update_user),
+        ]
+        for route_method, pattern, answer in routes:
+            match = re.fullmatch(pattern, path)
+            if match and route_method == method:
+                request.extensions["match"] = match
+                return answer(request, caller)
+        return envelope(404, "not_found", f"No route {method} {path}.")
+
+    def issue(self, email: str) -> httpx.Response:
+        access, refresh = uuid.uuid4().hex, uuid.uuid4().hex
+        self.access[access] = email
+        self.refresh_tokens[refresh] = email
+        body = {
+            "access_token": access,
+            "refresh_token": refresh,
+            "token_type": "bearer",
+            "expires_in": self.access_lifetime_s,
+            "refresh_expires_in": 604800,
+        }
+        return httpx.Response(200, json=body)
+
+    def login(self, form: dict[str, str]) -> httpx.Response:
+        account = self.users.get(form.get("username", ""))
+        if account is None or account["password"] != form.get("password"):
+            return envelope(401, "invalid_credentials", "Incorrect email or password.")
+        return self.issue(form["username"])
+
+    def refresh(self, token: str) -> httpx.Response:
+        email = self.refresh_tokens.pop(token, None)
+        if email is None:
+            return envelope(401, "invalid_token", "The refresh token is not valid.")
+        return self.issue(email)
+
+    def expire_session(self) -> None:
+        """Every token stops working, as when the refresh token outlived its lifetime."""
+        self.access.clear()
+        self.refresh_tokens.clear()
+
+    def logout(self, request, caller) -> httpx.Response:
+        self.refresh_tokens.pop(json.loads(request.content)["refresh_token"], None)
+        return httpx.Response(204)
+
+    def list_patients(self, request, caller) -> httpx.Response:
+        search = request.url.params.get("search") or ""
+        items = [p for p in self.patients if p["external_ref"].startswith(search)]
+        return httpx.Response(
+            200, json={"items": items, "total": len(items), "limit": 50, "offset": 0}
+        )
+
+    def create_patient(self, request, caller) -> httpx.Response:
+        if caller["role"] == "viewer":
+            return envelope(403, "forbidden", "This needs one of the roles: admin, clinician.")
+        return httpx.Response(
+            201, json=self.add_patient(json.loads(request.content)["external_ref"])
+        )
+
+    def predict(self, request, caller) -> httpx.Response:
+        key = request.headers.get("idempotency-key")
+        if key in self.idempotency:
+            return httpx.Response(200, json=self.idempotency[key])
+        body = request.content
+        if b"\x89PNG" not in body:
+            return envelope(
+                415, "unsupported_media_type", "The file is not a PNG, JPEG or TIFF image."
+            )
+        fields = dict(re.findall(rb'name="(\w+)"\r\n\r\n([^\r]*)\r\n', body))
+        patient_id = fields.get(b"patient_id", b"").decode() or None
+        prediction = self.add_prediction(patient_id=patient_id)
+        if key:
+            self.idempotency[key] = prediction
+        return httpx.Response(201, json=prediction)
+
+    def list_predictions(self, request, caller) -> httpx.Response:
+        params = request.url.params
+        items = self.predictions
+        if "reviewed" in params:
+            wanted = params["reviewed"] == "true"
+            items = [p for p in items if p["reviewed"] == wanted]
+        if "patient_id" in params:
+            items = [p for p in items if p["patient_id"] == params["patient_id"]]
+        return httpx.Response(
+            200, json={"items": items[: int(params.get("limit", 50))], "next_cursor": None}
+        )
+
+    def image(self, request, caller) -> httpx.Response:
+        return httpx.Response(200, content=png_bytes(1, 32), headers={"content-type": "image/png"})
+
+    def review(self, request, caller) -> httpx.Response:
+        if caller["role"] == "viewer":
+            return envelope(403, "forbidden", "This needs one of the roles: admin, clinician.")
+        prediction_id = request.extensions["match"]["id"]
+        prediction = next(p for p in self.predictions if p["id"] == prediction_id)
+        body = json.loads(request.content)
+        for earlier in self.reviews:
+            if earlier["prediction_id"] == prediction_id:
+                earlier["is_current"] = False
+        review = {
+            "id": str(uuid.uuid4()),
+            "prediction_id": prediction_id,
+            "reviewer": caller["id"],
+            "verdict": body["verdict"],
+            "corrected_label": body.get("corrected_label"),
+            "comment": body.get("comment"),
+            "is_current": True,
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        self.reviews.append(review)
+        prediction["reviewed"] = True
+        return httpx.Response(201, json=review)
+
+    def list_reviews(self, request, caller) -> httpx.Response:
+        wanted = request.extensions["match"]["id"]
+        return httpx.Response(200, json=[r for r in self.reviews if r["prediction_id"] == wanted])
+
+    def stats(self, request, caller) -> httpx.Response:
+        current = [r for r in self.reviews if r["is_current"]]
+        agree = sum(r["verdict"] == "agree" for r in current)
+        by_label = Counter(p["label"] for p in self.predictions)
+        days: dict[str, Counter] = {}
+        for p in self.predictions:
+            days.setdefault(p["created_at"][:10], Counter())[p["label"]] += 1
+        body = {
+            "predictions": len(self.predictions),
+            "mean_latency_ms": 12.5 if self.predictions else None,
+            "p95_latency_ms": 20.0 if self.predictions else None,
+            "by_label": dict(by_label),
+            "by_day": [
+                {"day": d, "count": sum(c.values()), "by_label": dict(c)}
+                for d, c in sorted(days.items())
+            ],
+            "by_model_version": dict(Counter(p["model_version"] for p in self.predictions)),
+            "reviews": {
+                "current": len(current),
+                "agree": agree,
+                "reviewed_predictions": len(current),
+                "agreement_rate": round(agree / len(current), 4) if current else None,
+            },
+        }
+        return httpx.Response(200, json=body)
+
+    def export(self, request, caller) -> httpx.Response:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["prediction_id", "label"])
+        for r in self.reviews:
+            writer.writerow([r["prediction_id"], r["corrected_label"] or "agree"])
+        return httpx.Response(
+            200, content=out.getvalue().encode(), headers={"content-type": "text/csv"}
+        )
+
+    def model(self, request, caller) -> httpx.Response:
+        version = request.extensions["match"]["v"]
+        if version not in self.models:
+            return envelope(404, "model_version_not_found", f"No model version {version!r}.")
+        return httpx.Response(200, json=self.models[version])
+
+    def activate(self, request, caller) -> httpx.Response:
+        if caller["role"] != "admin":
+            return envelope(403, "forbidden", "This needs the role admin.")
+        version = request.extensions["match"]["v"]
+        for detail in self.models.values():
+            detail["status"] = "active" if detail["version"] == version else "archived"
+        return httpx.Response(200, json=self.models[version])
+
+    def list_users(self, request, caller) -> httpx.Response:
+        items = [account["user"] for account in self.users.values()]
+        return httpx.Response(
+            200, json={"items": items, "total": len(items), "limit": 200, "offset": 0}
+        )
+
+    def create_user(self, request, caller) -> httpx.Response:
+        body = json.loads(request.content)
+        if len(body["password"]) < 12:
+            return envelope(422, "weak_password", "The password must have at least 12 characters.")
+        if body["email"] in self.users:
+            return envelope(409, "email_taken", "A user with this email exists already.")
+        user = self.add_user(body["email"], body["role"])
+        user["full_name"] = body["full_name"]
+        self.users[body["email"]]["password"] = body["password"]
+        return httpx.Response(201, json=user)
+
+    def update_user(self, request, caller) -> httpx.Response:
+        user_id = request.extensions["match"]["id"]
+        account = next(a for a in self.users.values() if a["user"]["id"] == user_id)
+        changes = json.loads(request.content)
+        if "password" in changes:
+            account["password"] = changes.pop("password")
+        account["user"].update(changes)
+        return httpx.Response(200, json=account["user"])
+
+
+def render(component: str, role: str | None) -> None:
+    """The AppTest script's body: sign in as `role` once per session, then draw `component`
+    (a `module:function` of `frontend.components`) with the fake's client."""
+    import importlib
+
+    client = CURRENT.client(st.session_state)
+    if role and client.session is None:
+        client.login(f"{role}@example.com", PASSWORD)
+    module, function = component.split(":")
+    getattr(importlib.import_module(f"frontend.components.{module}"), function)(client)

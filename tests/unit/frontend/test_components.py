@@ -1,0 +1,296 @@
+"""Each page component, run by Streamlit's AppTest against an in-memory gateway that speaks
+the `/api/v1` contract (`fake_gateway.py`)."""
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.support.images import png_bytes
+from tests.unit.frontend import fake_gateway
+from tests.unit.frontend.fake_gateway import FakeGateway
+
+
+@pytest.fixture
+def fake():
+    fake_gateway.CURRENT = FakeGateway()
+    yield fake_gateway.CURRENT
+    fake_gateway.CURRENT = None
+
+
+def script(component: str, role: str | None) -> None:
+    from tests.unit.frontend import fake_gateway
+
+    fake_gateway.render(component, role)
+
+
+def run(component: str, role: str | None = "clinician") -> AppTest:
+    app = AppTest.from_function(script, args=(component, role), default_timeout=30)
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def texts(app: AppTest) -> str:
+    parts = [*app.markdown, *app.caption, *app.error, *app.warning, *app.info, *app.success]
+    return "\n".join(str(e.value) for e in parts)
+
+
+def metrics(app: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in app.metric}
+
+
+# -- Analyse ---------------------------------------------------------------------------------
+
+
+def test_analyse_stores_each_image_for_the_patient_and_shows_its_result(fake):
+    app = run("upload:render_analyse")
+    assert app.button[0].disabled  # nothing to analyse yet
+    app.file_uploader[0].set_value(
+        [("a.png", png_bytes(1, 48), "image/png"), ("b.png", png_bytes(2, 48), "image/png")]
+    )
+    app.text_input[0].input("H-2026-0042")
+    app.run()
+    app.button[0].click().run()
+    assert not app.exception
+    assert [p["external_ref"] for p in fake.patients] == ["H-2026-0042"]
+    assert len(fake.predictions) == 2
+    assert all(p["patient_id"] == fake.patients[0]["id"] for p in fake.predictions)
+    assert app.subheader[0].value == "Results (2 of 2 analysed)"
+    assert texts(app).count("MALIGNANT") == 2
+    assert "model **v1**" in texts(app)
+    assert len(app.get("image")) == 4  # original and heatmap of each
+    keys = {r.headers["idempotency-key"] for r in fake.calls("POST", "/api/v1/predictions")}
+    assert len(keys) == 2
+
+    app.button[0].click().run()  # the same uploads again: the gateway replays, no new rows
+    assert len(fake.predictions) == 2 and len(fake.patients) == 1
+
+
+def test_analyse_keeps_going_past_a_file_the_gateway_refuses(fake):
+    app = run("upload:render_analyse")
+    app.file_uploader[0].set_value(
+        [("notes.png", b"plain text", "image/png"), ("ok.png", png_bytes(3, 48), "image/png")]
+    )
+    app.run()
+    app.button[0].click().run()
+    assert app.subheader[0].value == "Results (1 of 2 analysed)"
+    assert "Could not analyse notes.png: The file is not a PNG, JPEG or TIFF image." in [
+        e.value for e in app.error
+    ]
+    assert len(fake.predictions) == 1
+
+
+def test_analyse_reuses_a_registered_patient(fake):
+    existing = fake.add_patient("H-1")
+    fake.add_patient("H-10")  # a prefix match that is not the patient
+    app = run("upload:render_analyse")
+    app.file_uploader[0].set_value([("a.png", png_bytes(1, 48), "image/png")])
+    app.text_input[0].input("H-1")
+    app.run()
+    app.button[0].click().run()
+    assert len(fake.patients) == 2
+    assert fake.predictions[0]["patient_id"] == existing["id"]
+
+
+# -- Patients and history --------------------------------------------------------------------
+
+
+def test_history_finds_a_patient_and_opens_a_prediction(fake):
+    patient = fake.add_patient("H-7")
+    fake.add_patient("X-1")
+    older = fake.add_prediction("benign", 0.1, patient["id"])
+    fake.add_prediction("malignant", 0.8, patient["id"])
+    app = run("history:render_history", "viewer")
+    app.text_input[0].input("H-").run()
+    assert app.selectbox[0].options == ["H-7"]
+    assert app.subheader[0].value == "2 predictions for H-7"
+    opened = app.selectbox(key="patient-open")
+    assert len(opened.options) == 2
+    opened.select_index(1).run()
+    assert "BENIGN" in texts(app)
+    assert any(r.url.path == f"/api/v1/predictions/{older['id']}/reviews" for r in fake.requests)
+
+
+def test_history_says_when_nothing_matches(fake):
+    app = run("history:render_history", "viewer")
+    app.text_input[0].input("nobody").run()
+    assert "No patient matches." in texts(app)
+
+
+# -- Review queue ----------------------------------------------------------------------------
+
+
+def test_review_agreeing_records_it_and_moves_on(fake):
+    first = fake.add_prediction("benign", 0.2)
+    second = fake.add_prediction("malignant", 0.9)
+    app = run("review:render_review_queue")
+    assert "2 waiting for review" in texts(app)
+    app.text_area[0].input("Consistent with the slide.")
+    next(b for b in app.button if b.label == "Submit review").click().run()
+    assert not app.exception
+    assert [(r["prediction_id"], r["verdict"], r["comment"]) for r in fake.reviews] == [
+        (second["id"], "agree", "Consistent with the slide.")
+    ]
+    assert "Review recorded: agreement." in texts(app)
+    assert "1 waiting for review" in texts(app)
+    assert first["reviewed"] is False
+
+
+def test_review_correcting_the_label_records_a_disagreement(fake):
+    prediction = fake.add_prediction("malignant", 0.9)
+    app = run("review:render_review_queue")
+    app.radio[0].set_value("Correct the label").run()
+    assert app.selectbox[0].value == "benign"
+    next(b for b in app.button if b.label == "Submit review").click().run()
+    assert [(r["verdict"], r["corrected_label"]) for r in fake.reviews] == [("disagree", "benign")]
+    assert prediction["reviewed"] is True
+    assert "Nothing left to review." in texts(app)
+
+
+def test_review_refuses_a_correction_to_the_models_own_label(fake):
+    fake.add_prediction("malignant", 0.9)
+    app = run("review:render_review_queue")
+    app.radio[0].set_value("Correct the label").run()
+    app.selectbox[0].set_value("malignant").run()
+    next(b for b in app.button if b.label == "Submit review").click().run()
+    assert fake.reviews == []
+    assert "choose “Agree with the model” instead" in app.warning[0].value
+
+
+def test_review_skip_then_show_again(fake):
+    fake.add_prediction("malignant", 0.9)
+    app = run("review:render_review_queue")
+    next(b for b in app.button if b.label == "Skip for now").click().run()
+    assert "Nothing left to review." in texts(app)
+    next(b for b in app.button if b.label == "Show the skipped ones again").click().run()
+    assert "1 waiting for review" in texts(app)
+    assert fake.reviews == []
+
+
+def test_review_export_is_offered_to_admins_only(fake):
+    prediction = fake.add_prediction("malignant", 0.9)
+    fake.reviews.append(
+        {"prediction_id": prediction["id"], "corrected_label": "benign", "is_current": True}
+    )
+    clinician = run("review:render_review_queue")
+    assert "Prepare the export" not in [b.label for b in clinician.button]
+    admin = run("review:render_review_queue", "admin")
+    next(b for b in admin.button if b.label == "Prepare the export").click().run()
+    assert fake.calls("GET", "/api/v1/exports/labels")
+    assert "Download labels.csv (1 rows)" in [d.proto.label for d in admin.get("download_button")]
+
+
+# -- Dashboard -------------------------------------------------------------------------------
+
+
+def test_dashboard_shows_the_counts_and_agreement(fake):
+    for label in ("malignant", "malignant", "benign"):
+        fake.add_prediction(label, 0.9 if label == "malignant" else 0.1)
+    fake.reviews += [
+        {"prediction_id": "a", "verdict": "agree", "is_current": True},
+        {"prediction_id": "b", "verdict": "disagree", "is_current": True},
+    ]
+    app = run("stats:render_dashboard", "viewer")
+    shown = metrics(app)
+    assert shown["Predictions"] == "3" and shown["Malignant"] == "2"
+    assert shown["Clinician agreement"] == "50.0 %"
+    assert shown["Mean model time"] == "12 ms" or shown["Mean model time"] == "13 ms"
+    assert [s.value for s in app.subheader][:1] == ["Predictions by day and label"]
+    sent = fake.calls("GET", "/api/v1/stats")[-1]
+    assert "created_from" in sent.url.params  # the default period is the last 30 days
+    app.selectbox[0].set_value("All time").run()
+    assert "created_from" not in fake.calls("GET", "/api/v1/stats")[-1].url.params
+
+
+def test_dashboard_with_the_data_service_down_says_so(fake):
+    fake.down.add("/api/v1/stats")
+    app = run("stats:render_dashboard", "viewer")
+    assert app.error[0].value == ("Could not load the statistics: The data service is unavailable.")
+    assert "Reference for support: request" in app.caption[0].value
+
+
+# -- Models and data -------------------------------------------------------------------------
+
+
+def test_models_page_shows_metrics_and_lets_an_admin_activate(fake):
+    app = run("models:render_models", "admin")
+    assert app.selectbox[0].value == "v1"  # the active one first
+    assert "Activate v1" not in [b.label for b in app.button]
+    app.selectbox[0].set_value("v2").run()
+    activate = next(b for b in app.button if b.label == "Activate v2")
+    assert activate.disabled  # confirmation first
+    app.checkbox[0].check().run()
+    next(b for b in app.button if b.label == "Activate v2").click().run()
+    assert fake.models["v2"]["status"] == "active"
+    assert "v2 is now active." in texts(app)
+
+
+def test_models_page_offers_no_activation_to_a_clinician(fake):
+    app = run("models:render_models", "clinician")
+    app.selectbox[0].set_value("v2").run()
+    assert not [b for b in app.button if b.label.startswith("Activate")]
+    assert "Trained on synthetic images" in texts(app)
+
+
+def test_data_page_shows_the_training_runs_reports(fake):
+    app = run("data:render_data", "viewer")
+    shown = metrics(app)
+    assert shown["Images"] == "1000" and shown["Patients"] == "40"
+    assert shown["Skipped"] == "1" and shown["Files seen"] == "1003"
+    assert shown["Malignant share"] == "36.0 %"
+    skipped = [df.value for df in app.dataframe if "reason" in df.value.columns]
+    assert skipped[0]["reason"].tolist() == ["cannot identify image file"]
+    assert fake.calls("GET", "/api/v1/models/v1/figures/exploration/samples.png")
+
+
+# -- Admin -----------------------------------------------------------------------------------
+
+
+def test_admin_creates_a_user(fake):
+    app = run("admin:render_admin", "admin")
+    app.text_input[0].input("new.clinician@example.com")
+    app.text_input[1].input("Dr New")
+    app.text_input[2].input("a long unusual passphrase")
+    next(b for b in app.button if b.label == "Create user").click().run()
+    assert fake.users["new.clinician@example.com"]["user"]["role"] == "clinician"
+    assert "Created new.clinician@example.com (clinician)." in texts(app)
+
+
+def test_admin_sees_why_a_user_was_not_created(fake):
+    app = run("admin:render_admin", "admin")
+    app.text_input[0].input("weak@example.com")
+    app.text_input[1].input("Dr Weak")
+    app.text_input[2].input("short")
+    next(b for b in app.button if b.label == "Create user").click().run()
+    assert "weak@example.com" not in fake.users
+    assert "The password must have at least 12 characters." in app.error[0].value
+
+
+def test_admin_changes_a_role_and_deactivates(fake):
+    app = run("admin:render_admin", "admin")
+    app.selectbox(key="edit-user").set_value("viewer@example.com").run()
+    app.selectbox[2].set_value("clinician")
+    app.checkbox[0].uncheck()
+    next(b for b in app.button if b.label == "Save changes").click().run()
+    user = fake.users["viewer@example.com"]["user"]
+    assert (user["role"], user["is_active"]) == ("clinician", False)
+    patch = json.loads(fake.calls("PATCH", f"/api/v1/admin/users/{user['id']}")[0].content)
+    assert patch == {"role": "clinician", "is_active": False}
+
+
+# -- About -----------------------------------------------------------------------------------
+
+
+def test_about_says_what_the_system_is_not_and_shows_the_model(fake):
+    app = run("about:render_about", "viewer")
+    assert "It is not a medical device and does not diagnose" in texts(app)
+    assert "synthetic" in app.warning[0].value
+    assert metrics(app)["Version"] == "v1"
+
+
+def test_about_works_signed_out_and_with_the_gateway_down(fake):
+    fake.down.add("/")
+    app = run("about:render_about", None)
+    assert "not a medical device" in texts(app)
+    assert "Gateway unreachable" in app.error[0].value
