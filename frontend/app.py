@@ -15,7 +15,7 @@ from frontend.components.widgets import mark_session_expired
 from frontend.config.settings import get_settings
 from frontend.config.theme import CSS
 from frontend.navigation import pages_for
-from frontend.utils.gateway_client import client_for_session
+from frontend.utils.gateway_client import browser_address, client_for_session
 
 
 @st.cache_resource
@@ -33,8 +33,15 @@ st.set_page_config(page_title="Cancer Detection", page_icon="🔬", layout="wide
 st.markdown(CSS, unsafe_allow_html=True)
 settings = get_settings()
 app_logger(settings.log_level)
+try:
+    request_headers = dict(st.context.headers)
+except Exception:  # no browser connection (a script run in tests)
+    request_headers = {}
 client = client_for_session(
-    settings.gateway_url, settings.request_timeout_s, st.session_state, st.context.ip_address
+    settings.gateway_url,
+    settings.request_timeout_s,
+    st.session_state,
+    browser_address(st.context.ip_address, request_headers, settings.forwarded_allow_ips),
 )
 if client.end_session_if_expired():
     mark_session_expired()

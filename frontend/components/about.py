@@ -50,7 +50,8 @@ def render_about(client: GatewayClient) -> None:
         metrics = detail["metrics"]
         columns = st.columns(4)
         columns[0].metric("Version", card["version"])
-        columns[1].metric("Test ROC AUC", f"{metrics.get('roc_auc', 0):.3f}")
+        auc = metrics.get("roc_auc")
+        columns[1].metric("Test ROC AUC", "—" if auc is None else f"{auc:.3f}")
         columns[2].metric("Sensitivity", percent(metrics.get("sensitivity")))
         columns[3].metric("Specificity", percent(metrics.get("specificity")))
         rule = card.get("threshold_rule") or {}

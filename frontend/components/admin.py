@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from frontend.components.widgets import show_error, when
+from frontend.components.widgets import plain, show_error, when
 from frontend.utils.gateway_client import GatewayClient, GatewayError
 
 ROLES = ["clinician", "viewer", "admin"]
@@ -39,7 +39,8 @@ def render_admin(client: GatewayClient) -> None:
 
 
 def render_create_user(client: GatewayClient) -> None:
-    with st.form("create-user", clear_on_submit=False):
+    # Cleared once submitted: the initial password does not stay on the screen.
+    with st.form("create-user", clear_on_submit=True):
         email = st.text_input("Email")
         full_name = st.text_input("Full name")
         role = st.selectbox("Role", ROLES)
@@ -59,7 +60,7 @@ def render_create_user(client: GatewayClient) -> None:
     except GatewayError as exc:
         show_error(exc, "create the user")
         return
-    st.session_state[FLASH_KEY] = f"Created {created['email']} ({created['role']})."
+    st.session_state[FLASH_KEY] = f"Created {plain(created['email'])} ({created['role']})."
     st.rerun()
 
 
@@ -95,5 +96,5 @@ def render_edit_user(client: GatewayClient, users: list[dict]) -> None:
     except GatewayError as exc:
         show_error(exc, f"change {email}")
         return
-    st.session_state[FLASH_KEY] = f"Saved {email}: {', '.join(sorted(changes))} changed."
+    st.session_state[FLASH_KEY] = f"Saved {plain(email)}: {', '.join(sorted(changes))} changed."
     st.rerun()

@@ -5,8 +5,8 @@ import streamlit as st
 
 from frontend.components.about import WHAT_IT_IS
 from frontend.components.system_status import render_system_status
-from frontend.components.widgets import EXPIRED_KEY, show_error
-from frontend.utils.gateway_client import GatewayClient, GatewayError
+from frontend.components.widgets import EXPIRED_KEY, plain, show_error
+from frontend.utils.gateway_client import SESSION_KEY, GatewayClient, GatewayError
 
 ROLE_NAMES = {"admin": "Administrator", "clinician": "Clinician", "viewer": "Viewer"}
 
@@ -38,6 +38,10 @@ def _sign_in(client: GatewayClient, email: str, password: str) -> None:
         else:
             show_error(exc, "sign in")
         return
+    # Nothing of an earlier session in this browser (results, images, exports) carries over.
+    for key in list(st.session_state):
+        if key != SESSION_KEY:
+            del st.session_state[key]
     st.rerun()
 
 
@@ -47,8 +51,10 @@ def render_account(client: GatewayClient) -> None:
     if session is None:
         return
     with st.sidebar:
-        st.markdown(f"**{session.user.get('full_name') or session.user.get('email')}**")
-        st.caption(f"{ROLE_NAMES.get(session.role, session.role)} · {session.user.get('email')}")
+        st.markdown(f"**{plain(session.user.get('full_name') or session.user.get('email'))}**")
+        st.caption(
+            f"{ROLE_NAMES.get(session.role, session.role)} · {plain(session.user.get('email'))}"
+        )
         if st.button("Sign out"):
             client.logout()
             st.session_state.clear()

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from frontend.components.result import render_prediction
-from frontend.components.widgets import CHART_COLOURS, label_markdown, show_error, when
+from frontend.components.widgets import CHART_COLOURS, label_markdown, plain, show_error, when
 from frontend.utils.gateway_client import GatewayClient, GatewayError
 
 HISTORY_LIMIT = 100
@@ -59,7 +59,7 @@ def render_review_history(client: GatewayClient, prediction_id: str) -> None:
             else f"corrected to {label_markdown(review['corrected_label'])}"
         )
         current = "" if review["is_current"] else " (replaced by a later review)"
-        comment = f" — “{review['comment']}”" if review.get("comment") else ""
+        comment = f" — “{plain(review['comment'])}”" if review.get("comment") else ""
         st.markdown(f"- {when(review['created_at'])}: {verdict}{current}{comment}")
 
 
@@ -78,12 +78,15 @@ def render_predictions(client: GatewayClient, predictions: list[dict[str, Any]],
         ],
         hide_index=True,
     )
-    by_option = {prediction_option(p): p for p in predictions}
-    wanted = st.query_params.get("prediction")
-    default = next((i for i, p in enumerate(predictions) if p["id"] == wanted), 0)
-    chosen = st.selectbox("Open a prediction", list(by_option), index=default, key=f"{key}-open")
+    by_id = {p["id"]: p for p in predictions}
+    chosen = st.selectbox(
+        "Open a prediction",
+        list(by_id),
+        format_func=lambda prediction_id: prediction_option(by_id[prediction_id]),
+        key=f"{key}-open",
+    )
     if chosen:
-        prediction = by_option[chosen]
+        prediction = by_id[chosen]
         with st.container(border=True):
             render_prediction(client, prediction, key=f"{key}-detail")
             render_review_history(client, prediction["id"])
@@ -128,5 +131,6 @@ def render_history(client: GatewayClient) -> None:
     if not predictions:
         st.info(f"No predictions for {reference} yet.")
         return
-    st.subheader(f"{len(predictions)} predictions for {reference}")
+    count = f"Latest {len(predictions)}" if len(predictions) == HISTORY_LIMIT else len(predictions)
+    st.subheader(f"{count} predictions for {reference}")
     render_predictions(client, predictions, key="patient")

@@ -122,8 +122,13 @@ def choose_version(client: GatewayClient, label: str, table: bool = False) -> di
         return None
 
 
+FLASH_KEY = "models_flash"
+
+
 def render_models(client: GatewayClient) -> None:
     st.header("Models")
+    if flash := st.session_state.pop(FLASH_KEY, None):
+        st.success(flash)
     if detail := choose_version(client, "Version", table=True):
         render_version(client, detail)
 
@@ -203,4 +208,5 @@ def render_activation(client: GatewayClient, version: str) -> None:
         except GatewayError as exc:
             show_error(exc, f"activate {version}")
             return
-        st.success(f"{version} is now active.")
+        st.session_state[FLASH_KEY] = f"{version} is now active."
+        st.rerun()

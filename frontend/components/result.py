@@ -40,14 +40,13 @@ def probability_gauge(p_malignant: float, threshold: float) -> go.Figure:
 def render_prediction(
     client: GatewayClient,
     prediction: dict[str, Any],
-    original: bytes | None = None,
     key: str = "prediction",
 ) -> None:
     prediction_id = prediction["id"]
     image_column, heatmap_column, verdict_column = st.columns([1, 1, 1.2])
     with image_column:
         try:
-            content = original or cached_image(
+            content = cached_image(
                 f"image:{prediction_id}", lambda: client.prediction_image(prediction_id)
             )
             st.image(content, caption="Original", width="stretch")

@@ -8,8 +8,8 @@ from typing import Any
 import streamlit as st
 
 from frontend.components.result import render_prediction
-from frontend.components.widgets import show_error
-from frontend.utils.gateway_client import GatewayClient, GatewayError
+from frontend.components.widgets import plain, remember_image, show_error
+from frontend.utils.gateway_client import GatewayClient, GatewayError, SessionExpired
 
 ACCEPTED_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp"]
 RESULTS_KEY = "analyse_results"
@@ -27,7 +27,10 @@ class Upload:
 
 @dataclass
 class AnalysedImage:
-    upload: Upload
+    """What the page keeps of one upload between reruns: not its bytes (those go to the
+    session's bounded image cache under the prediction's id)."""
+
+    name: str
     prediction: dict[str, Any] | None = None
     error: GatewayError | None = None
 
@@ -64,9 +67,13 @@ def analyse_images(
             prediction = client.predict(
                 upload.name, upload.content, upload.content_type, patient_id, key
             )
-            results.append(AnalysedImage(upload, prediction=prediction))
+        except SessionExpired:
+            raise  # not this image's failure: the whole page goes back to sign-in
         except GatewayError as exc:
-            results.append(AnalysedImage(upload, error=exc))
+            results.append(AnalysedImage(upload.name, error=exc))
+            continue
+        remember_image(f"image:{prediction['id']}", upload.content)
+        results.append(AnalysedImage(upload.name, prediction=prediction))
     on_progress(len(uploads), "")
     return results
 
@@ -112,10 +119,8 @@ def render_analyse(client: GatewayClient) -> None:
         st.subheader(f"Results ({len(results) - failed} of {len(results)} analysed)")
     for index, result in enumerate(results):
         with st.container(border=True):
-            st.markdown(f"**{result.upload.name}**")
+            st.markdown(f"**{plain(result.name)}**")
             if result.error:
-                show_error(result.error, f"analyse {result.upload.name}")
+                show_error(result.error, f"analyse {result.name}")
             else:
-                render_prediction(
-                    client, result.prediction, result.upload.content, key=f"analysed-{index}"
-                )
+                render_prediction(client, result.prediction, key=f"analysed-{index}")

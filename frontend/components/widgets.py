@@ -1,5 +1,6 @@
 """Small pieces every page uses: readable errors, labels, dates, images fetched once."""
 
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
@@ -12,7 +13,9 @@ from frontend.utils.gateway_client import GatewayError, SessionExpired
 LABEL_COLOURS = {"benign": "green", "malignant": "red"}
 CHART_COLOURS = {"benign": "#2e7d32", "malignant": "#c62828"}
 IMAGE_CACHE_KEY = "image_cache"
-IMAGE_CACHE_SIZE = 64
+# Per browser session; an upload may be up to 20 MB, so the bound is on bytes, not images.
+IMAGE_CACHE_BYTES = 48 * 1024 * 1024
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
 EXPIRED_KEY = "session_expired"
 
 
@@ -45,17 +48,29 @@ def when(timestamp: str | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def plain(text: str) -> str:
+    """Text people typed (a comment, a name), shown as itself inside Markdown: no links,
+    images or formatting of its own."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def remember_image(key: str, content: bytes) -> None:
+    cache: OrderedDict[str, bytes] = st.session_state.setdefault(IMAGE_CACHE_KEY, OrderedDict())
+    cache[key] = content
+    cache.move_to_end(key)
+    while len(cache) > 1 and sum(len(v) for v in cache.values()) > IMAGE_CACHE_BYTES:
+        cache.popitem(last=False)
+
+
 def cached_image(key: str, fetch: Callable[[], bytes]) -> bytes:
     """Image bytes fetched once per session: Streamlit reruns the page on every click, and
-    stored images never change."""
+    stored images never change. The least recently shown are dropped first."""
     cache: OrderedDict[str, bytes] = st.session_state.setdefault(IMAGE_CACHE_KEY, OrderedDict())
     if key in cache:
         cache.move_to_end(key)
         return cache[key]
     content = fetch()
-    cache[key] = content
-    while len(cache) > IMAGE_CACHE_SIZE:
-        cache.popitem(last=False)
+    remember_image(key, content)
     return content
 
 

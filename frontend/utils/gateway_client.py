@@ -6,13 +6,17 @@ behind a tunnel. Every failure becomes a `GatewayError` whose message is meant f
 """
 
 import contextlib
+import ipaddress
+import logging
 import time
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+logger = logging.getLogger("frontend.gateway_client")
 
 # Refresh a little before the access token runs out, so a page never fails half-way.
 REFRESH_MARGIN_S = 30
@@ -75,6 +79,17 @@ STATUS_MESSAGES = {
 }
 
 
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise GatewayError(
+            f"The gateway answered {response.status_code} with a body that is not JSON.",
+            response.status_code,
+            response.headers.get("x-request-id"),
+        ) from exc
+
+
 def _error_from(response: httpx.Response) -> GatewayError:
     request_id = response.headers.get("x-request-id")
     try:
@@ -123,8 +138,13 @@ class GatewayClient:
                 "The system did not answer in time; please try again.", request_id=request_id
             ) from exc
         except httpx.TransportError as exc:
+            # The internal address is for the operators' log, not for the people using the app.
+            logger.warning(
+                "gateway unreachable",
+                extra={"gateway_url": self.base_url, "error": type(exc).__name__},
+            )
             raise GatewayError(
-                f"The gateway at {self.base_url} cannot be reached ({type(exc).__name__}).",
+                "The system cannot be reached right now; please try again in a moment.",
                 request_id=request_id,
             ) from exc
 
@@ -145,7 +165,14 @@ class GatewayClient:
         if session is None:
             raise SessionExpired("Please sign in.", 401)
         if session.access_expires_at - time.time() < REFRESH_MARGIN_S:
-            session = self.refresh()
+            try:
+                session = self.refresh()
+            except SessionExpired:
+                raise
+            except GatewayError:
+                # Auth is away for a moment: the current token may still do for this call.
+                if session.access_expires_at <= time.time():
+                    raise
         headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {session.access_token}"}
         response = self._send(method, path, headers=headers, **kwargs)
         if response.status_code == 401:
@@ -161,13 +188,7 @@ class GatewayClient:
             raise _error_from(response)
         if response.status_code == 204 or not response.content:
             return None
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise GatewayError(
-                f"The gateway answered {response.status_code} with a body that is not JSON.",
-                response.status_code,
-            ) from exc
+        return _body(response)
 
     def _bytes(self, path: str, **kwargs: Any) -> bytes:
         response = self._authorized("GET", path, **kwargs)
@@ -176,6 +197,13 @@ class GatewayClient:
         return response.content
 
     def _start_session(self, tokens: dict[str, Any], user: dict[str, Any]) -> Session:
+        if not isinstance(tokens, dict) or not {
+            "access_token",
+            "refresh_token",
+            "expires_in",
+            "refresh_expires_in",
+        } <= set(tokens):
+            raise GatewayError("The gateway's sign-in answer is incomplete.")
         session = Session(
             access_token=tokens["access_token"],
             refresh_token=tokens["refresh_token"],
@@ -196,7 +224,7 @@ class GatewayClient:
             raise GatewayError("Wrong email or password.", 401, code="invalid_credentials")
         if response.status_code >= 400:
             raise _error_from(response)
-        tokens = response.json()
+        tokens = _body(response)
         me = self._send(
             "GET",
             "/api/v1/auth/me",
@@ -204,7 +232,7 @@ class GatewayClient:
         )
         if me.status_code >= 400:
             raise _error_from(me)
-        return self._start_session(tokens, user=me.json())
+        return self._start_session(tokens, user=_body(me))
 
     def refresh(self) -> Session:
         """A new token pair for the stored refresh token. A refused one ends the session."""
@@ -219,7 +247,7 @@ class GatewayClient:
             raise SessionExpired("Your session has expired; please sign in again.", 401)
         if response.status_code >= 400:
             raise _error_from(response)
-        return self._start_session(response.json(), user=session.user)
+        return self._start_session(_body(response), user=session.user)
 
     def logout(self) -> None:
         """End the session at the auth service too (its refresh tokens stop working)."""
@@ -347,6 +375,44 @@ class GatewayClient:
 
     def close(self) -> None:
         self._client.close()
+
+
+def browser_address(
+    peer: str | None, headers: Mapping[str, str], trusted: str = "127.0.0.1"
+) -> str | None:
+    """The address of the person using the app. Behind a tunnel or proxy (ngrok, an ingress)
+    Streamlit's peer is that proxy, so its X-Forwarded-For is believed, but only when the
+    peer is one of `trusted` (comma-separated addresses or networks, "*" for any) — the same
+    rule as uvicorn's. Streamlit reports no peer for a connection from this machine."""
+    peer = peer if isinstance(peer, str) and peer else "127.0.0.1"
+    if not _is_trusted(peer, trusted):
+        return peer
+    forwarded = next((v for k, v in headers.items() if k.lower() == "x-forwarded-for"), "")
+    # The nearest hop that is not one of our proxies is the client.
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop
+    if hops:  # every hop trusted ("*"): the first one is the client
+        return hops[0]
+    return None if peer == "127.0.0.1" else peer
+
+
+def _is_trusted(address: str, trusted: str) -> bool:
+    entries = [t.strip() for t in trusted.split(",") if t.strip()]
+    if "*" in entries:
+        return True
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for entry in entries:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def client_for_session(

@@ -36,10 +36,11 @@ def screenshots_dir() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(pg_server_url, new_database_url) -> Browser:
-    # Playwright's sync API keeps an event loop running in this thread while it is open, so
-    # the fixtures that call asyncio.run (the database server and its clean-up) are set up
+    # Playwright's sync API keeps an event loop running in this thread while it is open, and
+    # asyncio.run refuses to start inside one: so the browser lives for one module only, and
+    # the fixtures that call asyncio.run (the database server, its clean-up) are set up
     # before it and torn down after it.
     if not CHROMIUM.is_file():
         pytest.fail(

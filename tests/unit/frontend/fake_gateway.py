@@ -141,6 +141,7 @@ class FakeGateway:
         self.idempotency: dict[str, dict[str, Any]] = {}
         self.models = {"v1": model_detail("v1", "active"), "v2": model_detail("v2", "registered")}
         self.down: set[str] = set()  # path prefixes answering 503
+        self.not_ready: dict[str, str] = {}  # service -> reason, as the gateway's /ready says
         self.requests: list[httpx.Request] = []
 
     # -- set-up helpers ---------------------------------------------------------------------
@@ -210,9 +211,7 @@ class FakeGateway:
         if any(path.startswith(prefix) for prefix in self.down):
             return envelope(503, "downstream_unavailable", "The data service is unavailable.")
         if path == "/ready":
-            return httpx.Response(
-                200, json={"status": "ready", "checks": {"auth": {"status": "up"}}}
-            )
+            return self.ready()
         if path == "/api/v1/auth/token":
             return self.login(dict(httpx.QueryParams(request.content.decode())))
         if path == "/api/v1/auth/refresh":
@@ -251,6 +250,20 @@ class FakeGateway:
                 request.extensions["match"] = match
                 return answer(request, caller)
         return envelope(404, "not_found", f"No route {method} {path}.")
+
+    def ready(self) -> httpx.Response:
+        """The gateway's own shape (common/health.py): a check per service."""
+        checks = {
+            name: {"status": "down", "reason": self.not_ready[name]}
+            if name in self.not_ready
+            else {"status": "up"}
+            for name in ("auth", "inference", "data")
+        }
+        if not self.not_ready:
+            return httpx.Response(200, json={"status": "ready", "checks": checks})
+        reasons = "; ".join(f"{n}: {r}" for n, r in self.not_ready.items())
+        error = {"code": "not_ready", "message": f"Not ready: {reasons}", "request_id": "r"}
+        return httpx.Response(503, json={"status": "not_ready", "checks": checks, "error": error})
 
     def issue(self, email: str) -> httpx.Response:
         access, refresh = uuid.uuid4().hex, uuid.uuid4().hex

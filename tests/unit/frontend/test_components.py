@@ -2,6 +2,7 @@
 the `/api/v1` contract (`fake_gateway.py`)."""
 
 import json
+import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -32,8 +33,9 @@ def run(component: str, role: str | None = "clinician") -> AppTest:
 
 
 def texts(app: AppTest) -> str:
+    """Every text element's Markdown source, with its escapes resolved (as people read it)."""
     parts = [*app.markdown, *app.caption, *app.error, *app.warning, *app.info, *app.success]
-    return "\n".join(str(e.value) for e in parts)
+    return re.sub(r"\\(.)", r"\1", "\n".join(str(e.value) for e in parts))
 
 
 def metrics(app: AppTest) -> dict[str, str]:
@@ -110,6 +112,25 @@ def test_history_finds_a_patient_and_opens_a_prediction(fake):
     opened.select_index(1).run()
     assert "BENIGN" in texts(app)
     assert any(r.url.path == f"/api/v1/predictions/{older['id']}/reviews" for r in fake.requests)
+
+
+def test_history_shows_review_comments_as_plain_text(fake):
+    patient = fake.add_patient("H-9")
+    prediction = fake.add_prediction("malignant", 0.9, patient["id"])
+    fake.reviews.append(
+        {
+            "prediction_id": prediction["id"],
+            "verdict": "agree",
+            "corrected_label": None,
+            "comment": "![pixel](https://tracker.example/p.png) **urgent**",
+            "is_current": True,
+            "created_at": prediction["created_at"],
+        }
+    )
+    app = run("history:render_history", "viewer")
+    source = "\n".join(m.value for m in app.markdown)
+    assert "\\!\\[pixel\\]\\(https\\://tracker\\.example/p\\.png\\)" in source
+    assert "\\*\\*urgent\\*\\*" in source
 
 
 def test_history_says_when_nothing_matches(fake):
@@ -287,6 +308,15 @@ def test_about_says_what_the_system_is_not_and_shows_the_model(fake):
     assert "It is not a medical device and does not diagnose" in texts(app)
     assert "synthetic" in app.warning[0].value
     assert metrics(app)["Version"] == "v1"
+
+
+def test_about_names_a_service_that_is_down(fake):
+    fake.not_ready = {"data": "unreachable"}
+    app = run("about:render_about", "viewer")
+    assert app.warning[-1].value == "Not ready: data: unreachable"
+    shown = metrics(app)
+    assert (shown["Data"], shown["Inference"]) == ("down", "ready")
+    assert "unreachable" in [c.value for c in app.caption]
 
 
 def test_about_works_signed_out_and_with_the_gateway_down(fake):

@@ -3,7 +3,13 @@ import time
 import httpx
 import pytest
 
-from frontend.utils.gateway_client import SESSION_KEY, GatewayClient, GatewayError, Session
+from frontend.utils.gateway_client import (
+    SESSION_KEY,
+    GatewayClient,
+    GatewayError,
+    Session,
+    browser_address,
+)
 
 
 def client_answering(status: int, body: bytes | dict) -> GatewayClient:
@@ -55,7 +61,7 @@ def test_unreachable_gateway_is_a_readable_error():
     with pytest.raises(GatewayError) as caught:
         client.system_status()
     assert "cannot be reached" in caught.value.message
-    assert "http://gateway.test" in caught.value.message
+    assert "gateway.test" not in caught.value.message  # internal addresses go to the log only
 
 
 def test_error_envelopes_keep_their_message_code_and_request_id():
@@ -134,3 +140,52 @@ def test_signing_out_with_the_gateway_down_still_ends_the_local_session():
         "http://gateway.test", transport=httpx.MockTransport(refuse), store=store
     ).logout()
     assert store == {}
+
+
+def test_an_access_token_still_valid_is_used_when_auth_cannot_refresh_it():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/auth/refresh":
+            error = {"code": "downstream_unavailable", "message": "auth is unavailable"}
+            return httpx.Response(503, json={"error": error})
+        assert request.headers["authorization"] == "Bearer still-good"
+        return httpx.Response(200, json=[])
+
+    store = {SESSION_KEY: Session("still-good", "r", time.time() + 10, time.time() + 9000, {})}
+    client = GatewayClient(
+        "http://gateway.test", transport=httpx.MockTransport(handler), store=store
+    )
+    assert client.models() == []  # inside the refresh margin, but not yet expired
+    store[SESSION_KEY].access_expires_at = time.time() - 1
+    with pytest.raises(GatewayError) as caught:
+        client.models()
+    assert caught.value.status_code == 503 and SESSION_KEY in store
+
+
+def test_a_successful_answer_that_is_not_json_is_a_readable_error():
+    client = GatewayClient(
+        "http://gateway.test",
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=b"<html>")),
+    )
+    with pytest.raises(GatewayError) as caught:
+        client.login("a@example.com", "x")
+    assert "not JSON" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "expected"),
+    [
+        (None, None, "127.0.0.1", None),  # a browser on this machine: nothing to pass on
+        (None, "198.51.100.7", "127.0.0.1", "198.51.100.7"),  # ngrok's agent on this machine
+        ("10.0.0.5", "198.51.100.7", "127.0.0.1", "10.0.0.5"),  # an untrusted peer's claim
+        ("10.0.0.5", "198.51.100.7", "10.0.0.0/8", "198.51.100.7"),
+        ("10.0.0.5", "203.0.113.1, 198.51.100.7, 10.0.0.9", "10.0.0.0/8", "198.51.100.7"),
+        ("10.0.0.5", "203.0.113.1, 198.51.100.7", "*", "203.0.113.1"),  # as uvicorn
+        ("10.0.0.5", "not-an-address", "10.0.0.0/8", "not-an-address"),
+        ("203.0.113.9", None, "127.0.0.1", "203.0.113.9"),
+    ],
+)
+def test_the_browsers_address_is_believed_only_from_trusted_proxies(
+    peer, forwarded, trusted, expected
+):
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    assert browser_address(peer, headers, trusted) == expected
