@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SERVICES_WITH_DATABASE := auth_service inference_service data_service
 
-.PHONY: help install browser run test lint format migrate train evaluate explore clean
+.PHONY: help install browser infra-tools run test lint typecheck format migrate train evaluate explore up down logs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,15 +42,32 @@ browser: ## install Debian's chromium and chromium-driver for the browser tests,
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
+# Offline checks of the deployment files use Debian's promtool (package prometheus), and a
+# kubectl with Kustomize v5 (1.27 or newer; Debian's kubernetes-client is too old for it).
+infra-tools: ## install promtool for the deployment checks if missing; check kubectl
+	@if ! command -v promtool >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; \
+	  else echo "promtool is missing: install Debian's prometheus package as root." >&2; exit 1; fi; \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "No apt-get here: install Prometheus (promtool) yourself." >&2; exit 1; fi; \
+	  echo "Installing Debian's prometheus package (promtool) with apt-get..."; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+	@command -v kubectl >/dev/null || { echo "kubectl 1.27 or newer is needed to render infra/k8s (https://kubernetes.io/docs/tasks/tools/)." >&2; exit 1; }
+
 run: install ## start PostgreSQL, migrations, every service and the frontend; Ctrl-C stops
 	$(PY) -m devstack run
 
-test: install browser ## run the whole test suite against a real PostgreSQL and Chromium
+test: install browser infra-tools ## run the whole test suite against a real PostgreSQL and Chromium
 	$(PY) -m pytest
 
 lint: install ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+typecheck: install ## mypy over the packages pyproject.toml names
+	$(VENV)/bin/mypy
 
 format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -69,6 +86,17 @@ evaluate: install ## evaluate the newest model version on its test split (MODEL=
 
 explore: install ## explore a dataset: make explore DATA=path/to/dataset
 	$(PY) -m ml.explore_data --data $(DATA)
+
+COMPOSE ?= docker compose
+
+up: ## build and start the whole system with Docker Compose (needs .env; see README)
+	$(COMPOSE) up --build --detach --wait
+
+down: ## stop the compose deployment (volumes, and so the data, are kept)
+	$(COMPOSE) down
+
+logs: ## follow the compose deployment's logs
+	$(COMPOSE) logs --follow --tail=100
 
 clean: ## remove the virtual environment and tools (keeps var/, which holds data)
 	rm -rf $(VENV) $(TOOLS)

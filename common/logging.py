@@ -6,10 +6,11 @@ from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
 
+request_id_var: ContextVar[str | None]
 try:  # The web services carry the request id in asgi-correlation-id's context variable.
     from asgi_correlation_id.context import correlation_id as request_id_var
 except ImportError:  # pragma: no cover - components without the web stack (the frontend)
-    request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+    request_id_var = ContextVar("request_id", default=None)
 
 # Loggers whose own handlers would bypass the JSON format; they are routed to the root logger.
 _THIRD_PARTY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic")

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from devstack import ROOT
-from devstack.postgres import PrivatePostgres, resolve_server
+from devstack.postgres import PrivatePostgres, port_is_free, resolve_server
 from devstack.secrets import admin_credentials_file, admin_settings, signing_key_settings
 from devstack.stack import COMPONENTS, Stack, build_stack, configured_environment
 from devstack.supervisor import Supervisor
@@ -63,11 +63,26 @@ def bootstrap_model(stack: Stack) -> None:
     )
 
 
+def prometheus_binary(stack: Stack) -> str | None:
+    """The Prometheus to run beside the services; None, said why, when there is none."""
+    binary = stack.prometheus_binary
+    port = stack.port("prometheus")
+    if binary is None:
+        wanted = stack.env.get("DEVSTACK_PROMETHEUS") or "prometheus"
+        say(f"{wanted} not found (install it, or name it in DEVSTACK_PROMETHEUS): no metrics UI")
+    elif not port_is_free(port):
+        say(f"port {port} is taken (DEVSTACK_PROMETHEUS_PORT): running without Prometheus")
+        binary = None
+    return binary
+
+
 def wait_until_ready(stack: Stack, supervisor: Supervisor, timeout_s: float) -> bool:
     checks = {
         "gateway": f"{stack.url('gateway')}/ready",
         "frontend": f"{stack.url('frontend')}/_stcore/health",
     }
+    if supervisor.prometheus_binary:
+        checks["prometheus"] = f"{stack.url('prometheus')}/-/ready"
     deadline = time.monotonic() + timeout_s
     last: dict[str, str] = {}
     with httpx.Client(timeout=5.0) as client:
@@ -92,7 +107,7 @@ def wait_until_ready(stack: Stack, supervisor: Supervisor, timeout_s: float) -> 
     return False
 
 
-def print_urls(stack: Stack) -> None:
+def print_urls(stack: Stack, prometheus: bool) -> None:
     gateway = stack.url("gateway")
     credentials = admin_credentials_file(stack.var_dir)
     lines = [
@@ -102,6 +117,7 @@ def print_urls(stack: Stack) -> None:
         f"  API (gateway)   {gateway}/api/v1   docs: {gateway}/docs",
         f"  Readiness       {gateway}/ready",
         *(f"  {c.name:<15} {stack.url(c.name)}   (internal)" for c in COMPONENTS[:3]),
+        *([f"  Prometheus      {stack.url('prometheus')}"] if prometheus else []),
         *([f"  Admin login     in {credentials}"] if credentials.exists() else []),
         "Press Ctrl-C to stop.",
         "",
@@ -127,18 +143,19 @@ def run(args: argparse.Namespace) -> int:
         supervisor = Supervisor(stack, log_dir)
         if (pid := supervisor.running_pid()) is not None:
             say(f"already running (supervisord pid {pid}); stop it with Ctrl-C in its terminal")
-            print_urls(stack)
+            print_urls(stack, prometheus=stack.prometheus_binary is not None)
             supervisor = None
             private = None  # it belongs to the running instance
             return 0
         say(f"PostgreSQL: {'private server, ' if private else ''}{_safe(server_url)}")
         migrate(stack)
         bootstrap_model(stack)
+        supervisor.prometheus_binary = prometheus_binary(stack)
         say("starting services under supervisord")
         supervisor.start()
         if not wait_until_ready(stack, supervisor, ready_timeout_s):
             return 1
-        print_urls(stack)
+        print_urls(stack, prometheus=supervisor.prometheus_binary is not None)
         return supervisor.process.wait() if supervisor.process else 1
     except Interrupted as reason:
         say(f"{reason}: stopping")

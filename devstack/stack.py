@@ -1,6 +1,7 @@
 """What runs in the dev stack, and the environment each process gets."""
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ COMPONENTS = (
     Component("frontend", "frontend", "FRONTEND_", 8501),
 )
 BY_NAME = {component.name: component for component in COMPONENTS}
+# Optional, beside the components: runs when its binary is found (devstack.prometheus).
+PROMETHEUS_DEFAULT_PORT = 9090
 
 
 def configured_environment(root: Path = ROOT) -> dict[str, str]:
@@ -42,11 +45,20 @@ class Stack:
     var_dir: Path
 
     def port(self, name: str) -> int:
+        if name == "prometheus":
+            return int(self.env["DEVSTACK_PROMETHEUS_PORT"])
         component = BY_NAME[name]
         return int(self.env[f"{component.env_prefix}PORT"])
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port(name)}"
+
+    @property
+    def prometheus_binary(self) -> str | None:
+        """`DEVSTACK_PROMETHEUS` (a path or a name on PATH), else `prometheus` on PATH."""
+        return shutil.which(
+            self.env.get("DEVSTACK_PROMETHEUS") or "prometheus", path=self.env.get("PATH")
+        )
 
 
 def build_stack(configured: dict[str, str], server_url: str, var_dir: Path) -> Stack:
@@ -69,6 +81,7 @@ def build_stack(configured: dict[str, str], server_url: str, var_dir: Path) -> S
             f"GATEWAY_{name.upper()}_URL",
             f"http://127.0.0.1:{env[f'{BY_NAME[name].env_prefix}PORT']}",
         )
+    default("DEVSTACK_PROMETHEUS_PORT", str(PROMETHEUS_DEFAULT_PORT))
     default("FRONTEND_GATEWAY_URL", f"http://127.0.0.1:{env['GATEWAY_PORT']}")
     default("DATA_STORAGE_DIR", str(var_dir / "data" / "images"))
     default("DEVSTACK_MODELS_DIR", str(var_dir / "models"))

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from devstack import ROOT
+from devstack import ROOT, prometheus
 from devstack.stack import COMPONENTS, Stack
 
 # A unix socket path may not exceed 107 bytes; deep temporary folders would.
@@ -23,10 +23,10 @@ def _socket_path(run_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"devstack-{digest}.sock"
 
 
-def _program(name: str, module: str, priority: int, log_target: str) -> str:
+def _program(name: str, command: str, priority: int, log_target: str) -> str:
     return f"""
 [program:{name}]
-command={sys.executable} -m {module}
+command={command}
 directory={ROOT}
 priority={priority}
 autostart=true
@@ -44,9 +44,13 @@ stdout_logfile_maxbytes=0
 
 
 class Supervisor:
-    def __init__(self, stack: Stack, log_dir: Path | None = None) -> None:
-        """With `log_dir`, each program logs to `<log_dir>/<name>.log`; else to our stdout."""
+    def __init__(
+        self, stack: Stack, log_dir: Path | None = None, prometheus_binary: str | None = None
+    ) -> None:
+        """With `log_dir`, each program logs to `<log_dir>/<name>.log`; else to our stdout.
+        With `prometheus_binary`, Prometheus runs too, scraping the services."""
         self.stack = stack
+        self.prometheus_binary = prometheus_binary
         self.run_dir = stack.var_dir / "run"
         self.config_path = self.run_dir / "supervisord.conf"
         self.pid_file = self.run_dir / "supervisord.pid"
@@ -63,9 +67,14 @@ class Supervisor:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         # supervisord starts low priorities first and stops them last: the services behind the
         # gateway come up before it and go down after it.
+        commands = {c.name: f"{sys.executable} -m {c.module}" for c in COMPONENTS}
+        if self.prometheus_binary:
+            # Last up, first down: it watches the others.
+            config = prometheus.write_config(self.stack, self.run_dir)
+            commands["prometheus"] = prometheus.command(self.prometheus_binary, config, self.stack)
         programs = "".join(
-            _program(c.name, c.module, 10 * (i + 1), str(self.log_file(c.name) or "/dev/stdout"))
-            for i, c in enumerate(COMPONENTS)
+            _program(name, command, 10 * (i + 1), str(self.log_file(name) or "/dev/stdout"))
+            for i, (name, command) in enumerate(commands.items())
         )
         self.config_path.write_text(
             f"""[supervisord]

@@ -40,7 +40,7 @@ except Exception:  # no browser connection (a script run in tests)
 client = client_for_session(
     settings.gateway_url,
     settings.request_timeout_s,
-    st.session_state,
+    st.session_state,  # type: ignore[arg-type]  # a MutableMapping in all but its stubs
     browser_address(st.context.ip_address, request_headers, settings.forwarded_allow_ips),
 )
 if client.end_session_if_expired():

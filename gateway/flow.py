@@ -56,6 +56,8 @@ class PredictionFlow:
             earlier = await self._stored_under_key(upload, headers)
             if earlier is not None:
                 return FlowResult(earlier, created=False)
+        image: dict[str, Any] | BaseException
+        prediction: dict[str, Any] | BaseException
         image, prediction = await asyncio.gather(
             self._store_image(upload.data, upload.patient_id, headers),
             self._predict(upload.data, upload.heatmap, headers),
@@ -63,9 +65,10 @@ class PredictionFlow:
         )
         # The image's own problems (not an image, unknown patient) come first; then the
         # model's. Either way, an image already stored stays stored.
-        for outcome in (image, prediction):
-            if isinstance(outcome, BaseException):
-                raise outcome
+        if isinstance(image, BaseException):
+            raise image
+        if isinstance(prediction, BaseException):
+            raise prediction
         heatmap_ref = None
         overlay = prediction.pop("heatmap_png_base64", None)
         if overlay:

@@ -93,7 +93,8 @@ class RateLimits:
 
     async def check(self) -> str | None:
         """Readiness: whether the shared store answers (memory always does)."""
-        if not await self.storage.check():
+        # The async storages' check() is a coroutine (limits types it for both kinds).
+        if not await self.storage.check():  # type: ignore[misc]
             raise NotReady("the rate limit store (Redis) does not answer")
         return "redis" if self.shared else "memory"
 

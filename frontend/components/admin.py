@@ -81,7 +81,7 @@ def render_edit_user(client: GatewayClient, users: list[dict]) -> None:
         submitted = st.form_submit_button("Save changes")
     if not submitted:
         return
-    changes = {}
+    changes: dict[str, str | bool] = {}
     if role != user["role"]:
         changes["role"] = role
     if active != user["is_active"]:

@@ -51,10 +51,10 @@ def render_account(client: GatewayClient) -> None:
     if session is None:
         return
     with st.sidebar:
-        st.markdown(f"**{plain(session.user.get('full_name') or session.user.get('email'))}**")
-        st.caption(
-            f"{ROLE_NAMES.get(session.role, session.role)} · {plain(session.user.get('email'))}"
-        )
+        name = str(session.user.get("full_name") or session.user.get("email") or "")
+        st.markdown(f"**{plain(name)}**")
+        email = plain(str(session.user.get("email", "")))
+        st.caption(f"{ROLE_NAMES.get(session.role, session.role)} · {email}")
         if st.button("Sign out"):
             client.logout()
             st.session_state.clear()

@@ -75,7 +75,7 @@ def render_review_form(client: GatewayClient, prediction: dict, skipped: set[str
     except GatewayError as exc:
         show_error(exc, "record the review")
         return
-    outcome = "agreement" if verdict == AGREE else f"correction to {label_markdown(corrected)}"
+    outcome = "agreement" if corrected is None else f"correction to {label_markdown(corrected)}"
     st.session_state[FLASH_KEY] = f"Review recorded: {outcome}."
     st.rerun()
 

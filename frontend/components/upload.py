@@ -120,7 +120,7 @@ def render_analyse(client: GatewayClient) -> None:
     for index, result in enumerate(results):
         with st.container(border=True):
             st.markdown(f"**{plain(result.name)}**")
-            if result.error:
-                show_error(result.error, f"analyse {result.name}")
+            if result.error or result.prediction is None:
+                show_error(result.error or GatewayError("No answer."), f"analyse {result.name}")
             else:
                 render_prediction(client, result.prediction, key=f"analysed-{index}")

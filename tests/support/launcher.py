@@ -29,7 +29,8 @@ class LaunchedStack:
         # Short: supervisord's control socket lives below it.
         self.var_dir = Path(tempfile.mkdtemp(prefix="cds-stack-"))
         self.log_dir = self.var_dir / "logs"
-        self.ports = {component.name: free_port() for component in COMPONENTS}
+        # Prometheus runs too when its binary is installed.
+        self.ports = {name: free_port() for name in [*(c.name for c in COMPONENTS), "prometheus"]}
         self.env = {
             **os.environ,
             "DATABASE_URL": server_url,
@@ -39,6 +40,7 @@ class LaunchedStack:
             # One demo model for every stack of the session: trained by the first to start.
             "DEVSTACK_MODELS_DIR": str(SHARED_MODELS_DIR),
             **{f"{c.env_prefix}PORT": str(self.ports[c.name]) for c in COMPONENTS},
+            "DEVSTACK_PROMETHEUS_PORT": str(self.ports["prometheus"]),
             **{
                 f"{c.env_prefix}DATABASE_URL": database_urls[c.name]
                 for c in COMPONENTS

@@ -1,4 +1,5 @@
-"""The tree passes the linters CI runs, so a lint failure shows up in `make test` too."""
+"""The tree passes the linters and the type checker CI runs, so a failure shows up in
+`make test` too."""
 
 import subprocess
 import sys
@@ -18,4 +19,10 @@ def test_ruff_format_is_applied():
     result = subprocess.run(
         [RUFF, "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
     )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_passes():
+    mypy = str(Path(sys.executable).with_name("mypy"))
+    result = subprocess.run([mypy], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

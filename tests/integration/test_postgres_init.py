@@ -1,0 +1,99 @@
+"""Compose's PostgreSQL init script (infra/postgres/init), run as the postgres image runs it,
+against a private server: one database per service, and no service can reach another's."""
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from devstack import ROOT
+from devstack.postgres import PrivatePostgres, free_port
+
+SCRIPT = ROOT / "infra" / "postgres" / "init" / "01-databases.sh"
+PASSWORDS = {"auth": "auth-secret", "inference": "inference-secret", "data": "data-secret"}
+
+
+@pytest.fixture(scope="module")
+def server():
+    if shutil.which("psql") is None:
+        pytest.fail("The init script needs psql (Debian's postgresql-client).")
+    base = Path(tempfile.mkdtemp(prefix="cds-init-pg-"))
+    base.chmod(0o755)  # as root, the server runs as an unprivileged user who must reach it
+    private = PrivatePostgres(base, free_port())
+    private.start()
+    try:
+        yield private
+    finally:
+        private.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def connect(server: PrivatePostgres, user: str, database: str):
+    return asyncpg.connect(
+        host="127.0.0.1",
+        port=server.port,
+        user=user,
+        password=PASSWORDS.get(user),
+        database=database,
+    )
+
+
+async def can_use(server: PrivatePostgres, user: str, database: str) -> bool:
+    try:
+        connection = await connect(server, user, database)
+    except asyncpg.InsufficientPrivilegeError:
+        return False
+    try:
+        await connection.execute("CREATE TABLE probe (id int); DROP TABLE probe")
+    finally:
+        await connection.close()
+    return True
+
+
+def test_the_script_stops_before_anything_when_a_password_is_missing(server):
+    environment = {
+        **os.environ,
+        "POSTGRES_USER": "postgres",
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(server.port),
+    }
+    for name in PASSWORDS:
+        environment.pop(f"{name.upper()}_DB_PASSWORD", None)
+    completed = subprocess.run(
+        ["sh", str(SCRIPT)], env=environment, capture_output=True, text=True, check=False
+    )
+    assert completed.returncode != 0
+    # Nothing half-made: the next test runs the script on the same server from scratch.
+
+
+def test_each_service_gets_its_own_database_and_only_that(server):
+    environment = {
+        **os.environ,
+        "POSTGRES_USER": "postgres",
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(server.port),
+        **{f"{name.upper()}_DB_PASSWORD": password for name, password in PASSWORDS.items()},
+    }
+    completed = subprocess.run(
+        ["sh", str(SCRIPT)], env=environment, capture_output=True, text=True, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+
+    async def access() -> dict[tuple[str, str], bool]:
+        return {
+            (user, database): await can_use(server, user, database)
+            for user in PASSWORDS
+            for database in PASSWORDS
+        }
+
+    allowed = asyncio.run(access())
+    assert {pair for pair, ok in allowed.items() if ok} == {
+        ("auth", "auth"),
+        ("inference", "inference"),
+        ("data", "data"),
+    }
