@@ -38,6 +38,15 @@ async def ensure_database(url: str) -> bool:
     name = make_url(url).database
     if not name or not _SAFE_DATABASE_NAME.match(name):
         raise ValueError(f"refusing to create a database with the name {name!r}")
+    # A login that owns its database may not be allowed into `postgres` (managed servers
+    # often refuse it): try its own database first.
+    try:
+        own = await asyncpg.connect(database=name, timeout=10, **_connect_kwargs(url))
+    except asyncpg.InvalidCatalogNameError:
+        pass
+    else:
+        await own.close()
+        return False
     connection = await asyncpg.connect(database="postgres", timeout=10, **_connect_kwargs(url))
     try:
         exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)

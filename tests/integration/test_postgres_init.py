@@ -5,6 +5,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import asyncpg
 import pytest
 
 from devstack import ROOT
-from devstack.postgres import PrivatePostgres, free_port
+from devstack.postgres import PrivatePostgres, free_port, install_binaries
 
 SCRIPT = ROOT / "infra" / "postgres" / "init" / "01-databases.sh"
 PASSWORDS = {"auth": "auth-secret", "inference": "inference-secret", "data": "data-secret"}
@@ -20,8 +21,6 @@ PASSWORDS = {"auth": "auth-secret", "inference": "inference-secret", "data": "da
 
 @pytest.fixture(scope="module")
 def server():
-    if shutil.which("psql") is None:
-        pytest.fail("The init script needs psql (Debian's postgresql-client).")
     base = Path(tempfile.mkdtemp(prefix="cds-init-pg-"))
     base.chmod(0o755)  # as root, the server runs as an unprivileged user who must reach it
     private = PrivatePostgres(base, free_port())
@@ -55,9 +54,20 @@ async def can_use(server: PrivatePostgres, user: str, database: str) -> bool:
     return True
 
 
+def script_environment(server: PrivatePostgres) -> dict[str, str]:
+    """As in the postgres image: psql on PATH (the private server's own), the superuser."""
+    return {
+        **os.environ,
+        "PATH": f"{install_binaries(ROOT / '.tools')}{os.pathsep}{os.environ['PATH']}",
+        "POSTGRES_USER": "postgres",
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(server.port),
+    }
+
+
 def test_the_script_stops_before_anything_when_a_password_is_missing(server):
     environment = {
-        **os.environ,
+        **script_environment(server),
         "POSTGRES_USER": "postgres",
         "PGHOST": "127.0.0.1",
         "PGPORT": str(server.port),
@@ -73,7 +83,7 @@ def test_the_script_stops_before_anything_when_a_password_is_missing(server):
 
 def test_each_service_gets_its_own_database_and_only_that(server):
     environment = {
-        **os.environ,
+        **script_environment(server),
         "POSTGRES_USER": "postgres",
         "PGHOST": "127.0.0.1",
         "PGPORT": str(server.port),
@@ -97,3 +107,37 @@ def test_each_service_gets_its_own_database_and_only_that(server):
         ("inference", "inference"),
         ("data", "data"),
     }
+
+
+@pytest.mark.parametrize("service", list(PASSWORDS))
+def test_each_service_migrates_with_its_own_login_alone(server, service):
+    """As on a managed server: the logins may not even connect to the `postgres` database."""
+    revoke = subprocess.run(
+        [
+            "psql",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC",
+        ],
+        env=script_environment(server),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert revoke.returncode == 0, revoke.stderr
+    url = f"postgresql://{service}:{PASSWORDS[service]}@127.0.0.1:{server.port}/{service}"
+    migrated = subprocess.run(
+        [sys.executable, "-m", f"{service}_service.migrate", "upgrade"],
+        cwd=ROOT,
+        env={**os.environ, f"{service.upper()}_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert migrated.returncode == 0, migrated.stdout[-2000:] + migrated.stderr[-2000:]

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from auth_service.settings import AuthSettings
 from data_service.settings import DataSettings
@@ -189,9 +190,18 @@ def test_ci_runs_what_a_developer_runs():
     ci = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
     assert "run: .ci/run" in ci and "make lint" in ci and "make typecheck" in ci
     assert "exec make test" in (ROOT / ".ci" / "run").read_text()
-    images = (ROOT / ".github" / "workflows" / "images.yml").read_text()
-    assert "models/**" in images  # a changed model file rebuilds the inference image
-    assert "${{ github.sha }}" in images and ":latest" in images
+    images = yaml.safe_load((ROOT / ".github" / "workflows" / "images.yml").read_text())
+    # YAML reads the `on:` key as True.
+    assert images[True]["push"] == {"branches": ["main"]}  # every push to main, no path filter
+    build = images["jobs"]["build"]
+    assert build["strategy"]["matrix"]["component"] == list(COMPONENTS)
+    checkout = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["lfs"] is True  # the model files themselves, not LFS pointers
+    push = next(s for s in build["steps"] if "build-push-action" in s.get("uses", ""))
+    assert push["with"]["tags"].splitlines() == [
+        "${{ env.REPOSITORY }}:${{ github.sha }}",
+        "${{ env.REPOSITORY }}:latest",
+    ]
 
 
 def test_make_up_down_logs_wrap_compose():
