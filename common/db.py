@@ -4,6 +4,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import MetaData, Select, func, select, text
@@ -95,11 +96,34 @@ async def page_with_total(
     return list(rows), total or 0
 
 
+# SQLSTATEs of a server that is not there for now: connection failures (class 08), shutting
+# down or starting up (57P01-57P03), out of connection slots (53300).
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def _database_unavailable(request: Request) -> JSONResponse:
+    logger.warning("the database is unavailable on %s %s", request.method, request.url.path)
+    return error_response(
+        request,
+        503,
+        "The database is unavailable; try again shortly.",
+        "service_unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _is_unavailable(sqlstate: str) -> bool:
+    return sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+
+
 async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
     """PostgreSQL's "data exception" class (SQLSTATE 22...: a NUL character in text, a number
-    out of range) comes from a value the caller sent; it is their error, not ours."""
+    out of range) comes from a value the caller sent; it is their error, not ours. A lost
+    connection is the database being away, which the caller may retry."""
     assert isinstance(exc, DBAPIError)
     sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    if exc.connection_invalidated or _is_unavailable(sqlstate):
+        return _database_unavailable(request)
     if not sqlstate.startswith("22"):
         return await unexpected_error(request, exc)
     logger.info("refused a value the database cannot store (SQLSTATE %s)", sqlstate)
@@ -112,5 +136,15 @@ async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _unreachable(request: Request, exc: Exception) -> JSONResponse:
+    """Opening a connection fails outside SQLAlchemy's wrapping: refused or reset (OSError),
+    timed out, or refused by a server shutting down or starting up (asyncpg's own errors)."""
+    if isinstance(exc, asyncpg.PostgresError) and not _is_unavailable(exc.sqlstate or ""):
+        return await unexpected_error(request, exc)
+    return _database_unavailable(request)
+
+
 def install_db_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _unstorable_value)
+    for unreachable in (ConnectionError, TimeoutError, asyncpg.PostgresError):
+        app.add_exception_handler(unreachable, _unreachable)

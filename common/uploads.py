@@ -138,10 +138,40 @@ async def read_upload(
     return files, fields
 
 
+def _png_end(data: bytes) -> int | None:
+    """Where the PNG's IEND chunk ends (None when the chunks do not reach one)."""
+    offset = len(IMAGE_SIGNATURES[0])
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        offset += 12 + length  # length, type, data, CRC
+        if kind == b"IEND":
+            return offset
+    return None
+
+
+def has_trailing_data(data: bytes) -> bool:
+    """Whether bytes follow the end of a PNG or JPEG: the mark of a polyglot (an image with
+    an HTML page or a ZIP archive appended), which decoders ignore and we would store and
+    serve back as it came."""
+    if data.startswith(IMAGE_SIGNATURES[0]):
+        end = _png_end(data)
+        return end is not None and end < len(data)
+    if data.startswith(IMAGE_SIGNATURES[1]):
+        return not data.rstrip(b"\0").endswith(b"\xff\xd9")  # EOI, then at most padding
+    return False
+
+
 def decode_upload(data: bytes, max_pixels: int) -> "Image.Image":
     """The RGB image, or the 4xx envelope saying what is wrong with the bytes."""
     from ml.preprocessing import ImageError, ImageTooLarge, NotAnImage, decode_image
 
+    if has_trailing_data(data):
+        raise ServiceError(
+            422,
+            "The image cannot be used: there is data after its end (or its end is missing).",
+            code="invalid_image",
+        )
     try:
         return decode_image(data, max_pixels=max_pixels, convert_grey=True)
     except NotAnImage as exc:

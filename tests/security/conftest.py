@@ -1,0 +1,204 @@
+"""One launched stack for the whole security package (real processes, real PostgreSQL),
+with users of every role; the tests attack it only through the gateway."""
+
+import hashlib
+import itertools
+import uuid
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from dotenv import dotenv_values
+
+from tests.support.launcher import LaunchedStack
+from tests.support.sql import fetch
+
+PASSWORD = "copper meadow lantern 58"
+_addresses = itertools.count(1)
+
+
+def new_address() -> str:
+    """A client address of its own (the gateway trusts X-Forwarded-For from loopback), so
+    login limits and throttling of one test never answer for another."""
+    n = next(_addresses)
+    return f"10.30.{n // 250}.{n % 250 + 1}"
+
+
+@dataclass
+class User:
+    id: str
+    email: str
+    role: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+@pytest.fixture(scope="package")
+def databases(new_database_url):
+    return {name: new_database_url(f"sec_{name}") for name in ("auth", "inference", "data")}
+
+
+@pytest.fixture(scope="package")
+def stack(databases, pg_server_url):
+    launched = LaunchedStack(
+        databases,
+        pg_server_url,
+        extra_env={
+            # Limits high enough that no test (nor the fuzzer) is answered 429 by accident.
+            "GATEWAY_RATE_LIMIT_PREDICTIONS": "100000/minute",
+            "GATEWAY_RATE_LIMIT_LOGIN": "100000/minute",
+            "GATEWAY_RATE_LIMIT_GENERAL": "100000/minute",
+        },
+    )
+    try:
+        yield launched.start()
+    finally:
+        launched.close()
+
+
+@pytest.fixture(scope="package")
+def api(stack):
+    with httpx.Client(base_url=stack.url("gateway"), timeout=60) as client:
+        yield client
+
+
+def login(api: httpx.Client, email: str, password: str = PASSWORD) -> httpx.Response:
+    return api.post(
+        "/api/v1/auth/token",
+        data={"username": email, "password": password},
+        headers={"X-Forwarded-For": new_address()},
+    )
+
+
+def logged_in(api: httpx.Client, user_id: str, email: str, role: str) -> User:
+    answer = login(api, email)
+    assert answer.status_code == 200, answer.text
+    tokens = answer.json()
+    return User(user_id, email, role, tokens["access_token"], tokens["refresh_token"])
+
+
+@pytest.fixture(scope="package")
+def admin(api, stack) -> User:
+    stored = dotenv_values(stack.var_dir / "admin-credentials.env")
+    answer = login(api, stored["ADMIN_EMAIL"], stored["ADMIN_PASSWORD"])
+    assert answer.status_code == 200, answer.text
+    tokens = answer.json()
+    me = api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    return User(
+        me.json()["id"],
+        stored["ADMIN_EMAIL"],
+        "admin",
+        tokens["access_token"],
+        tokens["refresh_token"],
+    )
+
+
+@pytest.fixture(scope="package")
+def new_user(api, admin):
+    """A new account of `role`, logged in."""
+
+    def create(role: str = "clinician") -> User:
+        email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+        created = api.post(
+            "/api/v1/admin/users",
+            json={"email": email, "full_name": role, "role": role, "password": PASSWORD},
+            headers=admin.headers,
+        )
+        assert created.status_code == 201, created.text
+        return logged_in(api, created.json()["id"], email, role)
+
+    return create
+
+
+@pytest.fixture(scope="package")
+def clinician(new_user) -> User:
+    return new_user("clinician")
+
+
+@pytest.fixture(scope="package")
+def other_clinician(new_user) -> User:
+    return new_user("clinician")
+
+
+@pytest.fixture(scope="package")
+def viewer(new_user) -> User:
+    return new_user("viewer")
+
+
+def assert_envelope(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert {"code", "message", "request_id"} <= set(error), error
+    assert error["request_id"] == response.headers["x-request-id"]
+    if code is not None:
+        assert error["code"] == code, error
+    return error
+
+
+def assert_client_error(response: httpx.Response, *statuses: int) -> dict:
+    """A 4xx error envelope (one of `statuses` when given)."""
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    if statuses:
+        assert response.status_code in statuses, (response.status_code, response.text)
+    return assert_envelope(response, response.status_code)
+
+
+TABLES = {
+    "data": ("patients", "images", "predictions", "reviews", "audit_events"),
+    "auth": ("users", "refresh_tokens"),
+}
+
+
+def counts(databases, service: str = "data") -> dict[str, int]:
+    return {
+        table: fetch(databases[service], f"SELECT count(*) AS n FROM {table}")[0]["n"]
+        for table in TABLES[service]
+    }
+
+
+def images_with(databases, data: bytes) -> list:
+    return fetch(
+        databases["data"],
+        "SELECT id FROM images WHERE sha256 = $1",
+        hashlib.sha256(data).hexdigest(),
+    )
+
+
+def predict(api, headers, image: bytes, name="slide.png", content_type="image/png", **kwargs):
+    return api.post(
+        "/api/v1/predictions",
+        files={"file": (name, image, content_type)},
+        headers={**headers, **kwargs.pop("extra_headers", {})},
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="package")
+def patient(api, clinician) -> dict:
+    answer = api.post(
+        "/api/v1/patients",
+        json={"external_ref": f"SEC-{uuid.uuid4().hex[:8]}"},
+        headers=clinician.headers,
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+@pytest.fixture(scope="package")
+def prediction(api, clinician, patient) -> dict:
+    """A prediction of the first clinician's, on their patient."""
+    from tests.support.images import png_bytes
+
+    answer = predict(
+        api,
+        clinician.headers,
+        png_bytes(seed=9001, size=32),
+        data={"patient_id": patient["id"]},
+        params={"heatmap": "false"},
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()
