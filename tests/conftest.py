@@ -7,11 +7,8 @@ else a testcontainers PostgreSQL where a Docker engine runs, else the same priva
 
 import asyncio
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -19,11 +16,10 @@ from common.migrations import drop_database, ensure_database, upgrade
 from devstack import ROOT
 from devstack.postgres import (
     LOCAL_SERVER_URL,
-    PrivatePostgres,
-    free_port,
     server_answers,
     with_database,
 )
+from tests.support.private_postgres import running_private_postgres
 
 SERVICE_DIRS = {
     "auth": ROOT / "auth_service",
@@ -54,15 +50,8 @@ def pg_server_url() -> Iterator[str]:
         with PostgresContainer("postgres:16-alpine", driver=None) as container:
             yield container.get_connection_url()
     else:
-        base = Path(tempfile.mkdtemp(prefix="cds-test-pg-"))
-        base.chmod(0o755)  # the server may run as an unprivileged user
-        server = PrivatePostgres(base, free_port())
-        server.start()
-        try:
+        with running_private_postgres("cds-test-pg-") as server:
             yield server.url
-        finally:
-            server.stop()
-            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

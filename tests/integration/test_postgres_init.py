@@ -3,17 +3,15 @@ against a private server: one database per service, and no service can reach ano
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from devstack import ROOT
-from devstack.postgres import PrivatePostgres, free_port, install_binaries
+from devstack.postgres import PrivatePostgres, install_binaries
+from tests.support.private_postgres import running_private_postgres
 
 SCRIPT = ROOT / "infra" / "postgres" / "init" / "01-databases.sh"
 PASSWORDS = {"auth": "auth-secret", "inference": "inference-secret", "data": "data-secret"}
@@ -21,15 +19,8 @@ PASSWORDS = {"auth": "auth-secret", "inference": "inference-secret", "data": "da
 
 @pytest.fixture(scope="module")
 def server():
-    base = Path(tempfile.mkdtemp(prefix="cds-init-pg-"))
-    base.chmod(0o755)  # as root, the server runs as an unprivileged user who must reach it
-    private = PrivatePostgres(base, free_port())
-    private.start()
-    try:
+    with running_private_postgres("cds-init-pg-") as private:
         yield private
-    finally:
-        private.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def connect(server: PrivatePostgres, user: str, database: str):

@@ -1,17 +1,15 @@
 """One stack for the package, on a PostgreSQL server of its own: the outage tests stop and
 start that server, which must not disturb the server the rest of the suite shares."""
 
-import shutil
-import tempfile
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 from dotenv import dotenv_values
 
-from devstack.postgres import PrivatePostgres, free_port, with_database
-from tests.support.launcher import LaunchedStack
+from devstack.postgres import with_database
+from tests.support.launcher import UNLIMITED, running_stack
+from tests.support.private_postgres import running_private_postgres
 from tests.support.stack_fixtures import shared_models_dir  # noqa: F401 - a session fixture
 
 PASSWORD = "granite harbour kettle 31"
@@ -21,15 +19,8 @@ BREAKER_RESET_S = 2
 
 @pytest.fixture(scope="package")
 def private_postgres():
-    base = Path(tempfile.mkdtemp(prefix="cds-rel-pg-"))
-    base.chmod(0o755)  # as root, the server runs as an unprivileged user who must reach it
-    server = PrivatePostgres(base, free_port())
-    server.start()
-    try:
+    with running_private_postgres("cds-rel-pg-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="package")
@@ -42,22 +33,14 @@ def databases(private_postgres):
 
 @pytest.fixture(scope="package")
 def stack(databases, private_postgres):
-    launched = LaunchedStack(
-        databases,
-        private_postgres.url,
-        extra_env={
-            "GATEWAY_RATE_LIMIT_PREDICTIONS": "100000/minute",
-            "GATEWAY_RATE_LIMIT_LOGIN": "100000/minute",
-            "GATEWAY_RATE_LIMIT_GENERAL": "100000/minute",
-            "GATEWAY_PREDICT_TIMEOUT_S": "8",
-            "GATEWAY_BREAKER_THRESHOLD": "3",
-            "GATEWAY_BREAKER_RESET_S": str(BREAKER_RESET_S),
-        },
-    )
-    try:
-        yield launched.start()
-    finally:
-        launched.close()
+    extra_env = {
+        **UNLIMITED,
+        "GATEWAY_PREDICT_TIMEOUT_S": "8",
+        "GATEWAY_BREAKER_THRESHOLD": "3",
+        "GATEWAY_BREAKER_RESET_S": str(BREAKER_RESET_S),
+    }
+    with running_stack(databases, private_postgres.url, extra_env) as launched:
+        yield launched
 
 
 @pytest.fixture(scope="package")

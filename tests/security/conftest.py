@@ -10,7 +10,7 @@ import httpx
 import pytest
 from dotenv import dotenv_values
 
-from tests.support.launcher import LaunchedStack
+from tests.support.launcher import UNLIMITED, running_stack
 from tests.support.sql import fetch
 
 PASSWORD = "copper meadow lantern 58"
@@ -44,20 +44,9 @@ def databases(new_database_url):
 
 @pytest.fixture(scope="package")
 def stack(databases, pg_server_url):
-    launched = LaunchedStack(
-        databases,
-        pg_server_url,
-        extra_env={
-            # Limits high enough that no test (nor the fuzzer) is answered 429 by accident.
-            "GATEWAY_RATE_LIMIT_PREDICTIONS": "100000/minute",
-            "GATEWAY_RATE_LIMIT_LOGIN": "100000/minute",
-            "GATEWAY_RATE_LIMIT_GENERAL": "100000/minute",
-        },
-    )
-    try:
-        yield launched.start()
-    finally:
-        launched.close()
+    # Nothing (nor the fuzzer) answered 429 by accident.
+    with running_stack(databases, pg_server_url, UNLIMITED) as launched:
+        yield launched
 
 
 @pytest.fixture(scope="package")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -120,3 +122,23 @@ def get(url: str, **kwargs) -> httpx.Response | None:
         return httpx.get(url, timeout=10, **kwargs)
     except httpx.TransportError:
         return None
+
+
+# Rate limits high enough that no test is answered 429 by accident.
+UNLIMITED = {
+    "GATEWAY_RATE_LIMIT_PREDICTIONS": "100000/minute",
+    "GATEWAY_RATE_LIMIT_LOGIN": "100000/minute",
+    "GATEWAY_RATE_LIMIT_GENERAL": "100000/minute",
+}
+
+
+@contextmanager
+def running_stack(
+    database_urls: dict[str, str], server_url: str, extra_env: dict[str, str] | None = None
+) -> Iterator[LaunchedStack]:
+    """A started stack, stopped (and its folder removed) when the block ends."""
+    launched = LaunchedStack(database_urls, server_url, extra_env)
+    try:
+        yield launched.start()
+    finally:
+        launched.close()
