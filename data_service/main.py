@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from common.app import create_service_app
 from common.auth import jwks_token_verifier
 from common.http import create_http_client
+from data_service.explanations.routes import router as explanations_router
 from data_service.images import service as images
 from data_service.images.routes import router as images_router
 from data_service.images.storage import ImageStore
@@ -63,6 +64,12 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
     app.state.readiness_checks["storage"] = storage_check
     app.state.image_store = store
     app.state.token_verifier = jwks_token_verifier(auth_client, settings)
-    for router in (patients_router, images_router, predictions_router, stats_router):
+    for router in (
+        patients_router,
+        images_router,
+        predictions_router,
+        explanations_router,
+        stats_router,
+    ):
         app.include_router(router)
     return app

@@ -79,6 +79,8 @@ class Prediction(Base):
     threshold: Mapped[float] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
     heatmap_ref: Mapped[str | None] = mapped_column(String(256))
+    # Where the Grad-CAM map concentrates (region, spread); None without a heatmap.
+    heatmap_focus: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     requested_by: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -7,6 +7,11 @@ readable message on that page, never a traceback, and the rest of the app stays 
 
 import logging
 
+# Imported before any page runs, never half-way through one: Streamlit starts a rerun in a new
+# thread while the run it replaces is still finishing, and plotly takes numpy and pandas from
+# sys.modules without waiting for their import, so a half-imported one breaks a chart.
+import numpy  # noqa: F401
+import pandas  # noqa: F401
 import streamlit as st
 
 from common.logging import json_handler

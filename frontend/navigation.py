@@ -7,6 +7,7 @@ import streamlit as st
 
 from frontend.components.about import render_about
 from frontend.components.admin import render_admin
+from frontend.components.assistant import render_assistant
 from frontend.components.auth import render_login
 from frontend.components.data import render_data
 from frontend.components.history import render_history
@@ -25,6 +26,7 @@ PAGES: list[tuple[Callable[[GatewayClient], None], str, str, str, set[str]]] = [
     (render_analyse, "Analyse", ":material/biotech:", "analyse", CLINICAL),
     (render_history, "Patients & history", ":material/history:", "history", EVERYONE),
     (render_review_queue, "Review queue", ":material/rate_review:", "review", CLINICAL),
+    (render_assistant, "Assistant", ":material/smart_toy:", "assistant", CLINICAL),
     (render_dashboard, "Dashboard", ":material/monitoring:", "dashboard", EVERYONE),
     (render_models, "Models", ":material/model_training:", "models", EVERYONE),
     (render_data, "Data", ":material/dataset:", "data", EVERYONE),

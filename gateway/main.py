@@ -9,11 +9,12 @@ from starlette.middleware.cors import CORSMiddleware
 
 from common.app import create_service_app
 from common.auth import jwks_token_verifier
+from gateway.assistant.service import Assistant, provider_from_settings
 from gateway.downstream import Downstreams
 from gateway.flow import PredictionFlow
 from gateway.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from gateway.ratelimit import RateLimits, limit_general
-from gateway.routes import auth, insights, models, patients, predictions
+from gateway.routes import assistant, auth, insights, models, patients, predictions
 from gateway.settings import GatewaySettings, get_settings
 
 UPLOAD_PATHS = frozenset({"/api/v1/predictions"})
@@ -54,11 +55,12 @@ def edge_middleware(settings: GatewaySettings) -> list[Middleware]:
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    state: dict[str, Downstreams] = {}
+    state: dict[str, Downstreams | Assistant] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await state["assistant"].close()
         await state["downstreams"].close()
 
     app = create_service_app(
@@ -82,8 +84,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.downstreams = downstreams
     app.state.rate_limits = RateLimits(settings, app.state.metrics_registry)
     app.state.prediction_flow = PredictionFlow(downstreams, settings.predict_timeout_s)
+    app.state.assistant = state["assistant"] = Assistant(
+        provider_from_settings(settings),
+        downstreams,
+        settings.assistant_max_input_tokens,
+        settings.assistant_deadline_s,
+        app.state.metrics_registry,
+    )
     app.state.token_verifier = jwks_token_verifier(downstreams.clients["auth"], settings)
-    for module in (auth, predictions, patients, insights, models):
+    for module in (auth, predictions, assistant, patients, insights, models):
         app.include_router(module.router, dependencies=[Depends(limit_general)])
     for name in downstreams.clients:
         app.state.readiness_checks[name] = downstreams.readiness_check(name)

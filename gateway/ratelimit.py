@@ -1,5 +1,5 @@
-"""Rate limits with the `limits` library: per user on predictions, per client address on
-login and on every `/api/v1` route.
+"""Rate limits with the `limits` library: per user on predictions and on the assistant, per
+client address on login and on every `/api/v1` route.
 
 Counts live in memory (one gateway process) or in Redis when `REDIS_URL` is set, so that
 several gateway replicas share them. The sliding-window counter strategy keeps one or two
@@ -52,6 +52,7 @@ class RateLimits:
             "predictions": parse_many(settings.rate_limit_predictions),
             "login": parse_many(settings.rate_limit_login),
             "general": parse_many(settings.rate_limit_general),
+            "assistant": parse_many(settings.rate_limit_assistant),
         }
         self.shared = bool(settings.redis_url)
         self.limited = Counter(
@@ -103,6 +104,7 @@ _WHAT = {
     "predictions": "prediction requests",
     "login": "login attempts from this address",
     "general": "requests from this address",
+    "assistant": "questions to the assistant",
 }
 
 
@@ -125,12 +127,17 @@ async def limit_login(request: Request) -> None:
     _remember(request, await request.app.state.rate_limits.hit("login", client_address(request)))
 
 
-async def limit_predictions(request: Request, principal: Clinical) -> Principal:
-    """A clinician or admin, within their prediction quota (checked in that order: 401, 403,
-    then 429)."""
-    headers = await request.app.state.rate_limits.hit("predictions", principal.subject)
-    _remember(request, headers)
-    return principal
+def per_user_limit(name: str):
+    """A dependency: a clinician or admin, within their quota of limit `name` (checked in
+    that order: 401, 403, then 429)."""
+
+    async def within_quota(request: Request, principal: Clinical) -> Principal:
+        headers = await request.app.state.rate_limits.hit(name, principal.subject)
+        _remember(request, headers)
+        return principal
+
+    return within_quota
 
 
-PredictionQuota = Annotated[Principal, Depends(limit_predictions)]
+PredictionQuota = Annotated[Principal, Depends(per_user_limit("predictions"))]
+AssistantQuota = Annotated[Principal, Depends(per_user_limit("assistant"))]

@@ -89,6 +89,18 @@ class UserUpdate(BaseModel):
     password: str | None = Field(default=None, description="A new password")
 
 
+class HeatmapFocus(BaseModel):
+    region: str | None = Field(
+        description="Where the hot area's weighted centre lies on a 3 x 3 grid",
+        examples=["upper left"],
+    )
+    peak_region: str | None = Field(description="The grid cell of the strongest activation")
+    hot_area_fraction: float = Field(
+        ge=0, le=1, description="Share of the image at or above half the peak activation"
+    )
+    spread: Literal["focal", "moderate", "diffuse", "none"]
+
+
 class Prediction(BaseModel):
     id: uuid.UUID
     image_id: uuid.UUID = Field(description="The analysed image: GET .../{id}/image")
@@ -101,6 +113,9 @@ class Prediction(BaseModel):
     latency_ms: float = Field(description="Model time for this image")
     heatmap_ref: str | None = Field(
         description="Set when a Grad-CAM overlay was stored: GET .../{id}/heatmap"
+    )
+    heatmap_focus: HeatmapFocus | None = Field(
+        default=None, description="Where the Grad-CAM map concentrates, with the overlay"
     )
     requested_by: uuid.UUID
     created_at: datetime
@@ -256,3 +271,76 @@ ERROR_DESCRIPTIONS = {
     503: "A downstream service is unavailable (named in the message); see Retry-After",
     504: "A downstream service did not answer in time",
 }
+
+
+class ChatTurn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    content: str = Field(min_length=1, max_length=4000)
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {},
+                {"question": "What does the decision threshold mean?"},
+                {
+                    "question": "Where should I look on the slide?",
+                    "history": [
+                        {"role": "user", "content": "Explain this prediction to me."},
+                        {"role": "assistant", "content": "The model assessed ..."},
+                    ],
+                },
+            ]
+        },
+    )
+
+    question: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        pattern=r"\S",
+        description="A follow-up question; without one, the prediction is explained",
+    )
+    history: list[ChatTurn] = Field(
+        default_factory=list,
+        max_length=20,
+        description="The conversation so far, oldest first; the newest turns that fit the "
+        "token budget are kept",
+    )
+
+
+class ExplanationFacts(BaseModel):
+    """The stored facts the answer was built from (nothing about the patient)."""
+
+    label: Label
+    probability: float = Field(description="The model's probability of `label`")
+    probabilities: dict[str, float]
+    threshold: float
+    model_version: str
+    reviewed: bool
+    heatmap_focus: HeatmapFocus | None
+
+
+class Explanation(BaseModel):
+    prediction_id: uuid.UUID
+    kind: Literal["explanation", "follow_up"]
+    answer: str = Field(description="Plain language, for a clinician")
+    provider: Literal["openai", "anthropic", "offline"] = Field(
+        description="Who produced the answer: a language model, or the built-in templates"
+    )
+    model: str | None = Field(examples=["gpt-5-mini", "templates"])
+    replaced: bool = Field(
+        description="The language model's answer could not be used (it contradicted the "
+        "stored facts, or the provider failed) and the offline one is given instead"
+    )
+    replaced_reason: Literal["contradicts_facts", "provider_error"] | None
+    attempted_provider: str | None = Field(description="Whose answer was replaced")
+    facts: ExplanationFacts
+    caveat: str
+    prompt_sha256: str = Field(description="Identifies the prompt in the audit trail")
+    latency_ms: float
+    audit_event_id: int

@@ -1,6 +1,7 @@
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import TokenCheckingSettings
@@ -32,6 +33,7 @@ class GatewaySettings(TokenCheckingSettings):
     rate_limit_predictions: str = "100/hour"  # per user
     rate_limit_login: str = "10/minute"  # per client address
     rate_limit_general: str = "600/minute"  # per client address, every /api/v1 route
+    rate_limit_assistant: str = "100/hour"  # per user, the assistant's answers
     # Counts are kept in memory (one gateway) or in Redis, shared by every replica.
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("GATEWAY_REDIS_URL", "REDIS_URL")
@@ -44,7 +46,35 @@ class GatewaySettings(TokenCheckingSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
 
-    @field_validator("rate_limit_predictions", "rate_limit_login", "rate_limit_general")
+    # The clinician assistant. "auto": OpenAI when its key is set, else Anthropic when its
+    # key is set, else the offline templates. A provider named without its key is refused.
+    assistant_provider: Literal["auto", "openai", "anthropic", "offline"] = "auto"
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GATEWAY_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_model: str = "gpt-5-mini"
+    openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GATEWAY_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+    )
+    anthropic_model: str = "claude-haiku-4-5"
+    anthropic_base_url: str = "https://api.anthropic.com"
+    # Per provider call; the vendor's client retries 429, 5xx and lost connections this
+    # often, with backoff (honouring Retry-After), before the offline answer is used. The
+    # whole exchange gives up on the provider after the deadline, within the frontend's own
+    # request timeout (30 s), so the clinician always gets an answer.
+    assistant_timeout_s: float = Field(default=10.0, gt=0)
+    assistant_retries: int = Field(default=2, ge=0, le=5)
+    assistant_deadline_s: float = Field(default=25.0, gt=0)
+    # Token budget of one exchange: the answer's length, and the prompt's (facts, guide,
+    # question and the newest turns of the conversation that fit; about 4 characters a token).
+    assistant_max_output_tokens: int = Field(default=600, ge=64, le=8192)
+    assistant_max_input_tokens: int = Field(default=4000, ge=1000, le=100_000)
+
+    @field_validator(
+        "rate_limit_predictions", "rate_limit_login", "rate_limit_general", "rate_limit_assistant"
+    )
     @classmethod
     def _parseable(cls, value: str) -> str:
         from limits import parse_many
@@ -52,8 +82,30 @@ class GatewaySettings(TokenCheckingSettings):
         parse_many(value)  # raises ValueError naming the bad part
         return value
 
+    @model_validator(mode="after")
+    def _named_provider_has_its_key(self) -> "GatewaySettings":
+        keys = {"openai": self.openai_api_key, "anthropic": self.anthropic_api_key}
+        if self.assistant_provider in keys:
+            key = keys[self.assistant_provider]
+            if key is None or not key.get_secret_value():
+                raise ValueError(
+                    f"assistant_provider {self.assistant_provider} needs its API key "
+                    f"({self.assistant_provider.upper()}_API_KEY)"
+                )
+        return self
+
     def downstream_urls(self) -> dict[str, str]:
         return {"auth": self.auth_url, "inference": self.inference_url, "data": self.data_url}
+
+    def assistant_choice(self) -> str:
+        """The provider that answers: the configured one, or the first with a key."""
+        if self.assistant_provider != "auto":
+            return self.assistant_provider
+        if self.openai_api_key and self.openai_api_key.get_secret_value():
+            return "openai"
+        if self.anthropic_api_key and self.anthropic_api_key.get_secret_value():
+            return "anthropic"
+        return "offline"
 
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]

@@ -17,17 +17,17 @@ async def record(
     resource_type: str,
     resource_id: object,
     details: dict[str, Any] | None = None,
-) -> None:
-    session.add(
-        AuditEvent(
-            actor=uuid.UUID(str(actor)) if actor else None,
-            action=action,
-            resource_type=resource_type,
-            resource_id=str(resource_id),
-            request_id=current_request_id(),
-            details=details or {},
-        )
+) -> AuditEvent:
+    event = AuditEvent(
+        actor=uuid.UUID(str(actor)) if actor else None,
+        action=action,
+        resource_type=resource_type,
+        resource_id=str(resource_id),
+        request_id=current_request_id(),
+        details=details or {},
     )
+    session.add(event)
+    return event
 
 
 async def list_events(

@@ -1,7 +1,19 @@
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class HeatmapFocus(BaseModel):
+    """Where the Grad-CAM map concentrates, as the inference service summarised it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    region: str | None = Field(max_length=32)
+    peak_region: str | None = Field(max_length=32)
+    hot_area_fraction: float = Field(ge=0, le=1)
+    spread: Literal["focal", "moderate", "diffuse", "none"]
 
 
 class PredictionCreate(BaseModel):
@@ -15,6 +27,7 @@ class PredictionCreate(BaseModel):
     threshold: float = Field(ge=0, le=1)
     latency_ms: float = Field(ge=0)
     heatmap_ref: str | None = Field(default=None, max_length=256)
+    heatmap_focus: HeatmapFocus | None = None
 
     @model_validator(mode="after")
     def _label_is_a_class(self) -> "PredictionCreate":
@@ -38,6 +51,7 @@ class PredictionOut(BaseModel):
     threshold: float
     latency_ms: float
     heatmap_ref: str | None
+    heatmap_focus: HeatmapFocus | None = None
     requested_by: uuid.UUID
     created_at: datetime
     reviewed: bool = False

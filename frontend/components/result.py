@@ -1,19 +1,19 @@
 """One prediction: the original beside its Grad-CAM overlay, the label, P(malignant) as a
-gauge against the decision threshold, and where it came from."""
+gauge against the decision threshold, where it came from, and the way to ask about it."""
 
 from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
 
+from frontend.components.assistant import assistant_link
 from frontend.components.widgets import (
     CHART_COLOURS,
-    cached_image,
     label_markdown,
-    show_error,
+    show_prediction_images,
     when,
 )
-from frontend.utils.gateway_client import GatewayClient, GatewayError
+from frontend.utils.gateway_client import GatewayClient
 
 
 def probability_gauge(p_malignant: float, threshold: float) -> go.Figure:
@@ -44,27 +44,7 @@ def render_prediction(
 ) -> None:
     prediction_id = prediction["id"]
     image_column, heatmap_column, verdict_column = st.columns([1, 1, 1.2])
-    with image_column:
-        try:
-            content = cached_image(
-                f"image:{prediction_id}", lambda: client.prediction_image(prediction_id)
-            )
-            st.image(content, caption="Original", width="stretch")
-        except GatewayError as exc:
-            show_error(exc, "load the original image")
-    with heatmap_column:
-        if prediction.get("heatmap_ref"):
-            try:
-                overlay = cached_image(
-                    f"heatmap:{prediction_id}", lambda: client.heatmap(prediction_id)
-                )
-                st.image(
-                    overlay, caption="Grad-CAM: the regions that drove the score", width="stretch"
-                )
-            except GatewayError as exc:
-                show_error(exc, "load the heatmap")
-        else:
-            st.info("No heatmap was stored for this prediction.")
+    show_prediction_images(client, prediction, image_column, heatmap_column)
     with verdict_column:
         p_malignant = float(prediction["probabilities"].get("malignant", 0.0))
         st.markdown(f"### {label_markdown(prediction['label'])}")
@@ -80,3 +60,4 @@ def render_prediction(
         st.caption(
             "Reviewed by a clinician." if prediction.get("reviewed") else "Not reviewed yet."
         )
+        assistant_link(client, prediction_id)

@@ -4,10 +4,12 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
-from frontend.utils.gateway_client import GatewayError, SessionExpired
+from frontend.utils.gateway_client import GatewayClient, GatewayError, SessionExpired
 
 # Streamlit's named text colours, and the same hues for charts.
 LABEL_COLOURS = {"benign": "green", "malignant": "red"}
@@ -72,6 +74,38 @@ def cached_image(key: str, fetch: Callable[[], bytes]) -> bytes:
     content = fetch()
     remember_image(key, content)
     return content
+
+
+def show_prediction_images(
+    client: GatewayClient,
+    prediction: dict[str, Any],
+    image_column: DeltaGenerator,
+    heatmap_column: DeltaGenerator,
+) -> None:
+    """The original in one column, its Grad-CAM overlay in the other; a missing image is a
+    message in its column, not the page's failure."""
+    prediction_id = prediction["id"]
+    with image_column:
+        try:
+            content = cached_image(
+                f"image:{prediction_id}", lambda: client.prediction_image(prediction_id)
+            )
+            st.image(content, caption="Original", width="stretch")
+        except GatewayError as exc:
+            show_error(exc, "load the original image")
+    with heatmap_column:
+        if prediction.get("heatmap_ref"):
+            try:
+                overlay = cached_image(
+                    f"heatmap:{prediction_id}", lambda: client.heatmap(prediction_id)
+                )
+                st.image(
+                    overlay, caption="Grad-CAM: the regions that drove the score", width="stretch"
+                )
+            except GatewayError as exc:
+                show_error(exc, "load the heatmap")
+        else:
+            st.info("No heatmap was stored for this prediction.")
 
 
 def percent(value: float | None, digits: int = 1) -> str:

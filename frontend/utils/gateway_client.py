@@ -332,6 +332,21 @@ class GatewayClient:
     def reviews(self, prediction_id: str) -> list[dict[str, Any]]:
         return self._json("GET", f"/api/v1/predictions/{prediction_id}/reviews")
 
+    def explain(
+        self,
+        prediction_id: str,
+        question: str | None = None,
+        history: list[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """The assistant's explanation of a prediction or, with `question`, its answer to a
+        follow-up; `history` is the conversation so far, oldest first."""
+        body: dict[str, Any] = {}
+        if question:
+            body["question"] = question
+        if history:
+            body["history"] = history
+        return self._json("POST", f"/api/v1/predictions/{prediction_id}/explain", json=body)
+
     def patients(self, search: str | None = None, limit: int = 50) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
         if search:

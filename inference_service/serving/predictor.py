@@ -74,6 +74,56 @@ class Predictor:
         return cam / peak if peak > 0 else cam
 
 
+# Half the peak: the part of the map that a reader of the overlay sees as "hot".
+HOT_FRACTION_OF_PEAK = 0.5
+# Share of the image that is hot, up to which the attention is called focal, then moderate;
+# beyond the second it is diffuse.
+SPREAD_LIMITS = ((0.15, "focal"), (0.40, "moderate"))
+ROWS = ("upper", "middle", "lower")
+COLUMNS = ("left", "centre", "right")
+
+
+@dataclass(frozen=True)
+class HeatmapFocus:
+    """Where a Grad-CAM map concentrates, in words a reader can check on the overlay."""
+
+    region: str | None  # of the hot area's weighted centre, on a 3 x 3 grid
+    peak_region: str | None  # of the single strongest cell
+    hot_area_fraction: float  # share of the image at or above half the peak
+    spread: str  # focal, moderate, diffuse; "none" when nothing drove the score
+
+
+def region_name(y: float, x: float) -> str:
+    """The 3 x 3 grid cell of a point given as fractions of height and width."""
+    row, column = ROWS[min(int(y * 3), 2)], COLUMNS[min(int(x * 3), 2)]
+    if row == "middle":
+        return "centre" if column == "centre" else f"middle {column}"
+    return f"{row} {column}"
+
+
+def heatmap_focus(cam: np.ndarray) -> HeatmapFocus:
+    """Summary of a Grad-CAM map in [0, 1] (the peak at 1, or all zero)."""
+    peak = float(cam.max()) if cam.size else 0.0
+    if peak <= 0:
+        return HeatmapFocus(None, None, 0.0, "none")
+    height, width = cam.shape
+    hot = cam >= HOT_FRACTION_OF_PEAK * peak
+    weights = np.where(hot, cam, 0.0)
+    rows, columns = np.indices(cam.shape)
+    # Cell centres, as fractions of the image: a cell's activation covers all of it.
+    centre_y = float(((rows + 0.5) * weights).sum() / weights.sum()) / height
+    centre_x = float(((columns + 0.5) * weights).sum() / weights.sum()) / width
+    peak_row, peak_column = np.unravel_index(int(cam.argmax()), cam.shape)
+    fraction = float(hot.mean())
+    spread = next((name for limit, name in SPREAD_LIMITS if fraction <= limit), "diffuse")
+    return HeatmapFocus(
+        region=region_name(centre_y, centre_x),
+        peak_region=region_name((peak_row + 0.5) / height, (peak_column + 0.5) / width),
+        hot_area_fraction=round(fraction, 3),
+        spread=spread,
+    )
+
+
 def jet(values: np.ndarray) -> np.ndarray:
     """The classic blue-cyan-yellow-red colour map, for values in [0, 1]; uint8 RGB."""
     v = np.clip(values, 0, 1)[..., None]

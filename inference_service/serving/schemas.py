@@ -1,4 +1,17 @@
+from typing import Literal
+
 from pydantic import BaseModel, Field
+
+
+class HeatmapFocusOut(BaseModel):
+    region: str | None = Field(
+        description="Where the hot area's weighted centre lies on a 3 x 3 grid, e.g. 'upper left'"
+    )
+    peak_region: str | None = Field(description="The grid cell of the strongest activation")
+    hot_area_fraction: float = Field(
+        ge=0, le=1, description="Share of the image at or above half the peak activation"
+    )
+    spread: Literal["focal", "moderate", "diffuse", "none"]
 
 
 class PredictionOut(BaseModel):
@@ -10,6 +23,9 @@ class PredictionOut(BaseModel):
     latency_ms: float
     heatmap_png_base64: str | None = Field(
         default=None, description="Grad-CAM overlay at the image's own size (heatmap=true)"
+    )
+    heatmap_focus: HeatmapFocusOut | None = Field(
+        default=None, description="Where the Grad-CAM map concentrates (heatmap=true)"
     )
 
 

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry, Counter
 from common.uploads import decode_upload
 from inference_service.serving.batcher import Batcher
 from inference_service.serving.holder import ModelHolder
-from inference_service.serving.predictor import overlay_png
-from inference_service.serving.schemas import PredictionOut
+from inference_service.serving.predictor import heatmap_focus, overlay_png
+from inference_service.serving.schemas import HeatmapFocusOut, PredictionOut
 from ml.preprocessing import preprocess_image
 
 INLINE_DECODE_BYTES = 256 * 1024
@@ -55,11 +55,12 @@ class Serving:
         results = []
         for image, model_input, probability in zip(images, inputs, probabilities, strict=True):
             prediction = predictor.interpret(probability)
-            overlay = None
+            overlay = focus = None
             if heatmap:
                 cam = await asyncio.to_thread(predictor.heatmap, model_input, prediction.label)
                 png = await asyncio.to_thread(overlay_png, image, cam)
                 overlay = base64.b64encode(png).decode()
+                focus = HeatmapFocusOut.model_validate(heatmap_focus(cam), from_attributes=True)
             self.metrics.predictions.labels(prediction.label, predictor.version).inc()
             results.append(
                 PredictionOut(
@@ -70,6 +71,7 @@ class Serving:
                     threshold=predictor.threshold,
                     latency_ms=0.0,
                     heatmap_png_base64=overlay,
+                    heatmap_focus=focus,
                 )
             )
         latency_ms = round((time.perf_counter() - started) * 1000, 2)

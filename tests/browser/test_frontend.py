@@ -1,5 +1,5 @@
 """The clinicians' app in a real browser against the real stack: sign in, analyse, review,
-the dashboard, users, every page, and what happens when a service is down."""
+the dashboard, the assistant, users, every page, and what happens when a service is down."""
 
 import re
 import uuid
@@ -25,6 +25,8 @@ from tests.support.launcher import get, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 LABEL = re.compile(r"^(BENIGN|MALIGNANT)$")
+# The Assistant's summary of the chosen prediction: "P(benign) 61.2 % · decision threshold …"
+SUMMARY = re.compile(r"P\((benign|malignant)\) ([\d.]+ %) · decision threshold")
 
 
 def analyse(page, image_path, reference: str) -> None:
@@ -94,6 +96,49 @@ def test_a_clinician_analyses_reviews_and_sees_the_dashboard_change(
     screenshot(page, screenshots_dir, "05-dashboard")
 
 
+def test_a_clinician_asks_the_assistant_about_a_result(
+    browser, stack, new_user, screenshots_dir, tmp_path
+):
+    """The stack has no language model's key: the gateway's built-in assistant answers."""
+    page = open_app(browser, stack.url("frontend"))
+    sign_in(page, new_user("clinician"), PASSWORD)
+    expect(header(page, "Analyse images")).to_be_visible()
+    image = tmp_path / "slide.png"
+    image.write_bytes(png_bytes(53, 96))
+    analyse(page, image, f"H-{uuid.uuid4().hex[:8]}")
+    page.get_by_role("link", name="Ask the assistant").click()
+    expect(header(page, "Assistant")).to_be_visible()
+    settle(page)
+
+    summary = page.get_by_test_id("stCaptionContainer").filter(has_text=SUMMARY)
+    found = SUMMARY.search(summary.inner_text())
+    assert found, summary.inner_text()
+    label, probability = found.groups()
+    messages = page.get_by_test_id("stChatMessage")
+    expect(messages).to_have_count(1)
+    expect(messages.first).to_contain_text(
+        f"The model assessed this image as {label}, with a probability of {probability}"
+    )
+    expect(messages.first).to_contain_text("Answered by the built-in offline assistant (templates)")
+    expect(page.get_by_test_id("stAlert").filter(has_text="does not diagnose")).to_be_visible()
+    wait_for_images(page, 2)  # the original and the overlay
+    assert_no_traceback(page)
+    screenshot(page, screenshots_dir, "12-assistant")
+
+    page.get_by_test_id("stChatInputTextArea").fill("What does the decision threshold mean?")
+    page.keyboard.press("Enter")
+    expect(messages).to_have_count(3)
+    expect(messages.nth(1)).to_contain_text("What does the decision threshold mean?")
+    expect(messages.nth(2)).to_contain_text("Decision threshold: the model says malignant")
+    settle(page)
+    expect(messages.nth(0)).to_contain_text(probability)  # the explanation is still there
+    expect(messages.nth(2)).to_contain_text("Answered by the built-in offline assistant")
+    messages.nth(2).hover()
+    page.mouse.wheel(0, 10_000)  # to the end of the conversation, above the chat input
+    assert_no_traceback(page)
+    screenshot(page, screenshots_dir, "13-assistant-follow-up")
+
+
 def test_an_admin_creates_a_user_who_can_then_sign_in(
     browser, stack, admin_credentials, screenshots_dir
 ):
@@ -148,6 +193,11 @@ def test_every_page_renders_for_an_admin(browser, stack, admin_credentials, scre
     wait_for_images(page, 2)
     assert_no_traceback(page)
     screenshot(page, screenshots_dir, "07-history")
+
+    go(page, "Assistant", "Assistant")
+    expect(page.get_by_test_id("stChatMessage")).to_contain_text("The model assessed this image")
+    expect(page.get_by_text("Answered by the built-in offline assistant")).to_be_visible()
+    assert_no_traceback(page)
 
     go(page, "Models", "Models")
     expect(header(page, "Confusion matrix")).to_be_visible()

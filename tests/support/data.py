@@ -47,6 +47,7 @@ class DataHarness:
         latency_ms: float = 10.0,
         headers: dict | None = None,
         key: str | None = None,
+        **fields: object,
     ) -> httpx.Response:
         p = 0.8 if label == "malignant" else 0.2
         return await self.client.post(
@@ -59,6 +60,7 @@ class DataHarness:
                 "probabilities": {"benign": 1 - p, "malignant": p},
                 "threshold": 0.5,
                 "latency_ms": latency_ms,
+                **fields,
             },
             headers={**(headers or self.clinician), **({"Idempotency-Key": key} if key else {})},
         )

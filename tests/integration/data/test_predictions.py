@@ -278,3 +278,20 @@ async def test_every_write_produced_an_audit_event_and_the_trail_is_append_only(
     for statement in ("UPDATE audit_events SET action = 'x'", "DELETE FROM audit_events"):
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await fetch_async(data_db, statement)
+
+
+async def test_the_heatmap_focus_is_stored_with_the_prediction(data):
+    image = await data.image(31)
+    focus = {
+        "region": "upper left",
+        "peak_region": "centre",
+        "hot_area_fraction": 0.12,
+        "spread": "focal",
+    }
+    stored = await data.prediction(image["id"], heatmap_focus=focus)
+    assert stored.status_code == 201, stored.text
+    got = await data.client.get(f"/predictions/{stored.json()['id']}", headers=data.clinician)
+    assert got.json()["heatmap_focus"] == focus
+    for bad in ({**focus, "spread": "everywhere"}, {**focus, "hot_area_fraction": 2}):
+        refused = await data.prediction(image["id"], heatmap_focus=bad)
+        assert refused.status_code == 422, bad

@@ -17,6 +17,9 @@ from tests.support.inference import running_inference
 from tests.support.tokens import bearer
 
 CLINICIAN = bearer("clinician")
+REGIONS = {
+    f"{row} {column}" for row in ("upper", "middle", "lower") for column in ("left", "right")
+} | {"upper centre", "lower centre", "centre"}
 
 
 def png(seed: int, size: int = 50, mode: str = "RGB") -> bytes:
@@ -59,6 +62,7 @@ async def test_a_prediction_equals_the_model_called_directly(
     assert body["label"] == ("malignant" if expected >= card["decision_threshold"] else "benign")
     assert body["probability"] == pytest.approx(body["probabilities"][body["label"]])
     assert body["latency_ms"] > 0 and body["heatmap_png_base64"] is None
+    assert body["heatmap_focus"] is None
     assert raw.json()["probabilities"] == body["probabilities"]
 
 
@@ -111,6 +115,13 @@ async def test_gradcam_is_an_overlay_of_the_input_size_that_depends_on_the_image
     assert overlays[0].format == "PNG"
     difference = np.abs(np.asarray(overlays[0], float) - np.asarray(overlays[1], float))
     assert difference.mean() > 1.0
+    # Each overlay comes with where its map concentrates, in words.
+    for answer in answers:
+        focus = answer.json()["heatmap_focus"]
+        assert focus["spread"] in ("focal", "moderate", "diffuse", "none")
+        assert 0 <= focus["hot_area_fraction"] <= 1
+        if focus["spread"] != "none":
+            assert focus["region"] in REGIONS and focus["peak_region"] in REGIONS
 
 
 def _bomb() -> bytes:

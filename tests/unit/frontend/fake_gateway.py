@@ -22,6 +22,7 @@ from tests.support.images import png_bytes
 
 PASSWORD = "copper meadow lantern 58"
 CURRENT: "FakeGateway | None" = None
+CAVEAT = "This model assists and does not diagnose: a pathologist's reading decides."
 
 
 def envelope(status: int, code: str, message: str) -> httpx.Response:
@@ -143,6 +144,12 @@ class FakeGateway:
         self.down: set[str] = set()  # path prefixes answering 503
         self.not_ready: dict[str, str] = {}  # service -> reason, as the gateway's /ready says
         self.requests: list[httpx.Request] = []
+        # What the assistant answers with: who answers, whether that replaced a language
+        # model's answer (and why), a fixed text instead of the built one, a rate limit.
+        self.assistant = {"provider": "offline", "model": "templates"}
+        self.assistant_replaced: tuple[str, str] | None = None  # (attempted provider, reason)
+        self.assistant_text: str | None = None
+        self.assistant_retry_after_s: int | None = None
 
     # -- set-up helpers ---------------------------------------------------------------------
 
@@ -173,6 +180,12 @@ class FakeGateway:
             "threshold": 0.3,
             "latency_ms": 12.5,
             "heatmap_ref": str(uuid.uuid4()),
+            "heatmap_focus": {
+                "region": "centre",
+                "peak_region": "upper left",
+                "hot_area_fraction": 0.18,
+                "spread": "focal",
+            },
             "requested_by": self.users["clinician@example.com"]["user"]["id"],
             "created_at": datetime.now(UTC).isoformat(),
             "reviewed": False,
@@ -227,9 +240,11 @@ class FakeGateway:
             ("POST", r"/api/v1/patients", self.create_patient),
             ("POST", r"/api/v1/predictions", self.predict),
             ("GET", r"/api/v1/predictions", self.list_predictions),
+            ("GET", r"/api/v1/predictions/(?P<id>[^/]+)", self.get_prediction),
             ("GET", r"/api/v1/predictions/(?P<id>[^/]+)/(image|heatmap)", self.image),
             ("POST", r"/api/v1/predictions/(?P<id>[^/]+)/review", self.review),
             ("GET", r"/api/v1/predictions/(?P<id>[^/]+)/reviews", self.list_reviews),
+            ("POST", r"/api/v1/predictions/(?P<id>[^/]+)/explain", self.explain),
             ("GET", r"/api/v1/stats", self.stats),
             ("GET", r"/api/v1/exports/labels", self.export),
             (
@@ -339,6 +354,82 @@ class FakeGateway:
             items = [p for p in items if p["patient_id"] == params["patient_id"]]
         return httpx.Response(
             200, json={"items": items[: int(params.get("limit", 50))], "next_cursor": None}
+        )
+
+    def get_prediction(self, request, caller) -> httpx.Response:
+        wanted = request.extensions["match"]["id"]
+        prediction = next((p for p in self.predictions if p["id"] == wanted), None)
+        if prediction is None:
+            return envelope(404, "prediction_not_found", f"No prediction {wanted}.")
+        return httpx.Response(200, json=prediction)
+
+    def explain(self, request, caller) -> httpx.Response:
+        """The assistant's contract: a checked body, and an answer built from the facts that
+        names the label, the probability and, for a question, the question and its history."""
+        if caller["role"] == "viewer":
+            return envelope(403, "forbidden", "This needs one of the roles: admin, clinician.")
+        if self.assistant_retry_after_s is not None:
+            response = envelope(
+                429,
+                "rate_limited",
+                f"Too many questions to the assistant; try again in "
+                f"{self.assistant_retry_after_s} s.",
+            )
+            response.headers["Retry-After"] = str(self.assistant_retry_after_s)
+            return response
+        wanted = request.extensions["match"]["id"]
+        prediction = next((p for p in self.predictions if p["id"] == wanted), None)
+        if prediction is None:
+            return envelope(404, "prediction_not_found", f"No prediction {wanted}.")
+        body = json.loads(request.content) if request.content else {}
+        question, history = body.get("question"), body.get("history", [])
+        if (
+            set(body) - {"question", "history"}
+            or (question is not None and not 1 <= len(question.strip()) <= 1000)
+            or len(history) > 20
+            or any(
+                set(turn) != {"role", "content"}
+                or turn["role"] not in ("user", "assistant")
+                or not 1 <= len(turn["content"]) <= 4000
+                for turn in history
+            )
+        ):
+            return envelope(422, "validation_error", "The request body is not valid.")
+        label, probability = prediction["label"], prediction["probability"]
+        facts = f"The model assessed this image as {label}, with a probability of "
+        facts += f"{probability * 100:.1f} %."
+        if question is None:
+            answer = (
+                f"{facts}\n\nDecision threshold: the model says malignant when P(malignant) "
+                f"is {prediction['threshold'] * 100:.1f} % or more, and benign below."
+            )
+        else:
+            answer = f"You asked: {question}\n\n{facts} ({len(history)} turns before.)"
+        replaced = self.assistant_replaced
+        return httpx.Response(
+            200,
+            json={
+                "prediction_id": wanted,
+                "kind": "explanation" if question is None else "follow_up",
+                "answer": self.assistant_text or answer,
+                **self.assistant,
+                "replaced": replaced is not None,
+                "replaced_reason": replaced[1] if replaced else None,
+                "attempted_provider": replaced[0] if replaced else None,
+                "facts": {
+                    "label": label,
+                    "probability": probability,
+                    "probabilities": prediction["probabilities"],
+                    "threshold": prediction["threshold"],
+                    "model_version": prediction["model_version"],
+                    "reviewed": prediction["reviewed"],
+                    "heatmap_focus": prediction["heatmap_focus"],
+                },
+                "caveat": CAVEAT,
+                "prompt_sha256": "0" * 64,
+                "latency_ms": 3.5,
+                "audit_event_id": len(self.calls("POST", request.url.path)),
+            },
         )
 
     def image(self, request, caller) -> httpx.Response:

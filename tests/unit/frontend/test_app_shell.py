@@ -6,6 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from devstack import ROOT
 from devstack.postgres import free_port
+from frontend.components.assistant import CHOICE_KEY, CONVERSATIONS_KEY, Conversation, Turn
 from frontend.config.settings import get_settings
 from frontend.utils import gateway_client
 from tests.support.images import png_bytes
@@ -156,6 +157,18 @@ def test_signing_in_drops_what_an_earlier_session_left(fake):
     sign_in(app, "viewer@example.com")
     assert "analyse_results" not in app.session_state
     assert "image_cache" not in app.session_state
+
+
+def test_signing_in_drops_an_earlier_users_conversations_with_the_assistant(fake):
+    app = sign_in(start(), "clinician@example.com")
+    app.session_state[CONVERSATIONS_KEY] = {"p": Conversation([Turn("user", "A private question")])}
+    app.session_state[CHOICE_KEY] = "p"
+    app.session_state["gateway_session"].refresh_expires_at = 0
+    app.run()
+    assert CONVERSATIONS_KEY in app.session_state  # kept until someone signs in
+    sign_in(app, "admin@example.com")
+    assert CONVERSATIONS_KEY not in app.session_state
+    assert CHOICE_KEY not in app.session_state
 
 
 def failing_page() -> None:

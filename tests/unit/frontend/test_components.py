@@ -324,3 +324,275 @@ def test_about_works_signed_out_and_with_the_gateway_down(fake):
     app = run("about:render_about", None)
     assert "not a medical device" in texts(app)
     assert "Gateway unreachable" in app.error[0].value
+
+
+# -- Assistant -------------------------------------------------------------------------------
+
+
+def explained(fake: FakeGateway, prediction: dict) -> list[dict]:
+    """The bodies of the explain requests the page sent about `prediction`, in order."""
+    path = f"/api/v1/predictions/{prediction['id']}/explain"
+    return [json.loads(r.content) for r in fake.calls("POST", path)]
+
+
+def conversation(app: AppTest) -> list[tuple[str, str]]:
+    """Each chat message's role and first paragraph, as people read it."""
+    return [
+        (m.name, re.sub(r"\\(.)", r"\1", m.markdown[0].value).split("\n\n")[0])
+        for m in app.chat_message
+    ]
+
+
+def open_assistant(prediction_id: str | None = None, role: str = "clinician") -> AppTest:
+    app = AppTest.from_function(script, args=("assistant:render_assistant", role))
+    app.default_timeout = 30
+    if prediction_id is not None:
+        app.query_params["prediction"] = prediction_id
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def ask(app: AppTest, question: str) -> AppTest:
+    app.chat_input[0].set_value(question).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def navigation_titles(role: str) -> None:
+    import streamlit as st
+
+    from frontend.navigation import pages_for
+    from tests.unit.frontend import fake_gateway
+
+    client = fake_gateway.CURRENT.client(st.session_state)
+    client.login(f"{role}@example.com", fake_gateway.PASSWORD)
+    st.markdown(" | ".join(page.title for page in pages_for(client)))
+
+
+def test_assistant_explains_the_newest_prediction_once_with_its_provider_and_caveat(fake):
+    fake.add_prediction("benign", 0.1)
+    newest = fake.add_prediction("malignant", 0.9)
+    app = open_assistant()
+    assert app.selectbox[0].value == newest["id"]
+    assert app.selectbox[0].format_func(newest["id"]).endswith(" · malignant · P(malignant) 90.0 %")
+    assert conversation(app) == [
+        ("assistant", "The model assessed this image as malignant, with a probability of 90.0 %.")
+    ]
+    assert "Answered by the built-in offline assistant (templates)" in texts(app)
+    assert app.info[0].value.replace("\\", "") == fake_gateway.CAVEAT
+    assert "P(malignant) **90.0 %** · decision threshold P(malignant) 30.0 %" in texts(app)
+    assert "Grad-CAM concentrates in the centre (focal, 18.0 % of the image)." in texts(app)
+    assert len(app.get("image")) == 2  # the original and its overlay
+    app.run()
+    app.run()
+    assert explained(fake, newest) == [{}]  # asked once, however often the page reruns
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "caption"),
+    [
+        ("openai", "gpt-5-mini", "Answered by OpenAI gpt-5-mini"),
+        ("anthropic", "claude-haiku-4-5", "Answered by Anthropic claude-haiku-4-5"),
+    ],
+)
+def test_assistant_names_the_language_model_that_answered(fake, provider, model, caption):
+    fake.add_prediction("malignant", 0.9)
+    fake.assistant = {"provider": provider, "model": model}
+    app = open_assistant()
+    assert caption in texts(app)
+    assert not app.warning
+
+
+def test_assistant_sends_each_question_with_the_conversation_so_far(fake):
+    prediction = fake.add_prediction("malignant", 0.9)
+    app = ask(open_assistant(), "Why *this* label?")
+    explanation = app.chat_message[0].markdown[0].value.replace("\\", "")
+    next(b for b in app.button if b.label == "What does the decision threshold mean?").click()
+    app.run()
+    first, second, third = explained(fake, prediction)
+    assert first == {}
+    assert second == {
+        "question": "Why *this* label?",
+        "history": [{"role": "assistant", "content": explanation}],
+    }
+    assert third["question"] == "What does the decision threshold mean?"
+    assert [(t["role"], t["content"].split("\n\n")[0]) for t in third["history"]] == [
+        ("assistant", explanation.split("\n\n")[0]),
+        ("user", "Why *this* label?"),
+        ("assistant", "You asked: Why *this* label?"),
+    ]
+    assert conversation(app) == [
+        ("assistant", "The model assessed this image as malignant, with a probability of 90.0 %."),
+        ("user", "Why *this* label?"),
+        ("assistant", "You asked: Why *this* label?"),
+        ("user", "What does the decision threshold mean?"),
+        ("assistant", "You asked: What does the decision threshold mean?"),
+    ]
+    assert "(3 turns before.)" in texts(app)
+
+
+def test_assistant_starts_over_with_a_fresh_explanation(fake):
+    prediction = fake.add_prediction("malignant", 0.9)
+    app = ask(open_assistant(), "Where did the model look?")
+    assert len(app.chat_message) == 3
+    next(b for b in app.button if b.label == "Start over").click().run()
+    assert [m.name for m in app.chat_message] == ["assistant"]
+    bodies = explained(fake, prediction)
+    assert [body.get("question") for body in bodies] == [None, "Where did the model look?", None]
+    assert bodies[-1] == {}  # a fresh explanation, with no history
+
+
+@pytest.mark.parametrize(
+    ("reason", "because"),
+    [
+        ("contradicts_facts", "it contradicted the prediction's stored facts"),
+        ("provider_error", "the provider failed to answer"),
+    ],
+)
+def test_assistant_says_when_the_language_models_answer_was_replaced(fake, reason, because):
+    fake.add_prediction("malignant", 0.9)
+    fake.assistant_replaced = ("openai", reason)
+    app = open_assistant()
+    assert app.warning[0].value.replace("\\", "") == (
+        f"The language model's answer (OpenAI) was replaced by the built-in one: {because}."
+    )
+    assert "Answered by the built-in offline assistant (templates)" in texts(app)
+
+
+def test_assistant_failure_on_a_question_is_shown_and_the_conversation_kept(fake):
+    prediction = fake.add_prediction("malignant", 0.9)
+    app = open_assistant()
+    fake.down.add(f"/api/v1/predictions/{prediction['id']}/explain")
+    ask(app, "Is it borderline?")
+    assert app.error[0].value == "Could not answer the question: The data service is unavailable."
+    assert any(c.value.startswith("Reference for support: request ") for c in app.caption)
+    assert [m.name for m in app.chat_message] == ["assistant", "user"]
+    assert conversation(app)[1] == ("user", "Is it borderline?")
+    app.run()  # the failure stays until the question is asked again
+    assert app.error[0].value.startswith("Could not answer the question")
+
+    fake.down.clear()
+    next(b for b in app.button if b.label == "Ask again").click().run()
+    assert not app.error
+    assert conversation(app)[1:] == [
+        ("user", "Is it borderline?"),
+        ("assistant", "You asked: Is it borderline?"),
+    ]
+    assert len(explained(fake, prediction)[-1]["history"]) == 1  # not the failed question
+
+
+def test_assistant_failure_of_the_explanation_can_be_asked_again(fake):
+    prediction = fake.add_prediction("benign", 0.2)
+    fake.down.add(f"/api/v1/predictions/{prediction['id']}/explain")
+    app = open_assistant()
+    assert app.error[0].value == "Could not explain it: The data service is unavailable."
+    assert not app.chat_input  # nothing to follow up on yet
+    app.run()
+    assert len(fake.calls("POST", f"/api/v1/predictions/{prediction['id']}/explain")) == 1
+    fake.down.clear()
+    next(b for b in app.button if b.label == "Ask again").click().run()
+    assert conversation(app) == [
+        ("assistant", "The model assessed this image as benign, with a probability of 80.0 %.")
+    ]
+
+
+def test_assistant_rate_limit_says_when_to_ask_again(fake):
+    fake.add_prediction("malignant", 0.9)
+    app = open_assistant()
+    fake.assistant_retry_after_s = 30
+    ask(app, "And the heatmap?")
+    assert "try again in 30 s" in app.error[0].value
+    assert len(app.chat_message) == 2  # the explanation and the question, kept
+
+
+def test_assistant_opens_on_the_prediction_its_link_names(fake):
+    older = fake.add_prediction("benign", 0.2)
+    fake.add_prediction("malignant", 0.9)
+    app = open_assistant(older["id"])
+    assert app.selectbox[0].value == older["id"]
+    assert app.selectbox[0].index == 1  # still newest first
+    assert explained(fake, older) == [{}]
+    assert "as benign, with a probability of 80.0 %" in texts(app)
+
+
+def test_assistant_fetches_a_linked_prediction_older_than_its_list(fake):
+    oldest = fake.add_prediction("benign", 0.2)
+    for _ in range(50):
+        fake.add_prediction("malignant", 0.9)
+    app = open_assistant(oldest["id"])
+    assert fake.calls("GET", f"/api/v1/predictions/{oldest['id']}")
+    assert app.selectbox[0].options[0] == app.selectbox[0].format_func(oldest["id"])
+    assert app.selectbox[0].value == oldest["id"]
+
+
+def test_assistant_choosing_another_prediction_follows_in_the_address(fake):
+    older = fake.add_prediction("benign", 0.2)
+    fake.add_prediction("malignant", 0.9)
+    app = open_assistant()
+    app.selectbox[0].set_value(older["id"]).run()
+    assert app.query_params["prediction"] == older["id"]
+    assert explained(fake, older) == [{}]
+    assert conversation(app)[0][1].startswith("The model assessed this image as benign")
+
+
+@pytest.mark.parametrize(
+    ("link", "says"),
+    [
+        ("not-a-prediction", "“not-a-prediction” is not a prediction id"),
+        ("00000000-0000-4000-8000-000000000000", "does not exist"),
+    ],
+)
+def test_assistant_says_when_its_link_names_no_prediction(fake, link, says):
+    newest = fake.add_prediction("malignant", 0.9)
+    app = open_assistant(link)
+    assert says in texts(app)
+    assert app.selectbox[0].value == newest["id"]  # the newest one, to choose from
+
+
+def test_assistant_with_no_predictions_says_so(fake):
+    app = open_assistant()
+    assert "No predictions yet" in app.info[0].value
+    assert not [r for r in fake.requests if r.url.path.endswith("/explain")]
+    assert not app.chat_input
+
+
+def test_assistant_shows_what_people_and_models_wrote_as_plain_text(fake):
+    fake.add_prediction("malignant", 0.9)
+    fake.assistant_text = "**Benign** <img src=x onerror=alert(1)> [see](https://evil.example)"
+    app = ask(open_assistant(), "![pixel](https://tracker.example/p.png) _why_?")
+    source = "\n".join(m.value for m in app.markdown)
+    assert "\\*\\*Benign\\*\\* \\<img src=x onerror=alert\\(1\\)\\>" in source
+    assert "\\[see\\]\\(https\\://evil\\.example\\)" in source
+    assert "\\!\\[pixel\\]\\(https\\://tracker\\.example/p\\.png\\) \\_why\\_?" in source
+
+
+def test_assistant_is_a_page_for_clinicians_and_admins_only(fake):
+    for role, sees in (("clinician", True), ("admin", True), ("viewer", False)):
+        app = AppTest.from_function(navigation_titles, args=(role,), default_timeout=30).run()
+        titles = app.markdown[0].value.split(" | ")
+        assert ("Assistant" in titles) is sees, role
+        if sees:
+            assert titles[titles.index("Review queue") + 1] == "Assistant"
+
+
+def test_a_result_links_to_the_assistant_for_clinicians_only(fake):
+    from frontend.components import assistant
+    from frontend.navigation import PAGES
+
+    patient = fake.add_patient("H-3")
+    prediction = fake.add_prediction("malignant", 0.9, patient["id"])
+    entry = next(e for e in PAGES if e[0] is assistant.render_assistant)
+    assert (entry[3], entry[4]) == (assistant.URL_PATH, assistant.ROLES)
+    clinician = run("history:render_history", "clinician")
+    clinician.text_input[0].input("H-3").run()
+    link = clinician.get("page_link")[0]
+    assert link.value == "Ask the assistant"
+    assert (link.proto.page, link.proto.query_string) == (
+        "assistant",
+        f"prediction={prediction['id']}",
+    )
+    viewer = run("history:render_history", "viewer")
+    viewer.text_input[0].input("H-3").run()
+    assert "BENIGN" not in texts(viewer) and "MALIGNANT" in texts(viewer)
+    assert not viewer.get("page_link")

@@ -19,6 +19,7 @@ from devstack import ROOT
 from frontend.config.settings import FrontendSettings
 from gateway.settings import GatewaySettings
 from inference_service.settings import InferenceSettings
+from tests.unit.test_configuration import env_names
 
 BIN = Path(sys.executable).parent
 SECRETS = {
@@ -37,8 +38,6 @@ COMPONENTS = {
     "frontend": (FrontendSettings, "frontend", "frontend"),
 }
 PUBLISHING = {"gateway", "frontend", "prometheus", "grafana"}
-# Variables a service reads without its prefix (see the settings classes' aliases).
-UNPREFIXED = {"REDIS_URL", "ADMIN_EMAIL", "ADMIN_PASSWORD"}
 
 
 def tool(name: str) -> str:
@@ -110,10 +109,10 @@ def test_each_service_uses_its_own_database_login(services):
 
 def test_compose_sets_only_variables_the_services_read(services):
     for name, (settings_class, _, _) in COMPONENTS.items():
-        prefix = settings_class.model_config["env_prefix"]
-        fields = {f"{prefix}{field}".upper() for field in settings_class.model_fields}
+        # With the names a field reads besides its prefixed one (REDIS_URL, OPENAI_API_KEY).
+        variables = env_names(settings_class)
         for variable in services[name]["environment"]:
-            assert variable in fields | UNPREFIXED, f"{name} does not read {variable}"
+            assert variable in variables, f"{name} does not read {variable}"
 
 
 def test_compose_ports_are_the_services_own(services):

@@ -1,0 +1,195 @@
+"""What the assistant may say about a prediction: the stored prediction, its reviews (the
+verdicts, not the comments: free text may name the patient) and its model's card. No
+identifier of the patient, the image, the requester or the prediction is kept here."""
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from common.errors import ServiceError
+from gateway.downstream import Downstreams
+from gateway.proxy import raise_for_answer
+
+MALIGNANT = "malignant"
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    version: str
+    synthetic: bool
+    target_sensitivity: float | None  # the threshold rule: sensitivity reached on validation
+    threshold_chosen_on: str | None
+    test_images: int | None
+    test_metrics: dict[str, float]  # at the decision threshold, on the test split
+    intended_use: str | None
+    warning: str | None
+
+
+@dataclass(frozen=True)
+class HeatmapFacts:
+    region: str | None
+    peak_region: str | None
+    hot_area_fraction: float
+    spread: str
+
+
+@dataclass(frozen=True)
+class ReviewFacts:
+    agreed: int  # current reviews agreeing with the model
+    corrections: tuple[str, ...]  # labels of current reviews disagreeing
+
+
+@dataclass(frozen=True)
+class PredictionFacts:
+    label: str
+    probability: float  # of `label`
+    probabilities: dict[str, float]
+    threshold: float  # P(malignant) at or above which the label is malignant
+    model_version: str
+    model: ModelFacts | None  # None when the registry could not tell (see model_note)
+    model_note: str | None
+    has_heatmap: bool
+    heatmap: HeatmapFacts | None  # None without a heatmap or for older predictions
+    review: ReviewFacts
+
+    @property
+    def other_label(self) -> str:
+        return next(name for name in self.probabilities if name != self.label)
+
+    @property
+    def malignant_probability(self) -> float:
+        return self.probabilities.get(MALIGNANT, 0.0)
+
+    @property
+    def reviewed(self) -> bool:
+        return bool(self.review.agreed or self.review.corrections)
+
+
+TEST_METRICS = ("sensitivity", "specificity", "precision", "accuracy", "roc_auc")
+
+
+def model_facts(card: dict[str, Any]) -> ModelFacts:
+    rule = card.get("threshold_rule") or {}
+    metrics = card.get("metrics") or {}
+    training_data = card.get("training_data") or {}
+    return ModelFacts(
+        version=str(card.get("version", "")),
+        synthetic=bool(training_data.get("synthetic", False)),
+        target_sensitivity=rule.get("target"),
+        threshold_chosen_on=rule.get("chosen_on"),
+        test_images=metrics.get("images"),
+        test_metrics={
+            name: float(metrics[name])
+            for name in TEST_METRICS
+            if isinstance(metrics.get(name), int | float)
+        },
+        intended_use=card.get("intended_use"),
+        warning=card.get("warning"),
+    )
+
+
+def review_facts(reviews: list[dict[str, Any]]) -> ReviewFacts:
+    current = [review for review in reviews if review.get("is_current", True)]
+    return ReviewFacts(
+        agreed=sum(review["verdict"] == "agree" for review in current),
+        corrections=tuple(
+            review["corrected_label"] for review in current if review["verdict"] == "disagree"
+        ),
+    )
+
+
+def facts_from(
+    prediction: dict[str, Any],
+    reviews: list[dict[str, Any]],
+    model_detail: dict[str, Any] | None,
+    model_note: str | None = None,
+) -> PredictionFacts:
+    focus = prediction.get("heatmap_focus")
+    return PredictionFacts(
+        label=prediction["label"],
+        probability=float(prediction["probability"]),
+        probabilities={k: float(v) for k, v in prediction["probabilities"].items()},
+        threshold=float(prediction["threshold"]),
+        model_version=prediction["model_version"],
+        model=model_facts(model_detail["card"]) if model_detail else None,
+        model_note=model_note,
+        has_heatmap=prediction.get("heatmap_ref") is not None,
+        heatmap=HeatmapFacts(**focus) if focus else None,
+        review=review_facts(reviews),
+    )
+
+
+@dataclass(frozen=True)
+class Gathered:
+    facts: PredictionFacts
+    # What must never reach a provider: the patient's reference and the stored ids.
+    identifiers: tuple[str, ...]
+
+
+async def gather_facts(
+    downstreams: Downstreams, prediction_id: uuid.UUID, headers: dict[str, str]
+) -> Gathered:
+    """The facts of one prediction, with the caller's own rights (404 when it is unknown)."""
+    answer = await downstreams.call(
+        "data", "GET", f"/predictions/{prediction_id}", idempotent=True, headers=headers
+    )
+    raise_for_answer(answer)
+    prediction = answer.json()
+    reviews_answer, (model_detail, note), patient_ref = await asyncio.gather(
+        downstreams.call(
+            "data",
+            "GET",
+            f"/predictions/{prediction_id}/reviews",
+            idempotent=True,
+            headers=headers,
+        ),
+        _model_detail(downstreams, prediction["model_version"], headers),
+        _patient_reference(downstreams, prediction.get("patient_id"), headers),
+    )
+    raise_for_answer(reviews_answer)
+    identifiers = [
+        str(value)
+        for value in (
+            patient_ref,
+            prediction.get("patient_id"),
+            prediction.get("image_id"),
+            prediction.get("requested_by"),
+            prediction.get("heatmap_ref"),
+            prediction["id"],
+        )
+        if value
+    ]
+    return Gathered(
+        facts_from(prediction, reviews_answer.json(), model_detail, note), tuple(identifiers)
+    )
+
+
+async def _model_detail(
+    downstreams: Downstreams, version: str, headers: dict[str, str]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The version's registry entry, or why there is none: the explanation still works
+    from the prediction's own facts when the registry cannot be asked."""
+    try:
+        answer = await downstreams.call(
+            "inference", "GET", f"/models/{version}", idempotent=True, headers=headers
+        )
+    except ServiceError:
+        return None, "the model registry could not be reached, so its card is not included"
+    if answer.status_code == 404:
+        return None, "this model version is no longer registered, so its card is not available"
+    raise_for_answer(answer)
+    return answer.json(), None
+
+
+async def _patient_reference(
+    downstreams: Downstreams, patient_id: str | None, headers: dict[str, str]
+) -> str | None:
+    """The patient's reference, only so that it can be kept out of every prompt."""
+    if not patient_id:
+        return None
+    answer = await downstreams.call(
+        "data", "GET", f"/patients/{patient_id}", idempotent=True, headers=headers
+    )
+    raise_for_answer(answer)
+    return answer.json()["external_ref"]

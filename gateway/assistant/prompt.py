@@ -1,0 +1,121 @@
+"""The conversation a language model sees: rules, the prediction's facts, the guide to the
+system, the newest turns that fit the token budget, and the question. Everything the caller
+typed is stripped of identifiers first."""
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.assistant.facts import PredictionFacts
+from gateway.assistant.guide import GUIDE
+from gateway.assistant.wording import METRIC_NAMES, fact_sheet, percent
+
+EXPLAIN_REQUEST = "Explain this prediction to me."
+REDACTED = "[redacted]"
+# What may identify a person or a record when a clinician types it into a question: ids,
+# e-mail addresses, phone or record numbers (six digits or more), dates of birth.
+IDENTIFIER_PATTERNS = (
+    re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
+    re.compile(r"\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b"),
+    re.compile(r"\b\d(?:[ ./-]?\d){5,}\b"),
+)
+CHARACTERS_PER_TOKEN = 4
+
+RULES = """You are the assistant of a breast histopathology decision-support system. You talk \
+with a clinician about one stored prediction of the system's image model.
+Rules:
+- Use only the facts below and the guide to the system. Do not invent numbers, findings or \
+anything about the patient; if the facts do not answer a question, say so.
+- Whenever you state the model's assessment, give exactly the stored label and probability \
+as written in the facts (for example "{label}, {probability}"). Never describe the \
+assessment as {other_label}.
+- Say that the model assists and does not diagnose; a pathologist's reading decides. Never \
+recommend a treatment or a diagnosis.
+- Plain language for a clinician, no markdown headings. An explanation: at most 200 words; \
+an answer to a question: at most 120 words."""
+
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Prompt:
+    kind: Literal["explanation", "follow_up"]
+    system: str
+    messages: tuple[Turn, ...]  # oldest first; the last is the user's
+
+    @property
+    def question(self) -> str:
+        return self.messages[-1].content
+
+    def sha256(self) -> str:
+        """Identifies the prompt in the audit trail without keeping its text."""
+        canonical = json.dumps(
+            {"system": self.system, "messages": [[t.role, t.content] for t in self.messages]},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def text(self) -> str:
+        return "\n".join([self.system, *(turn.content for turn in self.messages)])
+
+
+def redact(text: str, identifiers: tuple[str, ...]) -> str:
+    for identifier in sorted(identifiers, key=len, reverse=True):
+        text = re.sub(re.escape(identifier), REDACTED, text, flags=re.IGNORECASE)
+    for pattern in IDENTIFIER_PATTERNS:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def estimated_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARACTERS_PER_TOKEN)
+
+
+def system_prompt(facts: PredictionFacts) -> str:
+    rules = RULES.format(
+        label=facts.label, probability=percent(facts.probability), other_label=facts.other_label
+    )
+    facts_text = "\n".join(f"- {line}" for line in fact_sheet(facts, tuple(METRIC_NAMES)))
+    return f"{rules}\n\nFacts of this prediction:\n{facts_text}\n\nGuide to the system:\n{GUIDE}"
+
+
+def build_prompt(
+    facts: PredictionFacts,
+    question: str | None,
+    history: list[Turn],
+    identifiers: tuple[str, ...],
+    max_input_tokens: int,
+) -> Prompt:
+    """The prompt of one exchange; the oldest turns are left out when all do not fit."""
+    system = system_prompt(facts)
+    final = Turn("user", redact(question, identifiers) if question else EXPLAIN_REQUEST)
+    budget = (
+        max_input_tokens
+        - estimated_tokens(system)
+        - estimated_tokens(final.content)
+        - estimated_tokens(EXPLAIN_REQUEST)  # room for the opening request, if it is added
+    )
+    kept: list[Turn] = []
+    for turn in reversed(history):
+        cost = estimated_tokens(turn.content)
+        if cost > budget:
+            break
+        kept.insert(0, Turn(turn.role, redact(turn.content, identifiers)))
+        budget -= cost
+    # Providers expect the conversation to open with the user; a conversation that opens
+    # with the explanation answered the implicit request for it.
+    if kept and kept[0].role != "user":
+        kept.insert(0, Turn("user", EXPLAIN_REQUEST))
+    kind: Literal["explanation", "follow_up"] = "follow_up" if question else "explanation"
+    return Prompt(kind, system, (*kept, final))
