@@ -91,7 +91,7 @@ class UserUpdate(BaseModel):
 
 class HeatmapFocus(BaseModel):
     region: str | None = Field(
-        description="Where the hot area's weighted centre lies on a 3 x 3 grid",
+        description="Where the strongest hot area's weighted centre lies on a 3 x 3 grid",
         examples=["upper left"],
     )
     peak_region: str | None = Field(description="The grid cell of the strongest activation")
@@ -99,6 +99,9 @@ class HeatmapFocus(BaseModel):
         ge=0, le=1, description="Share of the image at or above half the peak activation"
     )
     spread: Literal["focal", "moderate", "diffuse", "none"]
+    areas: int = Field(
+        default=1, ge=0, description="Separate hot areas; `region` is the strongest's"
+    )
 
 
 class Prediction(BaseModel):

@@ -54,6 +54,9 @@ class GatewaySettings(TokenCheckingSettings):
     )
     openai_model: str = "gpt-5-mini"
     openai_base_url: str = "https://api.openai.com/v1"
+    # For reasoning models (gpt-5*, o*): their hidden reasoning counts against the output
+    # budget. Set empty for a model without reasoning, which refuses the parameter.
+    openai_reasoning_effort: Literal["", "none", "minimal", "low", "medium", "high"] = "low"
     anthropic_api_key: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("GATEWAY_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
@@ -61,16 +64,17 @@ class GatewaySettings(TokenCheckingSettings):
     anthropic_model: str = "claude-haiku-4-5"
     anthropic_base_url: str = "https://api.anthropic.com"
     # Per provider call; the vendor's client retries 429, 5xx and lost connections this
-    # often, with backoff (honouring Retry-After), before the offline answer is used. The
-    # whole exchange gives up on the provider after the deadline, within the frontend's own
-    # request timeout (30 s), so the clinician always gets an answer.
+    # often, with backoff (honouring Retry-After), before the offline answer is used. After
+    # the deadline the provider is given up for the offline answer: keep it well within the
+    # frontend's request timeout (30 s), which also covers reading the facts.
     assistant_timeout_s: float = Field(default=10.0, gt=0)
     assistant_retries: int = Field(default=2, ge=0, le=5)
     assistant_deadline_s: float = Field(default=25.0, gt=0)
-    # Token budget of one exchange: the answer's length, and the prompt's (facts, guide,
-    # question and the newest turns of the conversation that fit; about 4 characters a token).
-    assistant_max_output_tokens: int = Field(default=600, ge=64, le=8192)
-    assistant_max_input_tokens: int = Field(default=4000, ge=1000, le=100_000)
+    # Token budget of one exchange: the answer's (a reasoning model's reasoning included; an
+    # answer cut off by it is not used), and the prompt's (facts, guide, question and the
+    # newest turns of the conversation that fit; about 4 characters a token).
+    assistant_max_output_tokens: int = Field(default=1500, ge=256, le=16_384)
+    assistant_max_input_tokens: int = Field(default=4000, ge=2000, le=100_000)
 
     @field_validator(
         "rate_limit_predictions", "rate_limit_login", "rate_limit_general", "rate_limit_assistant"

@@ -14,6 +14,7 @@ class HeatmapFocus(BaseModel):
     peak_region: str | None = Field(max_length=32)
     hot_area_fraction: float = Field(ge=0, le=1)
     spread: Literal["focal", "moderate", "diffuse", "none"]
+    areas: int = Field(default=1, ge=0)
 
 
 class PredictionCreate(BaseModel):

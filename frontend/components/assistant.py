@@ -143,7 +143,8 @@ def render_assistant(client: GatewayClient) -> None:
     st.caption(
         "Ask about one prediction in plain language. The answers come from its stored facts "
         "only: label and probability, decision threshold, model and its test results, heatmap "
-        "and review. Nothing that identifies the patient is sent to a language model."
+        "and review. The patient's reference and record ids are never sent to a language "
+        "model; please do not type names or other identifiers into a question."
     )
     try:
         recent = client.predictions(limit=RECENT_LIMIT)["items"]
@@ -195,8 +196,10 @@ def render_summary(client: GatewayClient, prediction: dict[str, Any]) -> None:
 def heatmap_focus(focus: dict[str, Any]) -> str:
     if focus["spread"] == "none" or not focus.get("region"):
         return "Grad-CAM: no region stands out."
+    areas = int(focus.get("areas") or 1)
+    where = f"{areas} areas, the strongest in the " if areas > 1 else "the "
     return (
-        f"Grad-CAM concentrates in the {plain(focus['region'])} "
+        f"Grad-CAM concentrates in {where}{plain(focus['region'])} "
         f"({focus['spread']}, {percent(focus['hot_area_fraction'])} of the image)."
     )
 

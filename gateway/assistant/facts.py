@@ -3,6 +3,7 @@ verdicts, not the comments: free text may name the patient) and its model's card
 identifier of the patient, the image, the requester or the prediction is kept here."""
 
 import asyncio
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,17 @@ class HeatmapFacts:
     peak_region: str | None
     hot_area_fraction: float
     spread: str
+    areas: int = 1
+
+    @classmethod
+    def read(cls, focus: dict[str, Any]) -> "HeatmapFacts":
+        return cls(
+            region=focus.get("region"),
+            peak_region=focus.get("peak_region"),
+            hot_area_fraction=float(focus.get("hot_area_fraction") or 0.0),
+            spread=str(focus.get("spread") or "none"),
+            areas=int(focus.get("areas") or 1),
+        )
 
 
 @dataclass(frozen=True)
@@ -76,9 +88,9 @@ def model_facts(card: dict[str, Any]) -> ModelFacts:
     return ModelFacts(
         version=str(card.get("version", "")),
         synthetic=bool(training_data.get("synthetic", False)),
-        target_sensitivity=rule.get("target"),
+        target_sensitivity=float(rule["target"]) if rule.get("target") is not None else None,
         threshold_chosen_on=rule.get("chosen_on"),
-        test_images=metrics.get("images"),
+        test_images=int(metrics["images"]) if metrics.get("images") is not None else None,
         test_metrics={
             name: float(metrics[name])
             for name in TEST_METRICS
@@ -106,16 +118,23 @@ def facts_from(
     model_note: str | None = None,
 ) -> PredictionFacts:
     focus = prediction.get("heatmap_focus")
+    model = None
+    if model_detail:
+        try:
+            model = model_facts(model_detail["card"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            # A card of another shape (older, hand-made) is no reason to refuse the rest.
+            model_note = "this model version's card could not be read"
     return PredictionFacts(
         label=prediction["label"],
         probability=float(prediction["probability"]),
         probabilities={k: float(v) for k, v in prediction["probabilities"].items()},
         threshold=float(prediction["threshold"]),
         model_version=prediction["model_version"],
-        model=model_facts(model_detail["card"]) if model_detail else None,
+        model=model,
         model_note=model_note,
         has_heatmap=prediction.get("heatmap_ref") is not None,
-        heatmap=HeatmapFacts(**focus) if focus else None,
+        heatmap=HeatmapFacts.read(focus) if isinstance(focus, dict) else None,
         review=review_facts(reviews),
     )
 
@@ -149,20 +168,31 @@ async def gather_facts(
     )
     raise_for_answer(reviews_answer)
     identifiers = [
-        str(value)
-        for value in (
-            patient_ref,
-            prediction.get("patient_id"),
-            prediction.get("image_id"),
-            prediction.get("requested_by"),
-            prediction.get("heatmap_ref"),
-            prediction["id"],
-        )
-        if value
+        *reference_variants(patient_ref),
+        *(
+            str(value)
+            for value in (
+                prediction.get("patient_id"),
+                prediction.get("image_id"),
+                prediction.get("requested_by"),
+                prediction.get("heatmap_ref"),
+                prediction["id"],
+            )
+            if value
+        ),
     ]
     return Gathered(
         facts_from(prediction, reviews_answer.json(), model_detail, note), tuple(identifiers)
     )
+
+
+def reference_variants(reference: str | None) -> list[str]:
+    """The patient's reference as typed, without its separators, and its parts of three
+    characters or more ("MRN-77/Smith": also "MRN77Smith", "MRN", "Smith")."""
+    if not reference:
+        return []
+    parts = [part for part in re.split(r"[^A-Za-z0-9]+", reference) if len(part) >= 3]
+    return list(dict.fromkeys([reference, "".join(re.split(r"[^A-Za-z0-9]+", reference)), *parts]))
 
 
 async def _model_detail(
@@ -178,6 +208,8 @@ async def _model_detail(
         return None, "the model registry could not be reached, so its card is not included"
     if answer.status_code == 404:
         return None, "this model version is no longer registered, so its card is not available"
+    if answer.status_code >= 500:
+        return None, "the model registry could not be reached, so its card is not included"
     raise_for_answer(answer)
     return answer.json(), None
 

@@ -1,10 +1,15 @@
 """Whether an answer agrees with the stored prediction.
 
-An answer contradicts the facts when it gives the model's assessment as another label than
-the stored one, or quotes a percentage or probability that none of the facts (nor the
-clinician's own question) contains. An explanation must moreover quote the stored label and
-its probability. Numbers are compared at the precision the answer wrote them in: "87 %"
-matches 87.3 %, "87.5 %" does not.
+The answer is read clause by clause (sentences, and parts split by ; or :). A clause
+contradicts the facts when it states this image's assessment as the other label, or
+gives a class's probability other than the stored one; anywhere in the answer, a
+percentage or probability that no fact (nor the clinician's own question) contains is a
+contradiction too. Clauses that are conditional or general ("below 35 %, images are called
+benign"), negated, or about reviewers are not read as the model's assessment. An
+explanation must moreover quote the stored label (as a word of its own, not inside
+"P(...)") and its probability. Numbers are compared at the precision the answer wrote them
+in: "87 %" matches 87.3 %, "87.5 %" does not; "about", "nearly", "over" and "under" allow
+a few points.
 """
 
 import re
@@ -12,18 +17,50 @@ import re
 from gateway.assistant.facts import PredictionFacts
 
 LABELS = ("benign", "malignant")
+NUMBER = r"\d{1,3}(?:\.\d+)?"
+PERCENTAGE = re.compile(rf"(?<![\w.])({NUMBER})\s?(?:%|per\s?cent\b|percent\b)", re.IGNORECASE)
+# A probability written as a fraction: 0.87, 1.0; not a version, a time or a percentage.
+FRACTION = re.compile(r"(?<![\w.])(0\.\d+|1\.0+)(?![\w%]|\.\d|\s?%|\s?per\s?cent)", re.I)
+APPROXIMATE = re.compile(r"(?:about|around|roughly|nearly|almost|over|under|above|below)\W*$")
+APPROXIMATION_POINTS = 3.0
 ASSESSING = (
     r"classif(?:y|ies|ied|ication)|assess(?:es|ed|ment)|predict(?:s|ed|ion)|"
     r"label(?:led|ed)|call(?:s|ed)|flag(?:s|ged)|categori[sz](?:es|ed)|rat(?:es|ed)|"
-    r"deem(?:s|ed)|consider(?:s|ed)|judg(?:es|ed)|read(?:s)? (?:it|this|the image) as"
+    r"deem(?:s|ed)|consider(?:s|ed)|judg(?:es|ed)|thinks?|says?|suggests?|indicates?|"
+    r"finds?|found|verdict|result|outcome|"
+    r"(?:image|tissue|patch|slide|sample|it)\s+(?:is|was|looks|appears|seems)"
 )
 CLAIM = re.compile(
-    rf"\b(?P<verb>{ASSESSING})\b(?P<between>(?:\W+\w+){{0,4}}?)\W+(?P<label>{'|'.join(LABELS)})\b",
+    rf"\b(?:{ASSESSING})\b(?:\W+\w+){{0,4}}?\W+({'|'.join(LABELS)})\b", re.IGNORECASE
+)
+# Clauses that state no fact about this image: negated, conditional, general, about the
+# threshold or about the reviewers.
+CONDITIONAL = (
+    r"not|never|no|rather than|instead of|unless|if|would|were|could|might|may|can|below|"
+    r"above|under|over|once|when|whenever|otherwise|until|threshold|clinicians?|reviewers?|"
+    r"review(?:ed)?|corrected|correction"
+)
+GENERAL = r"images|an image|a patch|a slide|any"
+NOT_A_FACT = re.compile(rf"\b(?:{CONDITIONAL}|{GENERAL})\b|n't\b", re.IGNORECASE)
+# Clauses that are not the assessment either: general ones, and those about probabilities.
+NOT_THE_ASSESSMENT = re.compile(
+    rf"\b(?:{CONDITIONAL}|{GENERAL}|probability|chance|likelihood)\b|n't\b|P\(",
     re.IGNORECASE,
 )
-NEGATION = re.compile(r"\b(not|never|no|n't|rather than|instead of|unless|if|would|were)\b", re.I)
-PERCENTAGE = re.compile(r"(?<![\w.])(\d{1,3}(?:\.\d+)?)\s?(?:%|percent\b)", re.IGNORECASE)
-FRACTION = re.compile(r"(?<![\w.])(0\.\d+|1\.0+)(?![\w.%])")
+# How far after "assessed as malignant" a number is read as that assessment's probability.
+CLAIM_REACH = 60
+CLASS_PROBABILITY = re.compile(
+    rf"P\((benign|malignant)\)\W{{0,3}}(?:is|was|of|at|=|:)?\W{{0,3}}"
+    rf"(?:(?:about|around|roughly|nearly|almost)\W+)?({NUMBER})\s?(%|per\s?cent|percent)?"
+    # "35 % or more" is a range (the threshold's), not this image's value.
+    r"(?!\s*(?:or|and)\s+(?:more|above|higher|greater|less|lower|below|over|under))",
+    re.IGNORECASE,
+)
+
+
+def clauses(text: str) -> list[str]:
+    # Full stops between digits are decimal points, not the end of a clause.
+    return [part for part in re.split(r"(?<!\d)\.(?!\d)|\.(?=\s)|[;\n!?]", text) if part.strip()]
 
 
 def _fact_values(facts: PredictionFacts) -> list[float]:
@@ -39,16 +76,32 @@ def _fact_values(facts: PredictionFacts) -> list[float]:
     return [*values, *(1 - v for v in values), 0.0, 1.0]
 
 
-def _matches(written: str, scale: float, value: float) -> bool:
-    """Whether `written` (a number in the answer) is `value` rounded to its precision."""
+def _matches(written: str, scale: float, value: float, slack: float = 0.0) -> bool:
+    """Whether `written` (a number in the answer) is `value` rounded to its precision, or
+    within `slack` (in the answer's unit) of it."""
     decimals = len(written.split(".")[1]) if "." in written else 0
-    return abs(float(written) - value * scale) <= 0.5 * 10**-decimals + 1e-9
+    tolerance = max(0.5 * 10**-decimals, slack) + 1e-9
+    return abs(float(written) - value * scale) <= tolerance
+
+
+def _numbers(text: str) -> list[tuple[str, float, float]]:
+    """(number, scale, slack) of every percentage and fraction in `text`."""
+    found = []
+    for match in PERCENTAGE.finditer(text):
+        before = text[max(0, match.start() - 12) : match.start()]
+        slack = APPROXIMATION_POINTS if APPROXIMATE.search(before) else 0.0
+        found.append((match[1], 100.0, slack))
+    found += [(number, 1.0, 0.0) for number in FRACTION.findall(text)]
+    return found
 
 
 def _quoted(text: str, value: float) -> bool:
-    return any(_matches(n, 100, value) for n in PERCENTAGE.findall(text)) or any(
-        _matches(n, 1, value) for n in FRACTION.findall(text)
-    )
+    return any(_matches(n, scale, value) for n, scale, _ in _numbers(text))
+
+
+def _without_version(text: str, version: str) -> str:
+    # The version's own digits ("2026.11.24-1") are no quantity.
+    return re.sub(rf"(?<![\w.]){re.escape(version)}(?![\w]|\.\d)", " ", text)
 
 
 def problems(answer: str, facts: PredictionFacts, question: str | None = None) -> list[str]:
@@ -56,24 +109,31 @@ def problems(answer: str, facts: PredictionFacts, question: str | None = None) -
     own, whose numbers an answer may repeat; None for an explanation, which must quote the
     stored label and probability."""
     found = []
-    # The version string may hold digits ("2026.11.24-1"); they are no quantity.
-    text = answer.replace(facts.model_version, " ")
-    for claim in CLAIM.finditer(text):
-        label = claim["label"].lower()
-        if label != facts.label and not NEGATION.search(claim["between"] or ""):
-            before = text[max(0, claim.start() - 30) : claim.start()]
-            if not NEGATION.search(before):
-                found.append(f"gives the assessment as {label}: {claim.group(0)!r}")
+    text = _without_version(answer, facts.model_version)
+    for clause in clauses(text):
+        for claim in CLAIM.finditer(clause):
+            if claim[1].lower() != facts.label and not NOT_THE_ASSESSMENT.search(clause):
+                found.append(f"gives the assessment as {claim[1].lower()}: {claim[0]!r}")
+        if NOT_A_FACT.search(clause):
+            continue
+        for claim in CLAIM.finditer(clause):
+            after = clause[claim.end() : claim.end() + CLAIM_REACH]
+            numbers = _numbers(after) if claim[1].lower() == facts.label else []
+            if numbers and not any(_matches(n, s, facts.probability, k) for n, s, k in numbers):
+                found.append(f"gives {facts.label} another probability: {clause.strip()!r}")
+        for name, number, unit in CLASS_PROBABILITY.findall(clause):
+            value = facts.probabilities.get(name.lower())
+            scale = 100.0 if unit or float(number) > 1 else 1.0
+            if value is not None and not _matches(number, scale, value):
+                found.append(f"gives P({name}) as {number}{' %' if scale == 100 else ''}")
     allowed = _fact_values(facts)
-    asked = question or ""
-    for number in PERCENTAGE.findall(text):
-        if not any(_matches(number, 100, v) for v in allowed) and number not in asked:
-            found.append(f"quotes {number} %, which no fact gives")
-    for number in FRACTION.findall(text):
-        if not any(_matches(number, 1, v) for v in allowed) and number not in asked:
-            found.append(f"quotes {number}, which no fact gives")
+    asked = {n for n, _, _ in _numbers(question or "")}
+    for number, scale, slack in _numbers(text):
+        if number not in asked and not any(_matches(number, scale, v, slack) for v in allowed):
+            found.append(f"quotes {number}{' %' if scale == 100 else ''}, which no fact gives")
     if question is None:
-        if not re.search(rf"\b{facts.label}\b", text, re.IGNORECASE):
+        words = re.sub(r"P\(\w+\)", " ", text)
+        if not re.search(rf"\b{facts.label}\b", words, re.IGNORECASE):
             found.append(f"does not name the stored label ({facts.label})")
         if not _quoted(text, facts.probability):
             found.append("does not quote the stored probability")

@@ -17,8 +17,8 @@ TOPICS: dict[str, str] = {
     "review": (
         "Review queue shows unreviewed predictions one at a time: agree with the model, or "
         "correct the label, with an optional comment. A later review by the same clinician "
-        "replaces their earlier one; the history keeps both. Reviews are never sent to the "
-        "assistant's language model."
+        "replaces their earlier one; the history keeps both. The assistant knows the "
+        "reviewers' verdicts, never their comments."
     ),
     "export": (
         "Admins download the reviewed labels as CSV from the Review queue; that file is the "
@@ -36,7 +36,8 @@ TOPICS: dict[str, str] = {
     ),
     "assistant": (
         "The Assistant explains one prediction from its stored facts and answers questions "
-        "about it and about using the system. It never sees who the patient is. Its answers "
+        "about it and about using the system. It is never given the patient's reference or any "
+        "record id. Its answers "
         "name the provider that produced them; an answer that contradicts the stored label "
         "or probability is replaced by the built-in one."
     ),

@@ -35,7 +35,12 @@ def explanation(facts: PredictionFacts) -> str:
 
 def answer_question(facts: PredictionFacts, question: str) -> str:
     asked = question.lower()
-    topics = [name for name, words in INTENTS if any(word in asked for word in words)]
+    # Words are matched from their start: "procedure" is no "roc", "measure" no "sure".
+    topics = [
+        name
+        for name, words in INTENTS
+        if any(re.search(rf"(?<![a-z]){re.escape(word)}", asked) for word in words)
+    ]
     if not topics:
         return (
             "I can only answer from this prediction's stored facts and the guide to the "

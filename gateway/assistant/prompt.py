@@ -15,12 +15,22 @@ from gateway.assistant.wording import METRIC_NAMES, fact_sheet, percent
 
 EXPLAIN_REQUEST = "Explain this prediction to me."
 REDACTED = "[redacted]"
+MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 # What may identify a person or a record when a clinician types it into a question: ids,
-# e-mail addresses, phone or record numbers (six digits or more), dates of birth.
+# e-mail addresses, dates, record numbers, and numbers of five digits or more. This is a
+# safety net, not a licence: the page asks not to type identifiers at all.
 IDENTIFIER_PATTERNS = (
     re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
     re.compile(r"\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b"),
-    re.compile(r"\b\d(?:[ ./-]?\d){5,}\b"),
+    re.compile(r"\b\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\b"),
+    re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{MONTH},?\s+\d{{2,4}}\b", re.I),
+    re.compile(rf"\b{MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b", re.I),
+    re.compile(
+        r"\b(?:mrn|nhs|record|hospital|patient|case|chart|file|id|no)\b\.?\s*"
+        r"(?:no\.?|number|nr\.?|#)?\s*[:#]?\s*[A-Za-z]{0,4}\d[\w/-]*",
+        re.I,
+    ),
+    re.compile(r"\b\d(?:[ ./-]?\d){4,}\b"),
 )
 CHARACTERS_PER_TOKEN = 4
 
@@ -72,10 +82,13 @@ class Prompt:
 
 def redact(text: str, identifiers: tuple[str, ...]) -> str:
     for identifier in sorted(identifiers, key=len, reverse=True):
-        text = re.sub(re.escape(identifier), REDACTED, text, flags=re.IGNORECASE)
+        # Whole words only: a short reference must not eat the middle of "malignant".
+        whole_word = rf"(?<![A-Za-z0-9]){re.escape(identifier)}(?![A-Za-z0-9])"
+        text = re.sub(whole_word, REDACTED, text, flags=re.IGNORECASE)
     for pattern in IDENTIFIER_PATTERNS:
         text = pattern.sub(REDACTED, text)
-    return text
+    # A number right after a redacted word belongs to it ("MRN 77" with "MRN" redacted).
+    return re.sub(rf"{re.escape(REDACTED)}[\s:#-]*\d[\w/-]*", REDACTED, text)
 
 
 def estimated_tokens(text: str) -> int:

@@ -7,7 +7,7 @@ timeout applies to each attempt. The key is given to the client only: it is neve
 recorded or returned.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import anthropic
@@ -66,12 +66,15 @@ def _failure(exc: Exception) -> ProviderError:
 
 @dataclass(frozen=True)
 class VendorSettings:
-    api_key: str
+    api_key: str = field(repr=False)
     model: str
     base_url: str
     timeout_s: float  # per attempt
     retries: int
     max_output_tokens: int
+    # OpenAI's reasoning models count hidden reasoning in the output budget; a low effort
+    # leaves it for the answer. None: not sent (models without reasoning refuse it).
+    reasoning_effort: str | None = None
 
 
 class VendorProvider:
@@ -83,6 +86,7 @@ class VendorProvider:
     def __init__(self, settings: VendorSettings) -> None:
         self.model = settings.model
         self.max_output_tokens = settings.max_output_tokens
+        self.reasoning_effort = settings.reasoning_effort
         # Both vendors' clients take the same arguments.
         self.client = self.client_class(
             api_key=settings.api_key,
@@ -115,9 +119,12 @@ class OpenAIProvider(VendorProvider):
                 messages=messages,  # type: ignore[arg-type]
                 max_completion_tokens=self.max_output_tokens,
                 n=1,
+                reasoning_effort=self.reasoning_effort or openai.omit,  # type: ignore[arg-type]
             )
         except openai.OpenAIError as exc:
             raise _failure(exc) from exc
+        if response.choices and response.choices[0].finish_reason == "length":
+            raise ProviderError("truncated_answer")  # half an answer is no answer
         if not response.choices or not (response.choices[0].message.content or "").strip():
             raise ProviderError("empty_answer")
         usage = response.usage
@@ -152,6 +159,8 @@ class AnthropicProvider(VendorProvider):
             )
         except anthropic.AnthropicError as exc:
             raise _failure(exc) from exc
+        if response.stop_reason == "max_tokens":
+            raise ProviderError("truncated_answer")
         text = "".join(
             block.text for block in response.content if isinstance(block, anthropic.types.TextBlock)
         ).strip()

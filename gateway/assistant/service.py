@@ -69,6 +69,9 @@ def provider_from_settings(settings: GatewaySettings) -> Provider:
             timeout_s=settings.assistant_timeout_s,
             retries=settings.assistant_retries,
             max_output_tokens=settings.assistant_max_output_tokens,
+            reasoning_effort=(settings.openai_reasoning_effort or None)
+            if choice == "openai"
+            else None,
         )
     )
 
@@ -113,7 +116,16 @@ class Assistant:
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         attempted = self.provider.name if reason else None
         if reason:
+            # The vendor's tokens were spent all the same: the event keeps them.
+            used = completion
             completion = await self.offline.answer(exchange)
+            completion = Completion(
+                completion.text,
+                completion.provider,
+                completion.model,
+                used.input_tokens,
+                used.output_tokens,
+            )
         self.answers.labels(completion.provider, reason or "").inc()
         event_id = await self._record(
             prediction_id, prompt, completion, latency_ms, reason, attempted, headers
@@ -139,7 +151,7 @@ class Assistant:
             return completion, None
         found = grounding.problems(completion.text, exchange.facts, exchange.question)
         if found:
-            # The event names what was wrong, never the answer (it may repeat the question).
+            # What was wrong, with at most a few words of the answer; never all of it.
             logger.warning(
                 "assistant answer from %s replaced by the offline one: %s",
                 provider.name,

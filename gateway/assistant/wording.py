@@ -43,6 +43,19 @@ def assessment(facts: PredictionFacts) -> str:
 
 
 def confidence(facts: PredictionFacts) -> str:
+    text = _confidence(facts)
+    if facts.probability < 0.5:
+        # A threshold below 50 % calls some images malignant that the model finds more
+        # likely benign: say so, or "malignant at 46 %" reads as a contradiction.
+        text += (
+            f" Note that by the model's own probabilities {facts.other_label} is the more likely "
+            f"class here; the image is called {facts.label} because the decision threshold is "
+            "set low, so that fewer cancers are missed."
+        )
+    return text
+
+
+def _confidence(facts: PredictionFacts) -> str:
     which = band(facts)
     if which == "borderline":
         return (
@@ -129,9 +142,14 @@ def heatmap(facts: PredictionFacts) -> str:
         if focus.peak_region and focus.peak_region != focus.region
         else ""
     )
+    where = (
+        f"in {focus.areas} separate areas, the strongest in the {focus.region} of the image"
+        if focus.areas > 1
+        else f"in the {focus.region} of the image"
+    )
     return (
         f"Heatmap (Grad-CAM): the areas that drove the assessment towards {facts.label} are "
-        f"concentrated in the {focus.region} of the image{peak}, covering "
+        f"concentrated {where}{peak}, covering "
         f"{percent(focus.hot_area_fraction)} of it ({focus.spread}). Check that this area shows "
         "the tissue features you would expect; attention on background, slide edges or "
         "artefacts is a reason for caution."

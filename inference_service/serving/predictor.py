@@ -87,10 +87,11 @@ COLUMNS = ("left", "centre", "right")
 class HeatmapFocus:
     """Where a Grad-CAM map concentrates, in words a reader can check on the overlay."""
 
-    region: str | None  # of the hot area's weighted centre, on a 3 x 3 grid
+    region: str | None  # of the strongest hot area's weighted centre, on a 3 x 3 grid
     peak_region: str | None  # of the single strongest cell
     hot_area_fraction: float  # share of the image at or above half the peak
     spread: str  # focal, moderate, diffuse; "none" when nothing drove the score
+    areas: int  # separate hot areas (4-connected)
 
 
 def region_name(y: float, x: float) -> str:
@@ -103,12 +104,18 @@ def region_name(y: float, x: float) -> str:
 
 def heatmap_focus(cam: np.ndarray) -> HeatmapFocus:
     """Summary of a Grad-CAM map in [0, 1] (the peak at 1, or all zero)."""
+    from scipy import ndimage
+
+    cam = np.nan_to_num(np.asarray(cam, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     peak = float(cam.max()) if cam.size else 0.0
     if peak <= 0:
-        return HeatmapFocus(None, None, 0.0, "none")
+        return HeatmapFocus(None, None, 0.0, "none", 0)
     height, width = cam.shape
     hot = cam >= HOT_FRACTION_OF_PEAK * peak
-    weights = np.where(hot, cam, 0.0)
+    areas, count = ndimage.label(hot)
+    # Two hot spots apart have no centre between them: describe the strongest one.
+    strength = ndimage.sum_labels(cam, areas, index=np.arange(1, count + 1))
+    weights = np.where(areas == int(np.argmax(strength)) + 1, cam, 0.0)
     rows, columns = np.indices(cam.shape)
     # Cell centres, as fractions of the image: a cell's activation covers all of it.
     centre_y = float(((rows + 0.5) * weights).sum() / weights.sum()) / height
@@ -121,6 +128,7 @@ def heatmap_focus(cam: np.ndarray) -> HeatmapFocus:
         peak_region=region_name((peak_row + 0.5) / height, (peak_column + 0.5) / width),
         hot_area_fraction=round(fraction, 3),
         spread=spread,
+        areas=int(count),
     )
 
 

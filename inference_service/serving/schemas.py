@@ -5,13 +5,15 @@ from pydantic import BaseModel, Field
 
 class HeatmapFocusOut(BaseModel):
     region: str | None = Field(
-        description="Where the hot area's weighted centre lies on a 3 x 3 grid, e.g. 'upper left'"
+        description="Where the strongest hot area's weighted centre lies on a 3 x 3 grid, "
+        "e.g. 'upper left'"
     )
     peak_region: str | None = Field(description="The grid cell of the strongest activation")
     hot_area_fraction: float = Field(
         ge=0, le=1, description="Share of the image at or above half the peak activation"
     )
     spread: Literal["focal", "moderate", "diffuse", "none"]
+    areas: int = Field(ge=0, description="Separate hot areas; `region` is the strongest's")
 
 
 class PredictionOut(BaseModel):

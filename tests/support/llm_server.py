@@ -1,5 +1,6 @@
 """A language-model API on 127.0.0.1 for tests: it speaks the OpenAI Chat Completions and
-the Anthropic Messages wire formats, records every request, and answers from a script.
+the Anthropic Messages wire formats, records every request, and answers from a script (it
+also stands in for a downstream service whose answers a test scripts).
 
 Nothing leaves the machine: providers under test are pointed at `server.url`. A reply is
 queued with `server.script(...)`; with nothing queued the server answers 503, so a forgotten
@@ -32,7 +33,9 @@ class Recorded:
     body: dict[str, Any]
 
 
-def openai_completion(text: str, model: str = "gpt-test", prompt_tokens: int = 321) -> dict:
+def openai_completion(
+    text: str, model: str = "gpt-test", prompt_tokens: int = 321, finish_reason: str = "stop"
+) -> dict:
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",
@@ -42,7 +45,7 @@ def openai_completion(text: str, model: str = "gpt-test", prompt_tokens: int = 3
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": text, "refusal": None},
-                "finish_reason": "stop",
+                "finish_reason": finish_reason,
                 "logprobs": None,
             }
         ],
@@ -54,14 +57,16 @@ def openai_completion(text: str, model: str = "gpt-test", prompt_tokens: int = 3
     }
 
 
-def anthropic_message(text: str, model: str = "claude-test", input_tokens: int = 321) -> dict:
+def anthropic_message(
+    text: str, model: str = "claude-test", input_tokens: int = 321, stop_reason: str = "end_turn"
+) -> dict:
     return {
         "id": "msg_test",
         "type": "message",
         "role": "assistant",
         "model": model,
         "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
+        "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": {"input_tokens": input_tokens, "output_tokens": 42},
     }
@@ -89,7 +94,7 @@ class ScriptedLLMServer:
                 with server._lock:
                     server.requests.append(
                         Recorded(
-                            "POST",
+                            self.command,
                             self.path,
                             {k.lower(): v for k, v in self.headers.items()},
                             json.loads(raw or b"{}"),
@@ -110,6 +115,9 @@ class ScriptedLLMServer:
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout under test)
+
+            def do_GET(self) -> None:
+                self.do_POST()
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None

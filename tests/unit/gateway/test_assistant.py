@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.assistant import grounding, offline, wording
-from gateway.assistant.facts import Gathered, facts_from
+from gateway.assistant.facts import Gathered, _model_detail, facts_from, reference_variants
 from gateway.assistant.offline import OfflineProvider
 from gateway.assistant.prompt import REDACTED, Turn, build_prompt, estimated_tokens
 from gateway.assistant.providers import Exchange, OpenAIProvider, VendorSettings
@@ -43,7 +43,7 @@ PATIENT_ID = str(uuid.uuid4())
 IMAGE_ID = str(uuid.uuid4())
 REQUESTER = str(uuid.uuid4())
 PREDICTION_ID = str(uuid.uuid4())
-IDENTIFIERS = (PATIENT_REF, PATIENT_ID, IMAGE_ID, REQUESTER, PREDICTION_ID)
+IDENTIFIERS = (*reference_variants(PATIENT_REF), PATIENT_ID, IMAGE_ID, REQUESTER, PREDICTION_ID)
 
 
 def stored_prediction(p_malignant: float, **changes) -> dict:
@@ -153,6 +153,7 @@ def test_the_offline_explanation_says_what_is_missing_and_who_reviewed():
         ("How do I upload a new image?", "open Analyse"),
         ("Should I send the patient to surgery?", "does not diagnose"),
         ("What is the weather tomorrow?", "did not find your question"),
+        ("Is the procedure safe to measure?", "did not find your question"),  # no roc, sure
     ],
 )
 def test_the_offline_provider_answers_follow_up_questions(question, expected):
@@ -299,6 +300,7 @@ async def test_a_contradicting_answer_is_replaced_logged_and_recorded(caplog):
     assert audit.body["prompt_sha256"] == reply.prompt.sha256()
     assert audit.body["latency_ms"] >= 0
     assert "sk-secret-test" not in str(audit.body) and "sk-secret-test" not in caplog.text
+    assert audit.body["input_tokens"] == 321  # the vendor's tokens were spent all the same
 
 
 async def test_the_offline_provider_is_its_own_fallback():
@@ -341,3 +343,140 @@ def test_a_conversation_opening_with_the_explanation_keeps_it():
     prompt = build_prompt(facts, "Why?", [Turn("assistant", explanation)], (), 4000)
     assert [t.role for t in prompt.messages] == ["user", "assistant", "user"]
     assert prompt.messages[1].content == explanation
+
+
+AGREEING_FOLLOW_UPS = [
+    (0.2, "Images with P(malignant) of 35 % or more are labelled malignant; below that, benign."),
+    (0.873, "Images with P(malignant) below 35 % are classified as benign."),
+    (0.2, "The system calls an image malignant once P(malignant) reaches 35 %."),
+    (0.2, "It flags a patch as malignant when P(malignant) is 35 % or more."),
+    (0.30, "This one is borderline, so it could easily be classified as malignant."),
+    (0.873, "The model predicts a low probability of benign (12.7 %)."),
+    (0.873, "The model is nearly 90 % sure; about 20 % of benign images were false alarms."),
+    (0.873, "The model assessed it as malignant (87 %). Verdict: malignant."),
+]
+
+
+@pytest.mark.parametrize(("p_malignant", "answer"), AGREEING_FOLLOW_UPS)
+def test_general_conditional_and_approximate_statements_are_not_contradictions(p_malignant, answer):
+    assert grounding.problems(answer, make_facts(p_malignant), "Why?") == []
+
+
+def test_a_reviewers_correction_is_a_fact_not_a_contradiction():
+    facts = make_facts(0.873, reviews=[{"verdict": "disagree", "corrected_label": "benign"}])
+    answer = "One clinician reviewed it and judged it benign; the model said malignant."
+    assert grounding.problems(answer, facts, "Was it reviewed?") == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "The model assessed this image as malignant, with a probability of 87.3 per cent.",
+        "The model assessed this image as malignant, with a probability of 0.873.",
+        "The model assessed this image as malignant (87.3 %). It assists and does not diagnose.",
+    ],
+)
+def test_explanations_in_other_notations_pass(answer):
+    assert grounding.problems(answer, make_facts(0.873)) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "question"),
+    [
+        # The caveat's "not" in the sentence before does not excuse the claim.
+        (
+            "This tool assists and does not diagnose. The model assessed this image as "
+            "benign, with P(malignant) at 87.3 %.",
+            None,
+        ),
+        ("Verdict: benign. P(malignant) 87.3 %.", None),  # the label only inside P(...)
+        ("The model assessed it as malignant with a probability of 65 %.", "Why?"),
+        ("P(malignant) is 12.7 %.", "Why?"),
+        ("The model thinks this tissue is benign.", "Why?"),
+        ("The probability of malignancy is 0.42.", "Why?"),
+        ("It changes by 6 %.", "What happens at 50 %?"),  # 50 is asked, 6 is no fact
+    ],
+)
+def test_subtler_contradictions_are_caught(answer, question):
+    assert grounding.problems(answer, make_facts(0.873), question)
+
+
+@pytest.mark.parametrize("p_malignant", [0.001, 0.004, 0.995, 0.9999, 0.5, 0.349, 0.35])
+@pytest.mark.parametrize("card", [CARD, None])
+def test_the_offline_answers_pass_their_own_check_at_the_extremes(p_malignant, card):
+    facts = make_facts(p_malignant, card=card)
+    assert grounding.problems(offline.explanation(facts), facts) == []
+    for _, words in offline.INTENTS:
+        question = f"What about the {words[0]}?"
+        assert grounding.problems(offline.answer_question(facts, question), facts, question) == []
+
+
+def test_a_malignant_label_below_even_odds_is_explained():
+    facts = make_facts(0.46)  # above the 35 % threshold, below 50 %
+    text = offline.explanation(facts)
+    assert "by the model's own probabilities benign is the more likely class here" in text
+    assert "the decision threshold is set low" in text
+    assert grounding.problems(text, facts) == []
+    assert "more likely class here" not in offline.explanation(make_facts(0.72))
+
+
+def test_separate_hot_areas_are_counted_in_the_explanation():
+    focus = {
+        "region": "upper left",
+        "peak_region": "upper left",
+        "hot_area_fraction": 0.125,
+        "spread": "focal",
+        "areas": 2,
+        "added_later": "ignored",  # a newer inference service's field does not break it
+    }
+    facts = make_facts(0.873, heatmap_focus=focus)
+    text = offline.explanation(facts)
+    assert "concentrated in 2 separate areas, the strongest in the upper left" in text
+    assert grounding.problems(text, facts) == []
+
+
+@pytest.mark.parametrize(
+    ("typed", "gone"),
+    [
+        ("Is this Mrs Smith (MRN 77)?", ["Smith", "77"]),
+        ("ref MRN77Smith", ["MRN77Smith"]),
+        ("born 12/3/61", ["12/3/61"]),
+        ("born 3 March 1961", ["March 1961"]),
+        ("born March 3, 1961", ["March 3, 1961"]),
+        ("record 44512", ["44512"]),
+        ("hospital no. 1234-5", ["1234-5"]),
+        ("patient 7 again", ["7"]),
+    ],
+)
+def test_identifiers_typed_in_other_forms_are_redacted(typed, gone):
+    prompt = build_prompt(make_facts(0.873), typed, [], IDENTIFIERS, 4000)
+    for part in gone:
+        assert part not in prompt.question
+    assert REDACTED in prompt.question
+
+
+def test_a_short_reference_does_not_eat_ordinary_words():
+    prompt = build_prompt(make_facts(0.873), "Why malignant, Ma?", [], ("ma",), 4000)
+    assert prompt.question == f"Why malignant, {REDACTED}?"
+
+
+@pytest.mark.parametrize(
+    ("reply", "note"),
+    [
+        (Reply(503, {"error": {"code": "service_unavailable", "message": "no db"}}), "reached"),
+        (Reply(404, {"error": {"code": "not_found", "message": "no such version"}}), "no longer"),
+        (Reply(200, {"card": {"threshold_rule": "odd", "metrics": []}}), "could not be read"),
+    ],
+)
+async def test_an_unhelpful_registry_leaves_the_rest_of_the_facts(reply, note):
+    with scripted_llm_server() as registry:
+        registry.script(reply)
+        settings = GatewaySettings(_env_file=None, inference_url=registry.url, retry_attempts=1)
+        downstreams = Downstreams(settings, CollectorRegistry())
+        try:
+            detail, why = await _model_detail(downstreams, "demo-synthetic-1", {})
+        finally:
+            await downstreams.close()
+    facts = facts_from(stored_prediction(0.873), [], detail, why)
+    assert facts.model is None and note in (facts.model_note or "")
+    assert grounding.problems(offline.explanation(facts), facts) == []

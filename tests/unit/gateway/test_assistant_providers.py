@@ -60,7 +60,7 @@ def anthropic(server, **overrides) -> AnthropicProvider:
 
 async def test_openai_request_format_and_answer(llm):
     llm.script(Reply(200, openai_completion("  It is malignant, 87.3 %.  ", model="gpt-test-1")))
-    provider = openai(llm)
+    provider = openai(llm, reasoning_effort="low")
     try:
         completion = await provider.answer(EXCHANGE)
     finally:
@@ -72,6 +72,7 @@ async def test_openai_request_format_and_answer(llm):
     assert request.headers["content-type"] == "application/json"
     assert request.body["model"] == "gpt-test"
     assert request.body["max_completion_tokens"] == 321
+    assert request.body["reasoning_effort"] == "low"
     roles = [message["role"] for message in request.body["messages"]]
     assert roles == ["system", "user", "assistant", "user"]
     assert request.body["messages"][0]["content"] == EXCHANGE.prompt.system
@@ -103,6 +104,7 @@ async def test_anthropic_request_format_and_answer(llm):
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", request.headers["anthropic-version"])
     assert request.body["model"] == "claude-test"
     assert request.body["max_tokens"] == 321
+    assert "reasoning_effort" not in request.body
     assert request.body["system"] == EXCHANGE.prompt.system
     assert [m["role"] for m in request.body["messages"]] == ["user", "assistant", "user"]
     assert request.body["messages"][-1] == {"role": "user", "content": "Why?"}
@@ -182,6 +184,34 @@ async def test_an_unreachable_provider_is_a_provider_error(make, ok, error):
     # The server is gone: nothing listens on its port any more.
     try:
         with pytest.raises(ProviderError, match="unreachable"):
+            await provider.answer(EXCHANGE)
+    finally:
+        await provider.close()
+
+
+async def test_a_model_without_reasoning_is_not_sent_the_effort(llm):
+    llm.script(Reply(200, openai_completion("It is malignant, 87.3 %.")))
+    provider = openai(llm)
+    try:
+        await provider.answer(EXCHANGE)
+    finally:
+        await provider.close()
+    assert "reasoning_effort" not in llm.requests[0].body
+
+
+@pytest.mark.parametrize(
+    ("make", "cut_off"),
+    [
+        (openai, openai_completion("It is malig", finish_reason="length")),
+        (anthropic, anthropic_message("It is malig", stop_reason="max_tokens")),
+    ],
+    ids=["openai", "anthropic"],
+)
+async def test_an_answer_cut_off_by_the_token_budget_is_not_used(llm, make, cut_off):
+    llm.script(Reply(200, cut_off))
+    provider = make(llm)
+    try:
+        with pytest.raises(ProviderError, match="truncated_answer"):
             await provider.answer(EXCHANGE)
     finally:
         await provider.close()

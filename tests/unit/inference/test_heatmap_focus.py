@@ -67,3 +67,15 @@ def test_a_map_with_nothing_in_it_says_so():
         0.0,
         "none",
     )
+    assert focus.areas == 0
+    # Not-a-number (a model gone wrong) is no activation, not a crash.
+    assert heatmap_focus(np.full((8, 8), np.nan)).spread == "none"
+
+
+def test_two_hot_spots_are_named_by_the_strongest_not_by_the_empty_middle():
+    cam = np.zeros((12, 12))
+    cam[0:3, 0:3] = 1.0  # upper left, the strongest
+    cam[9:12, 9:12] = 0.9  # lower right
+    focus = heatmap_focus(cam)
+    assert focus.areas == 2
+    assert (focus.region, focus.peak_region, focus.spread) == ("upper left", "upper left", "focal")

@@ -167,6 +167,7 @@ def test_the_dashboard_has_a_panel_for_each_view_on_the_provisioned_datasource()
         "Latency p50 / p95": "http_request_duration_highr_seconds_bucket",
         "Predictions by label": "inference_predictions_total",
         "Inference batch size": "inference_batch_size_bucket",
+        "Assistant answers": "gateway_assistant_answers_total",
     }
     for title, metric in wanted.items():
         assert title in panels, title
