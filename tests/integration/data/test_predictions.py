@@ -287,11 +287,16 @@ async def test_the_heatmap_focus_is_stored_with_the_prediction(data):
         "peak_region": "centre",
         "hot_area_fraction": 0.12,
         "spread": "focal",
+        "areas": 2,
     }
     stored = await data.prediction(image["id"], heatmap_focus=focus)
     assert stored.status_code == 201, stored.text
     got = await data.client.get(f"/predictions/{stored.json()['id']}", headers=data.clinician)
     assert got.json()["heatmap_focus"] == focus
+    # A summary from an inference service that did not count areas yet: one area.
+    older = {key: value for key, value in focus.items() if key != "areas"}
+    stored = await data.prediction(image["id"], heatmap_focus=older)
+    assert stored.json()["heatmap_focus"] == {**older, "areas": 1}
     for bad in ({**focus, "spread": "everywhere"}, {**focus, "hot_area_fraction": 2}):
         refused = await data.prediction(image["id"], heatmap_focus=bad)
         assert refused.status_code == 422, bad
