@@ -2,6 +2,7 @@
 the facts (or the offline one instead), and its audit event."""
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -117,14 +118,10 @@ class Assistant:
         attempted = self.provider.name if reason else None
         if reason:
             # The vendor's tokens were spent all the same: the event keeps them.
-            used = completion
-            completion = await self.offline.answer(exchange)
-            completion = Completion(
-                completion.text,
-                completion.provider,
-                completion.model,
-                used.input_tokens,
-                used.output_tokens,
+            completion = dataclasses.replace(
+                await self.offline.answer(exchange),
+                input_tokens=completion.input_tokens,
+                output_tokens=completion.output_tokens,
             )
         self.answers.labels(completion.provider, reason or "").inc()
         event_id = await self._record(
@@ -138,14 +135,15 @@ class Assistant:
         try:
             async with asyncio.timeout(self.deadline_s):
                 completion = await provider.answer(exchange)
-        except TimeoutError:
-            logger.warning("assistant provider %s missed the deadline", provider.name)
-            return Completion("", provider.name, provider.model), "provider_error"
-        except ProviderError as exc:
-            logger.warning("assistant provider %s failed: %s", provider.name, exc.reason)
-            return Completion("", provider.name, provider.model), "provider_error"
-        except Exception as exc:  # an answer the client could not make sense of
-            logger.warning("assistant provider %s failed: %s", provider.name, type(exc).__name__)
+        except Exception as exc:  # any failure, even an answer the client cannot parse
+            why = (
+                exc.reason
+                if isinstance(exc, ProviderError)
+                else "missed the deadline"
+                if isinstance(exc, TimeoutError)
+                else type(exc).__name__
+            )
+            logger.warning("assistant provider %s failed: %s", provider.name, why)
             return Completion("", provider.name, provider.model), "provider_error"
         if provider.name == self.offline.name:
             return completion, None

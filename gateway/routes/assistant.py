@@ -1,6 +1,7 @@
 """`/api/v1/predictions/{id}/explain`: the clinician assistant."""
 
 import uuid
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
@@ -65,7 +66,7 @@ async def explain_prediction(
             threshold=facts.threshold,
             model_version=facts.model_version,
             reviewed=facts.reviewed,
-            heatmap_focus=facts.heatmap.__dict__ if facts.heatmap else None,  # type: ignore[arg-type]
+            heatmap_focus=asdict(facts.heatmap) if facts.heatmap else None,  # type: ignore[arg-type]
         ),
         caveat=CAVEAT,
         prompt_sha256=reply.prompt.sha256(),
