@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SERVICES_WITH_DATABASE := auth_service inference_service data_service
 
-.PHONY: help install browser infra-tools run test lint typecheck format migrate train evaluate explore up down logs clean
+.PHONY: help install browser infra-tools run test lint typecheck format migrate train evaluate explore demo-model up down logs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -86,6 +86,10 @@ evaluate: install ## evaluate the newest model version on its test split (MODEL=
 
 explore: install ## explore a dataset: make explore DATA=path/to/dataset
 	$(PY) -m ml.explore_data --data $(DATA)
+
+# The shipped demo version: the same synthetic data and recipe from their seeds every time.
+demo-model: install ## train the shipped demo model again: models/demo-synthetic-1 (ml/demo.yaml)
+	$(PY) -m ml.bootstrap --rebuild --models-dir models --data var/datasets/demo-synthetic
 
 COMPOSE ?= docker compose
 

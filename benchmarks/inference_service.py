@@ -127,10 +127,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cds-bench-inference-"))
     folder = args.model
     if folder is None:
-        from ml.bootstrap import bootstrap
+        from ml.bootstrap import DEMO_DATA, DEMO_VERSION, SHIPPED_MODELS_DIR
+        from ml.synthetic import generate
 
-        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
-        folder = Path(bootstrap(work / "models", work / "demo")["folder"])
+        folder = SHIPPED_MODELS_DIR / DEMO_VERSION
+        generate(work / "demo", patients=2, images_per_patient=2, size=DEMO_DATA["size"], seed=1)
     folder = folder.resolve()
     image = next((work / "demo").glob("*/1/*.png"), None) if args.model is None else None
     if image is None:

@@ -30,23 +30,25 @@ def say(message: str) -> None:
 
 
 def migrate(stack: Stack) -> None:
-    for component in COMPONENTS:
-        if component.database:
-            say(f"migrating database of {component.name}")
-            subprocess.run(
-                [sys.executable, "-m", f"{component.module}.migrate", "upgrade"],
-                env=stack.env,
-                cwd=ROOT,
-                check=True,
-            )
+    """Migrate every service's database, side by side: they are separate databases, and each
+    migration spends most of its time importing its tools."""
+    with_database = [c for c in COMPONENTS if c.database]
+    say(f"migrating the databases of {', '.join(c.name for c in with_database)}")
+    commands = [[sys.executable, "-m", f"{c.module}.migrate", "upgrade"] for c in with_database]
+    running = [subprocess.Popen(command, env=stack.env, cwd=ROOT) for command in commands]
+    codes = [process.wait() for process in running]
+    for command, code in zip(commands, codes, strict=True):
+        if code != 0:
+            raise subprocess.CalledProcessError(code, command)
 
 
 def bootstrap_model(stack: Stack) -> None:
-    """Train the demonstration model from synthetic data when no model version exists."""
+    """Provide the demonstration model when no model version exists: the shipped one, or,
+    when that cannot be used, one trained from synthetic data (it tells each step)."""
     models_dir = Path(stack.env["DEVSTACK_MODELS_DIR"])
     if list_versions(models_dir):
         return
-    say("no model version yet: training the demo model on synthetic data (about a minute)")
+    say(f"no model version in {models_dir} yet: providing the demo model")
     subprocess.run(
         [
             sys.executable,
@@ -76,7 +78,17 @@ def prometheus_binary(stack: Stack) -> str | None:
     return binary
 
 
+# A program supervisord gave up on (it exited too quickly, `startretries` times) will not
+# come up by waiting longer; nor will one that keeps exiting after a slow start (supervisord
+# counts those as started, and restarts them for ever).
+GAVE_UP = {"FATAL", "EXITED", "STOPPED"}
+MAX_STARTS = 3
+
+
 def wait_until_ready(stack: Stack, supervisor: Supervisor, timeout_s: float) -> bool:
+    """Wait for the gateway's and the frontend's readiness (and Prometheus'), until the
+    deadline or until a program has failed for good; on failure, say which and show its last
+    log lines."""
     checks = {
         "gateway": f"{stack.url('gateway')}/ready",
         "frontend": f"{stack.url('frontend')}/_stcore/health",
@@ -84,11 +96,23 @@ def wait_until_ready(stack: Stack, supervisor: Supervisor, timeout_s: float) -> 
     if supervisor.prometheus_binary:
         checks["prometheus"] = f"{stack.url('prometheus')}/-/ready"
     deadline = time.monotonic() + timeout_s
-    last: dict[str, str] = {}
+    starts: dict[str, set[int]] = {}
+    pending: dict[str, str] = {}
     with httpx.Client(timeout=5.0) as client:
         while time.monotonic() < deadline:
             if supervisor.process is not None and supervisor.process.poll() is not None:
                 say("supervisord exited before the stack was ready")
+                return False
+            failed = {}
+            for info in supervisor.process_info():
+                seen = starts.setdefault(info["name"], set())
+                seen.add(info["start"])
+                if info["statename"] in GAVE_UP:
+                    failed[info["name"]] = info["statename"]
+                elif len(seen) >= MAX_STARTS:
+                    failed[info["name"]] = f"started {len(seen)} times"
+            if failed:
+                report_not_ready(supervisor, failed, "failed to start")
                 return False
             pending = {}
             for name, url in checks.items():
@@ -101,10 +125,21 @@ def wait_until_ready(stack: Stack, supervisor: Supervisor, timeout_s: float) -> 
                     pending[name] = type(exc).__name__
             if not pending:
                 return True
-            last = pending
             time.sleep(0.5)
-    say(f"not ready after {timeout_s:.0f}s: {last}")
+    say(f"not ready after {timeout_s:.0f}s (DEVSTACK_READY_TIMEOUT): waiting for {pending}")
+    stuck = {
+        info["name"]: info["statename"]
+        for info in supervisor.process_info()
+        if info["statename"] != "RUNNING" or info["name"] in pending
+    }
+    report_not_ready(supervisor, stuck, "not ready")
     return False
+
+
+def report_not_ready(supervisor: Supervisor, programs: dict[str, str], what: str) -> None:
+    for name, state in programs.items():
+        say(f"{name} {what} ({state}); its last log lines:")
+        print(supervisor.log_tail(name) or "  (it logs to this terminal: see above)", flush=True)
 
 
 def print_urls(stack: Stack, prometheus: bool) -> None:

@@ -6,7 +6,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import xmlrpc.client
 from pathlib import Path
+
+from supervisor.xmlrpc import SupervisorTransport
 
 from devstack import ROOT, prometheus
 from devstack.stack import COMPONENTS, Stack
@@ -132,6 +135,26 @@ serverurl=unix://{self.socket}
             timeout=60,
             check=False,
         )
+
+    def process_info(self) -> list[dict]:
+        """supervisord's record of each program (name, statename, pid, start, exitstatus),
+        over its XML-RPC socket; empty while supervisord is not answering yet."""
+        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
+        proxy = xmlrpc.client.ServerProxy("http://localhost", transport=transport)
+        try:
+            return proxy.supervisor.getAllProcessInfo()
+        except (OSError, xmlrpc.client.Error):
+            return []
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        """The last lines a program wrote, when it logs to a file."""
+        path = self.log_file(name)
+        if path is None or not path.is_file():
+            return ""
+        with path.open("rb") as file:
+            file.seek(max(0, path.stat().st_size - 64 * 1024))
+            text = file.read().decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, timeout_s: float = 60.0) -> int | None:
         if self.process is None or self.process.poll() is not None:

@@ -1,32 +1,89 @@
-"""The demonstration model, made when there is none: synthetic data, then `ml.train` with
-`ml/demo.yaml`. What `make run` calls before the services start.
+"""The demonstration model, so that a new installation serves at once.
+
+The demo version is shipped in `models/demo-synthetic-1/` (made by `make demo-model`, kept out
+of Git LFS so that a plain clone has it). `make run` copies it into its models folder when that
+folder has no version. When the shipped copy cannot be used (a clone without git-lfs leaves an
+LFS pointer where a file should be, or a file does not match its card's checksum), it says so
+and trains the same recipe instead: synthetic data, then `ml.train` with `ml/demo.yaml`.
 
     python -m ml.bootstrap [--models-dir var/models] [--data var/datasets/synthetic]
+    python -m ml.bootstrap --rebuild --models-dir models   # what `make demo-model` runs
 """
 
 import argparse
 import json
+import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ml.config import load_config
+from ml.preprocessing import file_sha256
 from ml.synthetic import generate
-from ml.versions import list_versions
+from ml.versions import CARD_FILE, MODEL_FILE, list_versions
 
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_VERSION = "demo-synthetic-1"
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
-DEMO_DATA = {"patients": 48, "images_per_patient": 30, "size": 64, "seed": 7}
+SHIPPED_MODELS_DIR = ROOT / "models"
+# Generated at the model's input size, so no pixel is invented by resizing.
+DEMO_DATA = {"patients": 40, "images_per_patient": 24, "size": 128, "seed": 7}
+# What git writes in place of a Git LFS file when git-lfs is not installed.
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 
 
-def bootstrap(models_dir: Path, data_dir: Path, quiet: bool = True) -> dict:
-    """Train the demo model unless `models_dir` has a version. Returns what was done."""
-    existing = list_versions(models_dir)
-    if existing:
-        return {"trained": False, "versions": [p.name for p in existing]}
+def say(message: str) -> None:
+    print(f"[demo model] {message}", flush=True)
+
+
+def is_lfs_pointer(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX
+
+
+def shipped_problem(folder: Path) -> str | None:
+    """Why the shipped demo version in `folder` cannot be served, or None when it can."""
+    card_path, model_path = folder / CARD_FILE, folder / MODEL_FILE
+    for path in (card_path, model_path):
+        if not path.is_file():
+            return f"{path} is missing"
+        if is_lfs_pointer(path):
+            return (
+                f"{path} is a Git LFS pointer, not the file (this clone was made without "
+                "git-lfs; `git lfs install && git lfs pull` fetches it)"
+            )
+    try:
+        expected = json.loads(card_path.read_text())["model_sha256"]
+    except (ValueError, KeyError) as exc:
+        return f"{card_path} is not a model card ({exc})"
+    if file_sha256(model_path) != expected:
+        return f"{model_path} does not match the checksum on its card"
+    return None
+
+
+def copy_version(source: Path, models_dir: Path) -> Path:
+    """Copy a version folder in whole or not at all: a half-copied folder is never a version."""
+    target = models_dir / source.name
+    staging = models_dir / f".{source.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    staging.rename(target)
+    return target
+
+
+def train_demo(
+    models_dir: Path, data_dir: Path, progress: Callable[[str], None] = say
+) -> dict[str, object]:
+    """Train the demo recipe into `models_dir / DEMO_VERSION`."""
     from ml.train import train
 
     started = time.monotonic()
     if not (data_dir / "SYNTHETIC.json").is_file():
+        progress(
+            f"generating {DEMO_DATA['patients'] * DEMO_DATA['images_per_patient']} synthetic "
+            f"images of {DEMO_DATA['patients']} patients in {data_dir}"
+        )
         generate(
             data_dir,
             DEMO_DATA["patients"],
@@ -36,7 +93,7 @@ def bootstrap(models_dir: Path, data_dir: Path, quiet: bool = True) -> dict:
         )
     config = load_config(DEMO_CONFIG, data_dir)
     config.output.models_dir = models_dir
-    result = train(config, version="demo-synthetic-1", quiet=quiet)
+    result = train(config, version=DEMO_VERSION, progress=progress)
     return {
         "trained": True,
         "version": result.version,
@@ -46,12 +103,54 @@ def bootstrap(models_dir: Path, data_dir: Path, quiet: bool = True) -> dict:
     }
 
 
+def bootstrap(
+    models_dir: Path,
+    data_dir: Path,
+    shipped_dir: Path = SHIPPED_MODELS_DIR,
+    progress: Callable[[str], None] = say,
+) -> dict[str, object]:
+    """Provide the demo model unless `models_dir` has a version. Returns what was done."""
+    existing = list_versions(models_dir)
+    if existing:
+        return {"trained": False, "versions": [p.name for p in existing]}
+    models_dir.mkdir(parents=True, exist_ok=True)
+    shipped = shipped_dir / DEMO_VERSION
+    problem = shipped_problem(shipped)
+    if problem is None:
+        folder = copy_version(shipped, models_dir)
+        progress(f"copied the shipped demo model to {folder}")
+        return {"trained": False, "copied": str(folder), "version": DEMO_VERSION}
+    progress(f"cannot use the shipped demo model: {problem}")
+    progress("training it instead (a few minutes on two cores)")
+    return train_demo(models_dir, data_dir, progress)
+
+
+def rebuild(models_dir: Path, data_dir: Path) -> dict[str, object]:
+    """Train the demo version afresh, replacing the one in `models_dir` (`make demo-model`)."""
+    shutil.rmtree(models_dir / DEMO_VERSION, ignore_errors=True)
+    shutil.rmtree(data_dir, ignore_errors=True)  # the data are made again from the seed
+    return train_demo(models_dir, data_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train the demo model if there is none.")
+    parser = argparse.ArgumentParser(description="Provide the demo model if there is none.")
     parser.add_argument("--models-dir", type=Path, default=Path("var/models"))
     parser.add_argument("--data", type=Path, default=Path("var/datasets/synthetic"))
+    parser.add_argument(
+        "--shipped",
+        type=Path,
+        default=SHIPPED_MODELS_DIR,
+        help="the folder of shipped versions, where the demo version is copied from",
+    )
+    parser.add_argument(
+        "--rebuild", action="store_true", help="train the demo version again, replacing it"
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(bootstrap(args.models_dir, args.data)))
+    if args.rebuild:
+        done = rebuild(args.models_dir, args.data)
+    else:
+        done = bootstrap(args.models_dir, args.data, args.shipped)
+    print(json.dumps(done), flush=True)
     return 0
 
 

@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,12 +85,47 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
-def train(config: Config, version: str | None = None, quiet: bool = False) -> TrainResult:
+def epoch_progress(epochs: int, say: Callable[[str], None]):
+    """A Keras callback that tells each finished epoch and an estimate of the time left."""
+    import keras
+
+    class _EpochProgress(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            done = epoch + 1
+            per_epoch = (time.monotonic() - self.started) / done
+            left = (epochs - done) * per_epoch
+            say(
+                f"epoch {done}/{epochs}: loss {logs.get('loss', float('nan')):.3f}, "
+                f"val_loss {logs.get('val_loss', float('nan')):.3f}, {per_epoch:.0f} s an epoch, "
+                f"at most about {left:.0f} s left (early stopping may end sooner)"
+            )
+
+    return _EpochProgress()
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def train(
+    config: Config,
+    version: str | None = None,
+    quiet: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """`progress`, when given, is told each step and each epoch (with an estimate of the time
+    left) instead of Keras printing its own lines."""
     from ml.explore_data import explore, write_report
 
+    say = progress or _silent
     started = time.monotonic()
     seed = config.training.seed
     # The dataset is checked before TensorFlow loads, so bad input fails in a second.
+    say(f"reading the dataset in {config.data.path}")
     samples, layout = read_dataset(config.data.path, config.data.layout)
     synthetic = (config.data.path / "SYNTHETIC.json").is_file()
     version = version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -100,6 +136,7 @@ def train(config: Config, version: str | None = None, quiet: bool = False) -> Tr
     shutil.rmtree(staging, ignore_errors=True)
     reports = staging / "reports"
 
+    say(f"checking and splitting {len(samples)} images by patient")
     prepared = prepare(
         samples,
         layout=layout,
@@ -111,10 +148,12 @@ def train(config: Config, version: str | None = None, quiet: bool = False) -> Tr
         max_images=config.data.max_images,
     )
     write_json(reports / "preprocessing.json", prepared.report)
+    say("writing the data exploration report")
     write_report(samples, explore(samples, seed=seed), reports / "exploration")
     for skipped in prepared.report["skipped"]:
         logger.warning("skipped %s: %s", skipped["path"], skipped["reason"])
 
+    say("loading TensorFlow")
     import keras
     import tensorflow as tf
 
@@ -151,13 +190,17 @@ def train(config: Config, version: str | None = None, quiet: bool = False) -> Tr
                 mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
 
         checkpoint = staging / "checkpoint.keras"
+        say(
+            f"training on {len(prepared.train)} images at {size}x{size}, at most "
+            f"{config.training.epochs} epochs"
+        )
         history = model.fit(
             train_data,
             validation_data=validation_data,
             epochs=config.training.epochs,
             class_weight=prepared.class_weights,
             shuffle=False,  # the dataset shuffles itself, reproducibly from the seed
-            verbose=0 if quiet else 2,
+            verbose=0 if quiet or progress else 2,
             callbacks=[
                 keras.callbacks.EarlyStopping(
                     monitor="val_loss",
@@ -168,6 +211,7 @@ def train(config: Config, version: str | None = None, quiet: bool = False) -> Tr
                     checkpoint, monitor="val_loss", save_best_only=True
                 ),
                 MlflowEpochs(),
+                *([epoch_progress(config.training.epochs, say)] if progress else []),
             ],
         )
         epochs_run = len(history.history["loss"])
@@ -178,6 +222,7 @@ def train(config: Config, version: str | None = None, quiet: bool = False) -> Tr
         )
 
         # The operating point is chosen on validation data, then judged on unseen test data.
+        say("choosing the decision threshold and evaluating on the test split")
         validation_labels, validation_probs = predict_probabilities(
             model, prepared.split.validation, size, batch
         )
@@ -194,6 +239,7 @@ def train(config: Config, version: str | None = None, quiet: bool = False) -> Tr
             test_labels, test_probs, threshold, reports / "evaluation-test"
         )
 
+        say(f"saving version {version}")
         model.save(staging / MODEL_FILE)
         for leftover in [checkpoint, *staging.glob("cache-*")]:
             leftover.unlink(missing_ok=True)

@@ -21,6 +21,9 @@ from devstack.postgres import (
 )
 from tests.support.private_postgres import running_private_postgres
 
+# Tokens are made where they are used, never while the test modules are imported.
+pytest_plugins = ["tests.support.token_guard"]
+
 SERVICE_DIRS = {
     "auth": ROOT / "auth_service",
     "inference": ROOT / "inference_service",

@@ -13,7 +13,6 @@ from playwright.sync_api import Browser, sync_playwright
 
 from devstack import ROOT
 from tests.support.launcher import LaunchedStack
-from tests.support.stack_fixtures import shared_models_dir  # noqa: F401 - a session fixture
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 # Without these, Chromium keeps trying Google's hosts, which a closed network refuses.

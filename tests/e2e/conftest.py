@@ -1,1 +1,24 @@
-from tests.support.stack_fixtures import shared_models_dir  # noqa: F401 - a session fixture
+"""One stack as `make run` starts it, shared by the end-to-end modules that need no settings
+of their own (the gateway's module starts its own, with tight limits and a scripted model
+provider): every stack start costs half a minute of a slow machine."""
+
+import pytest
+
+from tests.support.launcher import LaunchedStack
+
+
+@pytest.fixture(scope="package")
+def database_urls(new_database_url):
+    return {name: new_database_url(f"e2e_{name}") for name in ("auth", "inference", "data")}
+
+
+@pytest.fixture(scope="package")
+def stack(database_urls, pg_server_url):
+    # The auth module logs in often from one address; the login limit has its own test.
+    launched = LaunchedStack(
+        database_urls, pg_server_url, {"GATEWAY_RATE_LIMIT_LOGIN": "1000/minute"}
+    )
+    try:
+        yield launched.start()
+    finally:
+        launched.close()

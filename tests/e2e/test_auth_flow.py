@@ -7,21 +7,10 @@ import httpx
 import pytest
 from dotenv import dotenv_values
 
-from tests.support.launcher import LaunchedStack, wait_for
+from tests.support.launcher import wait_for
 
 pytestmark = pytest.mark.timeout(600)
 PASSWORD = "marble orchard sunrise 19"
-
-
-@pytest.fixture(scope="module")
-def stack(new_database_url, pg_server_url):
-    urls = {name: new_database_url(f"e2e_auth_{name}") for name in ("auth", "inference", "data")}
-    # This module logs in often from one address; the login limit has its own test.
-    launched = LaunchedStack(urls, pg_server_url, {"GATEWAY_RATE_LIMIT_LOGIN": "1000/minute"})
-    try:
-        yield launched.start()
-    finally:
-        launched.close()
 
 
 @pytest.fixture(scope="module")

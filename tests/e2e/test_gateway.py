@@ -23,6 +23,7 @@ from tests.support.images import png_bytes
 from tests.support.launcher import LaunchedStack, wait_for
 from tests.support.llm_server import Reply, anthropic_error, anthropic_message, scripted_llm_server
 from tests.support.sql import fetch
+from tests.support.stack_login import RenewingLogin
 
 pytestmark = pytest.mark.timeout(900)
 PASSWORD = "copper meadow lantern 58"
@@ -97,9 +98,9 @@ def bearer(response: httpx.Response) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def admin(api, stack):
+def admin(api, stack) -> RenewingLogin:
     stored = dotenv_values(stack.var_dir / "admin-credentials.env")
-    return bearer(login(api, stored["ADMIN_EMAIL"], stored["ADMIN_PASSWORD"]))
+    return RenewingLogin(lambda: login(api, stored["ADMIN_EMAIL"], stored["ADMIN_PASSWORD"]))
 
 
 @pytest.fixture(scope="module")
@@ -510,7 +511,7 @@ def test_the_gateway_benchmark_prints_its_ratios(stack, pg_server_url):
         env={
             **os.environ,
             "DATABASE_URL": pg_server_url,
-            "DEVSTACK_MODELS_DIR": str(stack.models_dir),  # trained by the module's stack
+            "DEVSTACK_MODELS_DIR": str(stack.models_dir),  # the module's stack has the demo
         },
         capture_output=True,
         text=True,

@@ -12,16 +12,11 @@ pytestmark = pytest.mark.timeout(300)
 JOBS = {"gateway", "auth", "inference", "data"}
 
 
-@pytest.fixture(scope="module")
-def stack(new_database_url, pg_server_url):
+@pytest.fixture(autouse=True)
+def prometheus_installed():
+    """Without it the launcher runs no Prometheus, and every test here would fail obscurely."""
     if shutil.which("prometheus") is None:
         pytest.fail("prometheus not found: install it (Debian: apt-get install prometheus)")
-    urls = {name: new_database_url(f"e2e_prom_{name}") for name in ("auth", "inference", "data")}
-    launched = LaunchedStack(urls, pg_server_url)
-    try:
-        yield launched.start()
-    finally:
-        launched.close()
 
 
 def query(stack: LaunchedStack, promql: str) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """The whole stack as `make run` starts it: real processes under supervisord, real PostgreSQL."""
 
 import json
+import socket
 import uuid
 
 import pytest
@@ -9,24 +10,10 @@ from streamlit.testing.v1 import AppTest
 
 from devstack import ROOT
 from frontend.config.settings import get_settings
-from tests.support.launcher import LaunchedStack, get, wait_for
+from tests.support.launcher import LaunchedStack, StackDidNotStart, get, wait_for
 from tests.support.sql import fetch
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module")
-def database_urls(new_database_url):
-    return {name: new_database_url(f"e2e_{name}") for name in ("auth", "inference", "data")}
-
-
-@pytest.fixture(scope="module")
-def stack(database_urls, pg_server_url):
-    launched = LaunchedStack(database_urls, pg_server_url)
-    try:
-        yield launched.start()
-    finally:
-        launched.close()
 
 
 def ready_status(stack: LaunchedStack) -> int | None:
@@ -143,7 +130,33 @@ def test_ctrl_c_stops_everything_and_a_second_run_keeps_the_data(database_urls, 
 def test_make_run_bootstrapped_the_demo_model(stack):
     folder = stack.models_dir / "demo-synthetic-1"
     card = json.loads((folder / "model_card.json").read_text())
+    shipped = ROOT / "models" / "demo-synthetic-1"
+    # The shipped version, copied: nothing was trained.
+    assert (folder / "model.keras").read_bytes() == (shipped / "model.keras").read_bytes()
+    assert card["input"]["size"] == [128, 128, 3]
     assert card["training_data"]["synthetic"] is True
     assert "not a medical device" in card["warning"]
-    assert (folder / "model.keras").is_file()
-    assert card["metrics"]["roc_auc"] > 0.8  # learnable: far better than chance
+    assert "[demo model] copied the shipped demo model" in stack.output()
+    assert "training" not in stack.output()
+
+
+def test_a_stack_that_cannot_start_says_which_process_and_leaves_nothing_behind(
+    new_database_url, pg_server_url
+):
+    urls = {name: new_database_url(f"e2e_broken_{name}") for name in ("auth", "inference", "data")}
+    broken = LaunchedStack(urls, pg_server_url)
+    # Its port is taken: the gateway exits at every start until the launcher gives up on it.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", broken.ports["gateway"]))
+        taken.listen()
+        with pytest.raises(StackDidNotStart) as failure:
+            broken.start()
+    message = str(failure.value)
+    assert "[devstack] gateway failed to start (" in message
+    assert "its last log lines:" in message
+    assert "address already in use" in message  # the service's own words, from its log
+    assert "[devstack] stopped" in message
+    assert broken.leftover_pids() == []
+    for name in broken.ports:
+        assert get(f"{broken.url(name)}/health") is None, f"{name} still answers"
+    assert not broken.var_dir.exists()

@@ -10,7 +10,7 @@ from dotenv import dotenv_values
 from devstack.postgres import with_database
 from tests.support.launcher import UNLIMITED, running_stack
 from tests.support.private_postgres import running_private_postgres
-from tests.support.stack_fixtures import shared_models_dir  # noqa: F401 - a session fixture
+from tests.support.stack_login import RenewingLogin
 
 PASSWORD = "granite harbour kettle 31"
 # Short enough that a test sees the circuit close again within its stream.
@@ -58,7 +58,12 @@ def login(api: httpx.Client, email: str, password: str) -> dict[str, str]:
 @pytest.fixture(scope="package")
 def new_clinician(api, stack):
     stored = dotenv_values(stack.var_dir / "admin-credentials.env")
-    admin = login(api, stored["ADMIN_EMAIL"], stored["ADMIN_PASSWORD"])
+    admin = RenewingLogin(
+        lambda: api.post(
+            "/api/v1/auth/token",
+            data={"username": stored["ADMIN_EMAIL"], "password": stored["ADMIN_PASSWORD"]},
+        )
+    )
 
     def create() -> tuple[dict[str, str], str]:
         email = f"clinician-{uuid.uuid4().hex[:8]}@example.com"

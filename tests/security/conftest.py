@@ -12,6 +12,7 @@ from dotenv import dotenv_values
 
 from tests.support.launcher import UNLIMITED, running_stack
 from tests.support.sql import fetch
+from tests.support.stack_login import RenewingLogin
 
 PASSWORD = "copper meadow lantern 58"
 _addresses = itertools.count(1)
@@ -29,12 +30,19 @@ class User:
     id: str
     email: str
     role: str
-    access_token: str
-    refresh_token: str
+    session: RenewingLogin  # logged in again before its access token expires
+
+    @property
+    def access_token(self) -> str:
+        return self.session.access_token
+
+    @property
+    def refresh_token(self) -> str:
+        return self.session.refresh_token
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access_token}"}
+        return dict(self.session)
 
 
 @pytest.fixture(scope="package")
@@ -64,26 +72,18 @@ def login(api: httpx.Client, email: str, password: str = PASSWORD) -> httpx.Resp
 
 
 def logged_in(api: httpx.Client, user_id: str, email: str, role: str) -> User:
-    answer = login(api, email)
-    assert answer.status_code == 200, answer.text
-    tokens = answer.json()
-    return User(user_id, email, role, tokens["access_token"], tokens["refresh_token"])
+    session = RenewingLogin(lambda: login(api, email))
+    session.tokens()
+    return User(user_id, email, role, session)
 
 
 @pytest.fixture(scope="package")
 def admin(api, stack) -> User:
     stored = dotenv_values(stack.var_dir / "admin-credentials.env")
-    answer = login(api, stored["ADMIN_EMAIL"], stored["ADMIN_PASSWORD"])
-    assert answer.status_code == 200, answer.text
-    tokens = answer.json()
-    me = api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
-    return User(
-        me.json()["id"],
-        stored["ADMIN_EMAIL"],
-        "admin",
-        tokens["access_token"],
-        tokens["refresh_token"],
-    )
+    session = RenewingLogin(lambda: login(api, stored["ADMIN_EMAIL"], stored["ADMIN_PASSWORD"]))
+    me = api.get("/api/v1/auth/me", headers=session)
+    assert me.status_code == 200, me.text
+    return User(me.json()["id"], stored["ADMIN_EMAIL"], "admin", session)
 
 
 @pytest.fixture(scope="package")

@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -18,7 +18,7 @@ from devstack.postgres import free_port
 from devstack.stack import COMPONENTS
 from devstack.supervisor import Supervisor
 
-SHARED_MODELS_DIR = Path(tempfile.gettempdir()) / f"cds-test-models-{os.getpid()}"
+BANNER = "Press Ctrl-C to stop."
 
 
 class LaunchedStack:
@@ -38,9 +38,11 @@ class LaunchedStack:
             "DATABASE_URL": server_url,
             "DEVSTACK_VAR_DIR": str(self.var_dir),
             "DEVSTACK_LOG_DIR": str(self.log_dir),
-            "DEVSTACK_READY_TIMEOUT": "120",
-            # One demo model for every stack of the session: trained by the first to start.
-            "DEVSTACK_MODELS_DIR": str(SHARED_MODELS_DIR),
+            # Generous, for a slow machine: the launcher stops waiting at once when a process
+            # fails for good, and says which.
+            "DEVSTACK_READY_TIMEOUT": "600",
+            # Each stack's own models folder, where the launcher copies the shipped demo model.
+            "DEVSTACK_MODELS_DIR": str(self.var_dir / "models"),
             **{f"{c.env_prefix}PORT": str(self.ports[c.name]) for c in COMPONENTS},
             "DEVSTACK_PROMETHEUS_PORT": str(self.ports["prometheus"]),
             **{
@@ -60,7 +62,11 @@ class LaunchedStack:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
-    def start(self, timeout_s: float = 300.0) -> "LaunchedStack":
+    def start(self, timeout_s: float = 900.0) -> "LaunchedStack":
+        """Start the launcher and wait for its banner. The launcher keeps its own deadline
+        (DEVSTACK_READY_TIMEOUT) and exits saying which process did not come up; `timeout_s`
+        only guards against a launcher that hangs. On failure everything it started is
+        stopped, and the error carries the launcher's output and each service's last lines."""
         output = self.output_file.open("a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devstack", "run"],
@@ -71,13 +77,29 @@ class LaunchedStack:
             text=True,
         )
         deadline = time.monotonic() + timeout_s
-        while "Press Ctrl-C to stop." not in self.output():
+        while BANNER not in self.output():
             if self.process.poll() is not None:
-                raise RuntimeError(f"launcher exited {self.process.returncode}:\n{self.output()}")
+                self._fail(f"the launcher exited with {self.process.returncode}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"stack not up after {timeout_s}s:\n{self.output()}")
+                self._fail(f"no {BANNER!r} from the launcher within {timeout_s:.0f} s")
             time.sleep(0.3)
         return self
+
+    def _fail(self, reason: str) -> None:
+        output = self.output()
+        # The launcher names the process that did not come up, with its last lines; when it
+        # could not say (it hung, or failed before starting them), every service's are shown.
+        said = "its last log lines:" in output
+        logs = "".join(
+            f"\n--- last lines of {name}.log ---\n{tail(self.log(name), 15)}"
+            for name in self.ports
+            if self.log(name) and not said
+        )
+        message = (
+            f"The stack did not start: {reason}.\n--- launcher output ---\n{tail(output, 60)}{logs}"
+        )
+        self.close()
+        raise StackDidNotStart(message)
 
     def output(self) -> str:
         return self.output_file.read_text() if self.output_file.exists() else ""
@@ -104,7 +126,38 @@ class LaunchedStack:
                 self.interrupt()
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait()
+        self.kill_leftovers()
         shutil.rmtree(self.var_dir, ignore_errors=True)
+
+    def leftover_pids(self) -> list[int]:
+        """Processes this stack started that still run: every one of them (launcher,
+        supervisord, services, Prometheus) inherits the stack's own DEVSTACK_VAR_DIR."""
+        return processes_with_env("DEVSTACK_VAR_DIR", str(self.var_dir))
+
+    def kill_leftovers(self) -> None:
+        for pid in self.leftover_pids():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+class StackDidNotStart(RuntimeError):
+    pass
+
+
+def tail(text: str, lines: int) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Live processes whose environment has `name=value`, read from /proc (Linux)."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with suppress(OSError):
+            if wanted in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+    return found
 
 
 def wait_for(check, timeout_s: float = 30.0, interval_s: float = 0.3):

@@ -1,5 +1,10 @@
 """Tokens for testing a service without running the auth service: a key of our own, and a
-verifier that trusts it."""
+verifier that trusts it.
+
+A token is made where a test uses it. One made while pytest imports the test modules would
+be used minutes later, after a slow machine has spent its lifetime on the tests before it:
+`bearer` refuses to run during collection (`refuse_tokens_during_collection`, set by the
+root conftest), so such a token fails on every machine instead of only on slow ones."""
 
 import time
 import uuid
@@ -11,7 +16,18 @@ from common.auth import TokenVerifier
 
 ISSUER = "cds-auth"
 AUDIENCE = "cds-api"
+LIFETIME_S = 600
 _KEY = Ed25519PrivateKey.generate()
+_collecting = False
+
+
+class TokenMadeTooEarly(RuntimeError):
+    pass
+
+
+def refuse_tokens_during_collection(collecting: bool) -> None:
+    global _collecting
+    _collecting = collecting
 
 
 async def _key_for(kid: str):
@@ -23,6 +39,12 @@ def test_verifier() -> TokenVerifier:
 
 
 def bearer(role: str, subject: str | None = None) -> dict[str, str]:
+    if _collecting:
+        raise TokenMadeTooEarly(
+            f"a {role!r} token was made while pytest imported the tests: it expires "
+            f"{LIFETIME_S} s later, possibly before a test uses it. Make it inside the test "
+            "(or a function-scoped fixture)."
+        )
     now = int(time.time())
     claims = {
         "iss": ISSUER,
@@ -31,7 +53,7 @@ def bearer(role: str, subject: str | None = None) -> dict[str, str]:
         "role": role,
         "typ": "access",
         "iat": now,
-        "exp": now + 600,
+        "exp": now + LIFETIME_S,
         "jti": str(uuid.uuid4()),
     }
     token = jwt.encode(claims, _KEY, algorithm="EdDSA", headers={"kid": "test"})

@@ -16,7 +16,6 @@ from tests.support.images import png_bytes
 from tests.support.inference import running_inference
 from tests.support.tokens import bearer
 
-CLINICIAN = bearer("clinician")
 REGIONS = {
     f"{row} {column}" for row in ("upper", "middle", "lower") for column in ("left", "right")
 } | {"upper centre", "lower centre", "centre"}
@@ -30,13 +29,13 @@ async def post_file(
     client,
     data: bytes,
     heatmap: bool = False,
-    headers=CLINICIAN,
+    headers=None,
     name="x.png",
     content_type="image/png",
 ):
     return await client.post(
         f"/predict?heatmap={str(heatmap).lower()}",
-        headers=headers,
+        headers=bearer("clinician") if headers is None else headers,
         files={"file": (name, data, content_type)},
     )
 
@@ -51,7 +50,7 @@ async def test_a_prediction_equals_the_model_called_directly(
     async with running_inference(inference_db, models_dir) as (_, client):
         response = await post_file(client, image)
         raw = await client.post(
-            "/predict", content=image, headers={**CLINICIAN, "Content-Type": "image/png"}
+            "/predict", content=image, headers={**bearer("clinician"), "Content-Type": "image/png"}
         )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -74,7 +73,7 @@ async def test_batched_results_equal_single_ones(inference_db, models_dir, train
         singles = [(await post_file(client, image)).json() for image in images]
         batch = await client.post(
             "/predict/batch",
-            headers=CLINICIAN,
+            headers=bearer("clinician"),
             files=[("files", (f"{i}.png", image, "image/png")) for i, image in enumerate(images)],
         )
         # Concurrent single requests are gathered into shared model calls.
@@ -158,16 +157,18 @@ async def test_every_bad_upload_gets_a_clear_4xx(inference_db, models_dir):
             assert fragment in error["message"], (name, error)
             assert error["request_id"] == response.headers["x-request-id"]
         wrong_type = await client.post(
-            "/predict", content=b"hello", headers={**CLINICIAN, "Content-Type": "text/plain"}
+            "/predict",
+            content=b"hello",
+            headers={**bearer("clinician"), "Content-Type": "text/plain"},
         )
         assert wrong_type.status_code == 415
         no_field = await client.post(
-            "/predict", headers=CLINICIAN, files={"other": ("x.png", good, "image/png")}
+            "/predict", headers=bearer("clinician"), files={"other": ("x.png", good, "image/png")}
         )
         assert no_field.status_code == 422
         too_many = await client.post(
             "/predict/batch",
-            headers=CLINICIAN,
+            headers=bearer("clinician"),
             files=[("files", (f"{i}.png", good, "image/png")) for i in range(40)],
         )
         assert too_many.status_code in (400, 422)

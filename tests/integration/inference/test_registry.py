@@ -9,8 +9,6 @@ from tests.support.images import png_bytes
 from tests.support.inference import copy_versions, running_inference
 from tests.support.tokens import bearer
 
-ADMIN = bearer("admin")
-
 
 async def predict(client, seed: int = 0):
     return await client.post(
@@ -84,7 +82,7 @@ async def test_registration_refuses_bad_folders_and_keeps_the_active_model(
         }
         for path, (status, fragment) in cases.items():
             response = await client.post(
-                "/models", json={"path": path, "activate": True}, headers=ADMIN
+                "/models", json={"path": path, "activate": True}, headers=bearer("admin")
             )
             assert response.status_code == status, (path, response.text)
             assert fragment in response.json()["error"]["message"], path
@@ -92,13 +90,13 @@ async def test_registration_refuses_bad_folders_and_keeps_the_active_model(
             "/models", json={"path": "tiny-b"}, headers=bearer("clinician")
         )
         assert forbidden.status_code == 403
-        ok = await client.post("/models", json={"path": "tiny-b"}, headers=ADMIN)
+        ok = await client.post("/models", json={"path": "tiny-b"}, headers=bearer("admin"))
         assert ok.status_code == 201 and ok.json()["status"] == "registered"
-        again = await client.post("/models", json={"path": "tiny-b"}, headers=ADMIN)
+        again = await client.post("/models", json={"path": "tiny-b"}, headers=bearer("admin"))
         assert again.status_code == 409
-        missing = await client.post("/models/nope/activate", headers=ADMIN)
+        missing = await client.post("/models/nope/activate", headers=bearer("admin"))
         assert missing.status_code == 404
-        listed = (await client.get("/models", headers=ADMIN)).json()
+        listed = (await client.get("/models", headers=bearer("admin"))).json()
         assert {v["version"]: v["status"] for v in listed} == {
             "tiny-a": "active",
             "tiny-b": "registered",
@@ -116,7 +114,7 @@ async def test_activation_switches_the_served_version_without_a_failed_request(
         assert (await predict(client)).json()["model_version"] == "tiny-a"
         assert (await predict(replica)).json()["model_version"] == "tiny-a"
         copy_versions(trained_versions, models_dir, ["tiny-b"])
-        registered = await client.post("/models", json={"path": "tiny-b"}, headers=ADMIN)
+        registered = await client.post("/models", json={"path": "tiny-b"}, headers=bearer("admin"))
         assert registered.status_code == 201
 
         seen: list[tuple[int, str]] = []
@@ -132,7 +130,7 @@ async def test_activation_switches_the_served_version_without_a_failed_request(
 
         streams = [asyncio.create_task(stream(c)) for c in (client, client, replica, replica)]
         await asyncio.sleep(0.5)
-        activated = await client.post("/models/tiny-b/activate", headers=ADMIN)
+        activated = await client.post("/models/tiny-b/activate", headers=bearer("admin"))
         assert activated.status_code == 200 and activated.json()["status"] == "active"
         for _ in range(100):  # both replicas follow within a few seconds
             await asyncio.sleep(0.1)
