@@ -9,6 +9,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,25 @@ SERVICE_DIRS = {
     "inference": ROOT / "inference_service",
     "data": ROOT / "data_service",
 }
+
+
+# Packages whose tests share one launched stack (package-scoped fixtures): each runs on one
+# worker under `pytest -n` (`make test`), so that its stack starts once.
+STACK_PACKAGES = {"browser", "e2e", "security", "reliability"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Groups for `--dist loadgroup`: a worker takes a whole group, so what a group's tests
+    share (a stack, the trained test versions, a module's fixtures) is made once."""
+    for item in items:
+        parts = Path(item.path).relative_to(ROOT / "tests").parts
+        if parts[0] in STACK_PACKAGES:
+            group = parts[0]
+        elif "trained_versions" in getattr(item, "fixturenames", ()):
+            group = "trained_versions"
+        else:
+            group = "/".join(parts)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _docker_engine_available() -> bool:

@@ -21,7 +21,7 @@ from tests.browser.ui import (
     sign_in,
 )
 from tests.support.images import png_bytes
-from tests.support.launcher import get, wait_for
+from tests.support.launcher import RESTART_TIMEOUT_S, get, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 LABEL = re.compile(r"^(BENIGN|MALIGNANT)$")
@@ -274,9 +274,10 @@ def test_a_stopped_service_is_a_message_and_the_app_stays_usable(
     finally:
         started = stack.supervisorctl("start", "data")
     assert "started" in started.stdout, started.stdout + started.stderr
-    assert wait_for(
+    wait_for(
         lambda: (r := get(f"{stack.url('gateway')}/ready")) is not None and r.status_code == 200,
-        60,
+        RESTART_TIMEOUT_S,
+        "the gateway's /ready to answer 200 after the data service restarted",
     )
     go(page, "Dashboard", "Dashboard")
     expect(page.get_by_test_id("stMetric").filter(has_text="Predictions")).to_be_visible()

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from dotenv import dotenv_values
 
-from tests.support.launcher import wait_for
+from tests.support.launcher import RESTART_TIMEOUT_S, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 PASSWORD = "marble orchard sunrise 19"
@@ -123,4 +123,8 @@ def test_auth_down_is_a_503_naming_it_then_recovers(api, stack, admin_credential
         assert "auth service" in down.json()["error"]["message"]
     finally:
         assert "started" in stack.supervisorctl("start", "auth").stdout
-    assert wait_for(lambda: login(api, *admin_credentials).status_code == 200, 30)
+    wait_for(
+        lambda: login(api, *admin_credentials).status_code == 200,
+        RESTART_TIMEOUT_S,
+        "a login to succeed after the auth service restarted",
+    )

@@ -20,7 +20,7 @@ from dotenv import dotenv_values
 
 from benchmarks.load import Traffic, run_level, verdict
 from tests.support.images import png_bytes
-from tests.support.launcher import LaunchedStack, wait_for
+from tests.support.launcher import RESTART_TIMEOUT_S, LaunchedStack, wait_for
 from tests.support.llm_server import Reply, anthropic_error, anthropic_message, scripted_llm_server
 from tests.support.sql import fetch
 from tests.support.stack_login import RenewingLogin
@@ -424,8 +424,7 @@ def test_a_stopped_inference_service_gives_503_then_the_flow_recovers(
         answer = predict(api, clinician, image, extra_headers=key)
         return answer if answer.status_code == 201 else None
 
-    answer = wait_for(retried, 60, interval_s=1.0)
-    assert answer is not None, "the flow did not recover after inference came back"
+    wait_for(retried, RESTART_TIMEOUT_S, "the flow to recover after inference came back", 1.0)
     assert [row["idempotency_key"] for row in predictions_of(databases, user_id)] == [
         key["Idempotency-Key"]
     ]
@@ -436,7 +435,11 @@ def test_a_hung_inference_service_gives_504_and_stores_no_prediction(
     api, stack, new_user, databases
 ):
     clinician, user_id = new_user("clinician")
-    assert wait_for(lambda: predict(api, clinician, png_bytes(seed=111)).status_code == 201, 30)
+    wait_for(
+        lambda: predict(api, clinician, png_bytes(seed=111)).status_code == 201,
+        RESTART_TIMEOUT_S,
+        "a prediction to succeed before pausing inference",
+    )
     before = len(predictions_of(databases, user_id))
     paused = stack.supervisorctl("signal", "STOP", "inference")
     assert "signalled" in paused.stdout, paused.stdout + paused.stderr
@@ -447,7 +450,11 @@ def test_a_hung_inference_service_gives_504_and_stores_no_prediction(
     finally:
         stack.supervisorctl("signal", "CONT", "inference")
     assert len(predictions_of(databases, user_id)) == before
-    assert wait_for(lambda: predict(api, clinician, png_bytes(seed=113)).status_code == 201, 60)
+    wait_for(
+        lambda: predict(api, clinician, png_bytes(seed=113)).status_code == 201,
+        RESTART_TIMEOUT_S,
+        "a prediction to succeed after inference resumed",
+    )
 
 
 def test_a_model_versions_figures_are_served_to_readers(api, new_user):

@@ -38,14 +38,16 @@ def test_the_banner_names_prometheus(stack):
 
 def test_every_service_is_scraped(stack):
     all_up = dict.fromkeys(JOBS, 1.0)
-    assert wait_for(lambda: query(stack, "up") == all_up, 30), query(stack, "up")
+    wait_for(lambda: query(stack, "up") == all_up, 120, f"every job up: {sorted(JOBS)}")
 
 
 def test_requests_to_the_gateway_are_counted(stack):
     for _ in range(3):
         get(f"{stack.url('gateway')}/health")
     counted = wait_for(
-        lambda: query(stack, 'sum by (job) (http_requests_total{job="gateway"})'), 30
+        lambda: query(stack, 'sum by (job) (http_requests_total{job="gateway"})'),
+        120,
+        "a scrape of the gateway's request counter",
     )
     assert counted.get("gateway", 0) >= 3, counted
 

@@ -10,7 +10,14 @@ from streamlit.testing.v1 import AppTest
 
 from devstack import ROOT
 from frontend.config.settings import get_settings
-from tests.support.launcher import LaunchedStack, StackDidNotStart, get, wait_for
+from tests.support.launcher import (
+    BANNER,
+    RESTART_TIMEOUT_S,
+    LaunchedStack,
+    StackDidNotStart,
+    get,
+    wait_for,
+)
 from tests.support.sql import fetch
 
 pytestmark = pytest.mark.timeout(600)
@@ -45,7 +52,9 @@ def test_request_id_sent_to_gateway_appears_in_downstream_logs(stack):
     response = get(f"{stack.url('gateway')}/ready", headers={"X-Request-ID": request_id})
     assert response.headers["X-Request-ID"] == request_id
     for name in ("auth", "inference", "data"):
-        assert wait_for(lambda name=name: request_id in stack.log(name), 10), name
+        wait_for(
+            lambda name=name: request_id in stack.log(name), 30, f"the request id in {name}.log"
+        )
     line = next(ln for ln in stack.log("auth").splitlines() if request_id in ln)
     assert '"service": "auth"' in line and '"path": "/ready"' in line
 
@@ -82,7 +91,7 @@ def test_stopping_a_service_makes_the_gateway_report_it_down_then_recover(stack)
     stopped = stack.supervisorctl("stop", "inference")
     assert "stopped" in stopped.stdout, stopped.stdout + stopped.stderr
     try:
-        assert wait_for(lambda: ready_status(stack) == 503, 15)
+        wait_for(lambda: ready_status(stack) == 503, 30, "/ready to answer 503 with inference down")
         body = get(f"{stack.url('gateway')}/ready").json()
         assert body["checks"]["inference"]["status"] == "down"
         assert "unreachable" in body["checks"]["inference"]["reason"]
@@ -91,40 +100,37 @@ def test_stopping_a_service_makes_the_gateway_report_it_down_then_recover(stack)
     finally:
         started = stack.supervisorctl("start", "inference")
     assert "started" in started.stdout, started.stdout + started.stderr
-    assert wait_for(lambda: ready_status(stack) == 200, 30)
+    wait_for(
+        lambda: ready_status(stack) == 200,
+        RESTART_TIMEOUT_S,
+        "/ready to answer 200 after inference restarted",
+    )
 
 
-def test_ctrl_c_stops_everything_and_a_second_run_keeps_the_data(database_urls, pg_server_url):
-    first = LaunchedStack(database_urls, pg_server_url)
-    second = None
-    try:
-        first.start()
-        reference = f"E2E-{uuid.uuid4().hex[:8]}"
-        fetch(
-            database_urls["data"],
-            "INSERT INTO patients (id, external_ref) VALUES ($1, $2)",
-            uuid.uuid4(),
-            reference,
-        )
-        assert first.interrupt() == 0
-        assert "[devstack] stopped" in first.output()
-        for name in first.ports:
-            assert get(f"{first.url(name)}/health") is None, f"{name} still answers"
+def test_ctrl_c_stops_everything_and_a_second_run_keeps_the_data(stack, database_urls):
+    reference = f"E2E-{uuid.uuid4().hex[:8]}"
+    fetch(
+        database_urls["data"],
+        "INSERT INTO patients (id, external_ref) VALUES ($1, $2)",
+        uuid.uuid4(),
+        reference,
+    )
+    assert stack.interrupt() == 0
+    assert stack.output().rstrip().endswith("[devstack] stopped")
+    for name in stack.ports:
+        assert get(f"{stack.url(name)}/health") is None, f"{name} still answers"
+    assert stack.leftover_pids() == []
 
-        second = LaunchedStack(database_urls, pg_server_url)
-        second.start()
-        assert ready_status(second) == 200
-        rows = fetch(
-            database_urls["data"],
-            "SELECT external_ref FROM patients WHERE external_ref = $1",
-            reference,
-        )
-        assert [row["external_ref"] for row in rows] == [reference]
-        assert second.interrupt() == 0
-    finally:
-        first.close()
-        if second is not None:
-            second.close()
+    # `make run` again, in the same folder: the package's later tests use this second run.
+    stack.start()
+    assert ready_status(stack) == 200
+    rows = fetch(
+        database_urls["data"],
+        "SELECT external_ref FROM patients WHERE external_ref = $1",
+        reference,
+    )
+    assert [row["external_ref"] for row in rows] == [reference]
+    assert stack.output().count(BANNER) == 2
 
 
 def test_make_run_bootstrapped_the_demo_model(stack):
@@ -144,7 +150,8 @@ def test_a_stack_that_cannot_start_says_which_process_and_leaves_nothing_behind(
     new_database_url, pg_server_url
 ):
     urls = {name: new_database_url(f"e2e_broken_{name}") for name in ("auth", "inference", "data")}
-    broken = LaunchedStack(urls, pg_server_url)
+    # No Prometheus: what is tested is how a service that cannot start is reported.
+    broken = LaunchedStack(urls, pg_server_url, {"DEVSTACK_PROMETHEUS": "no-prometheus-here"})
     # Its port is taken: the gateway exits at every start until the launcher gives up on it.
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", broken.ports["gateway"]))

@@ -49,7 +49,9 @@ def through_an_outage(
         finally:
             start()  # whatever happens, the next test gets its dependency back
         back = time.monotonic()
-        recovered = wait_for(lambda: stream.succeeded_since(back), RECOVERY_TIMEOUT_S, 0.2)
+        recovered = wait_for(
+            lambda: stream.succeeded_since(back), RECOVERY_TIMEOUT_S, interval_s=0.2
+        )
         recovered_after = time.monotonic() - back if recovered else None
         time.sleep(1.0)  # a little steady traffic after recovery too
     return stream.outcomes, recovered_after

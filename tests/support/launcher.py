@@ -19,6 +19,9 @@ from devstack.stack import COMPONENTS
 from devstack.supervisor import Supervisor
 
 BANNER = "Press Ctrl-C to stop."
+# How long a restarted service may take to serve again: the inference service imports
+# TensorFlow first (12 s on an idle machine here, several times that on a slow or busy one).
+RESTART_TIMEOUT_S = 180.0
 
 
 class LaunchedStack:
@@ -67,6 +70,8 @@ class LaunchedStack:
         (DEVSTACK_READY_TIMEOUT) and exits saying which process did not come up; `timeout_s`
         only guards against a launcher that hangs. On failure everything it started is
         stopped, and the error carries the launcher's output and each service's last lines."""
+        # Started again after a stop, it appends to the same output: only a new banner counts.
+        seen = len(self.output())
         output = self.output_file.open("a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devstack", "run"],
@@ -77,7 +82,7 @@ class LaunchedStack:
             text=True,
         )
         deadline = time.monotonic() + timeout_s
-        while BANNER not in self.output():
+        while BANNER not in self.output()[seen:]:
             if self.process.poll() is not None:
                 self._fail(f"the launcher exited with {self.process.returncode}")
             if time.monotonic() > deadline:
@@ -160,12 +165,20 @@ def processes_with_env(name: str, value: str) -> list[int]:
     return found
 
 
-def wait_for(check, timeout_s: float = 30.0, interval_s: float = 0.3):
-    """Poll `check()` until it returns something truthy; return that, or the last value."""
+def wait_for(check, timeout_s: float, what: str | None = None, interval_s: float = 0.3):
+    """Poll `check()` until it returns something truthy, and return that. At the deadline:
+    with `what` (what is awaited, for the failure message), fail saying so; without it,
+    return the last value, for a caller that measures whether it came."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = check()
-        if value or time.monotonic() > deadline:
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            if what is not None:
+                raise AssertionError(
+                    f"gave up after {timeout_s:.0f} s waiting for {what} (last: {value!r})"
+                )
             return value
         time.sleep(interval_s)
 
