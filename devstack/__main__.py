@@ -78,10 +78,9 @@ def prometheus_binary(stack: Stack) -> str | None:
     return binary
 
 
-# A program supervisord gave up on (it exited too quickly, `startretries` times) will not
-# come up by waiting longer; nor will one that keeps exiting after a slow start (supervisord
-# counts those as started, and restarts them for ever).
-GAVE_UP = {"FATAL", "EXITED", "STOPPED"}
+# A program supervisord gave up on (FATAL: it exited too quickly, `startretries` times) will
+# not come up by waiting longer; nor will one that keeps exiting after a slow start
+# (supervisord counts those as started, and restarts them for ever): MAX_STARTS tells it.
 MAX_STARTS = 3
 
 
@@ -107,7 +106,7 @@ def wait_until_ready(stack: Stack, supervisor: Supervisor, timeout_s: float) -> 
             for info in supervisor.process_info():
                 seen = starts.setdefault(info["name"], set())
                 seen.add(info["start"])
-                if info["statename"] in GAVE_UP:
+                if info["statename"] == "FATAL":
                     failed[info["name"]] = info["statename"]
                 elif len(seen) >= MAX_STARTS:
                     failed[info["name"]] = f"started {len(seen)} times"

@@ -86,6 +86,9 @@ def build_stack(configured: dict[str, str], server_url: str, var_dir: Path) -> S
     default("DATA_STORAGE_DIR", str(var_dir / "data" / "images"))
     default("DEVSTACK_MODELS_DIR", str(var_dir / "models"))
     default("INFERENCE_MODELS_DIR", env["DEVSTACK_MODELS_DIR"])
+    # Load the model before serving, as compose does: the first prediction after a start (or
+    # a restart) is then as fast as the others, and readiness means ready to predict.
+    default("INFERENCE_WARM_UP", "true")
     # The demo model's training run is tracked beside the stack's other state.
     default("MLFLOW_TRACKING_URI", f"sqlite:///{var_dir / 'mlflow' / 'mlflow.db'}")
     default("INFERENCE_AUTH_URL", env["GATEWAY_AUTH_URL"])

@@ -28,7 +28,7 @@ DEMO_VERSION = "demo-synthetic-1"
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 SHIPPED_MODELS_DIR = ROOT / "models"
 # Generated at the model's input size, so no pixel is invented by resizing.
-DEMO_DATA = {"patients": 40, "images_per_patient": 24, "size": 128, "seed": 7}
+DEMO_DATA = {"patients": 32, "images_per_patient": 20, "size": 128, "seed": 7}
 # What git writes in place of a Git LFS file when git-lfs is not installed.
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 

@@ -4,7 +4,10 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
 
+# Every wait on the page (actions and `expect`, whose own default is 5 s) has this deadline:
+# a busy machine renders a Streamlit page in seconds, not milliseconds.
 TIMEOUT_MS = 30_000
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 def open_app(browser: Browser, url: str) -> Page:

@@ -146,9 +146,9 @@ def test_without_git_lfs_make_run_says_so_and_trains_the_demo_model(tmp_path):
     lines = completed.stdout.splitlines()
     assert "is a Git LFS pointer" in lines[0] and "git lfs pull" in lines[0]
     assert lines[1] == "[demo model] training it instead (a few minutes on two cores)"
-    assert any(line.startswith("[demo model] generating 960 synthetic images") for line in lines)
+    assert any(line.startswith("[demo model] generating 640 synthetic images") for line in lines)
     epochs = [line for line in lines if line.startswith("[demo model] epoch ")]
-    assert epochs and epochs[0].startswith("[demo model] epoch 1/12: loss ")
+    assert epochs and epochs[0].startswith("[demo model] epoch 1/10: loss ")
     assert all("s left" in line for line in epochs)
     done = json.loads(lines[-1])
     assert done["trained"] is True and done["version"] == DEMO_VERSION
