@@ -56,7 +56,7 @@ def refused(api, token: str, path: str = "/api/v1/auth/me") -> dict:
 def test_the_genuine_token_is_accepted(api, clinician):
     # The attacks below start from this token: it must work untouched.
     me = api.get("/api/v1/auth/me", headers=clinician.headers)
-    assert me.status_code == 200 and me.json()["role"] == "clinician"
+    assert me.status_code == 200 and me.json()["role"] == "clinician", me.text
 
 
 def test_an_expired_token_signed_with_the_real_key_is_refused(api, stack, clinician):
