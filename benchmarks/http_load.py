@@ -24,7 +24,7 @@ async def load(
     latencies: list[float] = []
     failures = 0
     last_failure = ""
-    deadline = time.monotonic() + seconds
+    deadline = 0.0  # set once the warm-up is over, however long that took
 
     def send(client: httpx.AsyncClient):
         body = next(images)
@@ -50,6 +50,7 @@ async def load(
         for _ in range(5):  # warm-up: model loaded, connections open
             await send(client)
         started = time.monotonic()
+        deadline = started + seconds
         await asyncio.gather(*(client_loop(client) for _ in range(clients)))
         elapsed = time.monotonic() - started
     if not latencies:

@@ -77,7 +77,8 @@ def start(kind: str) -> tuple[subprocess.Popen[bytes], str]:
         env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    # Generous: a busy machine takes many seconds to import FastAPI and start uvicorn.
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/probe", timeout=1).status_code == 200:
@@ -85,7 +86,7 @@ def start(kind: str) -> tuple[subprocess.Popen[bytes], str]:
         except httpx.TransportError:
             time.sleep(0.1)
     process.kill()
-    raise RuntimeError(f"the {kind} server did not start")
+    raise RuntimeError(f"the {kind} server did not answer GET {url}/probe within 120 s")
 
 
 def percentile(samples: list[float], fraction: float) -> float:

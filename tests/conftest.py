@@ -8,7 +8,7 @@ else a testcontainers PostgreSQL where a Docker engine runs, else the same priva
 import asyncio
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,17 +37,24 @@ SERVICE_DIRS = {
 STACK_PACKAGES = {"browser", "e2e", "security", "reliability"}
 
 
+def worker_group(test_file: Path, fixture_names: Iterable[str] = ()) -> str:
+    """The `--dist loadgroup` group of a test: a worker takes a whole group, so what a group's
+    tests share (a stack, the trained test versions, a module's fixtures) is made once."""
+    parts = test_file.relative_to(ROOT / "tests").parts
+    if parts[0] in STACK_PACKAGES:
+        return parts[0]
+    if "trained_versions" in fixture_names:
+        return "trained_versions"
+    return "/".join(parts)
+
+
+# First: pytest-xdist reads the groups in its own hook of the same name, and a group added
+# after it has run is silently ignored (the tests then spread over both workers, and each
+# starts the package's stack again). tests/unit/test_worker_groups.py keeps it so.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items) -> None:
-    """Groups for `--dist loadgroup`: a worker takes a whole group, so what a group's tests
-    share (a stack, the trained test versions, a module's fixtures) is made once."""
     for item in items:
-        parts = Path(item.path).relative_to(ROOT / "tests").parts
-        if parts[0] in STACK_PACKAGES:
-            group = parts[0]
-        elif "trained_versions" in getattr(item, "fixturenames", ()):
-            group = "trained_versions"
-        else:
-            group = "/".join(parts)
+        group = worker_group(Path(item.path), getattr(item, "fixturenames", ()))
         item.add_marker(pytest.mark.xdist_group(group))
 
 

@@ -202,7 +202,8 @@ def test_every_page_renders_for_an_admin(browser, stack, admin_credentials, scre
     go(page, "Models", "Models")
     expect(header(page, "Confusion matrix")).to_be_visible()
     expect(header(page, "ROC curve")).to_be_visible()
-    expect(page.get_by_text("Trained on synthetic images")).to_be_visible()
+    # The page's own warning; the card's JSON, also on the page, words it differently.
+    expect(page.get_by_text("Trained on synthetic images: a demonstration model")).to_be_visible()
     header(page, "Training history").scroll_into_view_if_needed()  # charts draw when seen
     expect(page.locator(".js-plotly-plot")).to_have_count(3)  # matrix, ROC, training history
     assert_no_traceback(page)
