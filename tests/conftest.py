@@ -35,13 +35,16 @@ SERVICE_DIRS = {
 # Packages whose tests share one launched stack (package-scoped fixtures): each runs on one
 # worker under `pytest -n` (`make test`), so that its stack starts once.
 STACK_PACKAGES = {"browser", "e2e", "security", "reliability"}
+# Modules of those packages that start a stack of their own (other settings) and need not
+# wait behind the package's: their own group, free to run on the other worker.
+OWN_STACK_MODULES = {"e2e/test_gateway.py"}
 
 
 def worker_group(test_file: Path, fixture_names: Iterable[str] = ()) -> str:
     """The `--dist loadgroup` group of a test: a worker takes a whole group, so what a group's
     tests share (a stack, the trained test versions, a module's fixtures) is made once."""
     parts = test_file.relative_to(ROOT / "tests").parts
-    if parts[0] in STACK_PACKAGES:
+    if parts[0] in STACK_PACKAGES and "/".join(parts) not in OWN_STACK_MODULES:
         return parts[0]
     if "trained_versions" in fixture_names:
         return "trained_versions"

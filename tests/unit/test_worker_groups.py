@@ -15,6 +15,7 @@ TESTS = ROOT / "tests"
 def test_a_stack_package_is_one_group_and_other_files_are_their_own():
     assert worker_group(TESTS / "e2e" / "test_auth_flow.py") == "e2e"
     assert worker_group(TESTS / "e2e" / "test_stack.py") == "e2e"
+    assert worker_group(TESTS / "e2e" / "test_gateway.py") == "e2e/test_gateway.py"
     assert worker_group(TESTS / "security" / "test_tokens.py") == "security"
     assert worker_group(TESTS / "unit" / "test_code_quality.py") == "unit/test_code_quality.py"
     assert (
