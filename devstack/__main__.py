@@ -11,7 +11,13 @@ import httpx
 
 from devstack import ROOT
 from devstack.postgres import PrivatePostgres, port_is_free, resolve_server
-from devstack.secrets import admin_credentials_file, admin_settings, signing_key_settings
+from devstack.secrets import (
+    admin_credentials_file,
+    admin_login_refused,
+    admin_refused_message,
+    admin_settings,
+    signing_key_settings,
+)
 from devstack.stack import COMPONENTS, Stack, build_stack, configured_environment
 from devstack.supervisor import Supervisor
 from ml.versions import list_versions
@@ -141,7 +147,7 @@ def report_not_ready(supervisor: Supervisor, programs: dict[str, str], what: str
         print(supervisor.log_tail(name) or "  (it logs to this terminal: see above)", flush=True)
 
 
-def print_urls(stack: Stack, prometheus: bool) -> None:
+def print_urls(stack: Stack, prometheus: bool, admin_works: bool = True) -> None:
     gateway = stack.url("gateway")
     credentials = admin_credentials_file(stack.var_dir)
     lines = [
@@ -152,7 +158,7 @@ def print_urls(stack: Stack, prometheus: bool) -> None:
         f"  Readiness       {gateway}/ready",
         *(f"  {c.name:<15} {stack.url(c.name)}   (internal)" for c in COMPONENTS[:3]),
         *([f"  Prometheus      {stack.url('prometheus')}"] if prometheus else []),
-        *([f"  Admin login     in {credentials}"] if credentials.exists() else []),
+        *([f"  Admin login     in {credentials}"] if credentials.exists() and admin_works else []),
         "Press Ctrl-C to stop.",
         "",
     ]
@@ -173,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
         server_url, private = resolve_server(configured, var_dir)
         stack = build_stack(configured, server_url, var_dir)
         stack.env.update(signing_key_settings(stack.env, var_dir))
-        stack.env.update(admin_settings(stack.env, var_dir))
+        generated_admin = admin_settings(stack.env, var_dir)
+        stack.env.update(generated_admin)
         supervisor = Supervisor(stack, log_dir)
         if (pid := supervisor.running_pid()) is not None:
             say(f"already running (supervisord pid {pid}); stop it with Ctrl-C in its terminal")
@@ -189,7 +196,16 @@ def run(args: argparse.Namespace) -> int:
         supervisor.start()
         if not wait_until_ready(stack, supervisor, ready_timeout_s):
             return 1
-        print_urls(stack, prometheus=supervisor.prometheus_binary is not None)
+        admin_works = not (
+            generated_admin and admin_login_refused(stack.url("auth"), generated_admin)
+        )
+        if not admin_works:
+            say(
+                admin_refused_message(
+                    admin_credentials_file(var_dir), stack.env["AUTH_DATABASE_URL"]
+                )
+            )
+        print_urls(stack, supervisor.prometheus_binary is not None, admin_works)
         return supervisor.process.wait() if supervisor.process else 1
     except Interrupted as reason:
         say(f"{reason}: stopping")

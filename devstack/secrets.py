@@ -6,6 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
+import httpx
 from dotenv import dotenv_values
 
 from auth_service.tokens.keys import ensure_key_file
@@ -48,3 +49,28 @@ def admin_settings(env: dict[str, str], var_dir: Path) -> dict[str, str]:
         "AUTH_ADMIN_EMAIL": str(stored["ADMIN_EMAIL"]),
         "AUTH_ADMIN_PASSWORD": str(stored["ADMIN_PASSWORD"]),
     }
+
+
+def admin_login_refused(auth_url: str, settings: dict[str, str], transport=None) -> bool:
+    """Whether the auth service refuses the credentials file's admin. The service creates the
+    first admin only while none exists, so a database kept from another checkout or an
+    earlier credentials file still has that run's admin and password."""
+    with httpx.Client(transport=transport, timeout=30) as client:
+        answer = client.post(
+            f"{auth_url}/token",
+            data={
+                "username": settings["AUTH_ADMIN_EMAIL"],
+                "password": settings["AUTH_ADMIN_PASSWORD"],
+            },
+        )
+    return answer.status_code == 401
+
+
+def admin_refused_message(credentials: Path, database_url: str) -> str:
+    database = database_url.rsplit("/", 1)[-1].split("?")[0]
+    return (
+        f"the admin password in {credentials} does not open this stack: its auth database "
+        f"({database}) already had an admin, made by an earlier run with another credentials "
+        "file. Log in with that run's password, or set ADMIN_EMAIL and ADMIN_PASSWORD to it, "
+        "or give this checkout databases of its own (DATABASE_URL)."
+    )

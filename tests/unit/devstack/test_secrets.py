@@ -1,8 +1,17 @@
 """`make run` makes the dev signing key and first admin's password once and reuses them."""
 
+from urllib.parse import parse_qsl
+
+import httpx
 from dotenv import dotenv_values
 
-from devstack.secrets import admin_credentials_file, admin_settings, signing_key_settings
+from devstack.secrets import (
+    admin_credentials_file,
+    admin_login_refused,
+    admin_refused_message,
+    admin_settings,
+    signing_key_settings,
+)
 
 
 def test_a_first_admin_password_is_generated_once_and_kept(tmp_path):
@@ -38,3 +47,35 @@ def test_a_signing_key_is_made_once_unless_one_is_configured(tmp_path):
     assert list((tmp_path / "keys").glob("*.pem")) == keys
     assert signing_key_settings({"AUTH_SIGNING_KEY": "pem"}, tmp_path / "x") == {}
     assert not (tmp_path / "x").exists()
+
+
+def auth_answering(status: int, seen: list[dict]) -> httpx.MockTransport:
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append({"path": request.url.path, **dict(parse_qsl(request.content.decode()))})
+        return httpx.Response(status, json={})
+
+    return httpx.MockTransport(answer)
+
+
+def test_an_admin_the_auth_service_refuses_is_reported(tmp_path):
+    """A database kept from another checkout keeps that checkout's admin: this checkout's new
+    credentials file does not open it, and `make run` says so instead of pointing at it."""
+    settings = admin_settings({}, tmp_path)
+    seen: list[dict] = []
+    assert admin_login_refused("http://auth", settings, auth_answering(401, seen))
+    assert seen == [
+        {
+            "path": "/token",
+            "username": "admin@example.com",
+            "password": settings["AUTH_ADMIN_PASSWORD"],
+        }
+    ]
+    assert not admin_login_refused("http://auth", settings, auth_answering(200, []))
+    # Throttled or failing: not a verdict on the password, so nothing is claimed.
+    assert not admin_login_refused("http://auth", settings, auth_answering(429, []))
+    message = admin_refused_message(
+        admin_credentials_file(tmp_path), "postgresql+asyncpg://u:secret@db:5432/auth"
+    )
+    assert "(auth) already had an admin" in message
+    assert str(admin_credentials_file(tmp_path)) in message
+    assert "secret" not in message
