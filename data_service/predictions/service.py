@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.errors import ServiceError
 from data_service.audit.service import record
 from data_service.images import service as images
-from data_service.models import Prediction, Review
+from data_service.predictions.models import Prediction
 from data_service.predictions.schemas import PredictionCreate
+from data_service.reviews.models import Review
 
 
 class PredictionNotFound(ServiceError):

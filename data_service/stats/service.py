@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import Date, and_, cast, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from data_service.models import Prediction, Review
+from data_service.predictions.models import Prediction
+from data_service.reviews.models import Review
 
 
 async def summary(
