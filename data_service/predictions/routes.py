@@ -7,14 +7,13 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from common.db import SessionDep
 from data_service.deps import Reader, Writer, page_limit
 from data_service.predictions import service
+from data_service.predictions.models import Prediction
 from data_service.predictions.schemas import PredictionCreate, PredictionOut, PredictionPage
-from data_service.reviews import service as reviews
-from data_service.reviews.schemas import ReviewCreate, ReviewOut
 
 router = APIRouter(prefix="/predictions", tags=["predictions"])
 
 
-def out(prediction, reviewed: bool) -> PredictionOut:
+def out(prediction: Prediction, reviewed: bool) -> PredictionOut:
     return PredictionOut.model_validate(prediction).model_copy(update={"reviewed": reviewed})
 
 
@@ -77,28 +76,5 @@ async def get_by_idempotency_key(
 
 
 @router.get("/{prediction_id}", response_model=PredictionOut)
-async def get_prediction(prediction_id: uuid.UUID, _: Reader, session: SessionDep):
+async def get_prediction(prediction_id: uuid.UUID, _: Reader, session: SessionDep) -> PredictionOut:
     return out(*await service.get_with_reviewed(session, prediction_id))
-
-
-@router.post(
-    "/{prediction_id}/reviews",
-    response_model=ReviewOut,
-    status_code=201,
-    summary="Agree, or disagree with the corrected label",
-)
-async def review_prediction(
-    prediction_id: uuid.UUID, body: ReviewCreate, who: Writer, session: SessionDep
-) -> ReviewOut:
-    review = await reviews.create(session, prediction_id, body, who.subject)
-    await session.commit()
-    return ReviewOut.model_validate(review)
-
-
-@router.get(
-    "/{prediction_id}/reviews",
-    response_model=list[ReviewOut],
-    summary="Every review of the prediction, oldest first",
-)
-async def review_history(prediction_id: uuid.UUID, _: Reader, session: SessionDep):
-    return [ReviewOut.model_validate(r) for r in await reviews.history(session, prediction_id)]
