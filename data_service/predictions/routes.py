@@ -2,10 +2,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Response
 
 from common.db import SessionDep
-from data_service.deps import Reader, Writer, page_limit
+from data_service.deps import Reader, SettingsDep, Writer, page_limit
 from data_service.predictions import service
 from data_service.predictions.models import Prediction
 from data_service.predictions.schemas import PredictionCreate, PredictionOut, PredictionPage
@@ -42,7 +42,7 @@ async def store_prediction(
 async def list_predictions(
     _: Reader,
     session: SessionDep,
-    request: Request,
+    settings: SettingsDep,
     patient_id: uuid.UUID | None = None,
     label: Annotated[str | None, Query(max_length=32)] = None,
     model_version: Annotated[str | None, Query(max_length=64)] = None,
@@ -52,7 +52,7 @@ async def list_predictions(
     limit: Annotated[int, Query(ge=1)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> PredictionPage:
-    limit = page_limit(limit, request.app.state.settings.max_page_size)
+    limit = page_limit(limit, settings.max_page_size)
     filters = service.PredictionFilter(
         patient_id, label, model_version, reviewed, created_from, created_to
     )
