@@ -21,7 +21,6 @@ from data_service.predictions.routes import router as predictions_router
 from data_service.reviews.routes import router as reviews_router
 from data_service.settings import DataSettings, get_settings
 from data_service.stats.routes import router as stats_router
-from data_service.storage import check_storage_writable
 
 logger = logging.getLogger("data_service")
 ORPHAN_SWEEP_INTERVAL_S = 600.0
@@ -29,8 +28,7 @@ ORPHAN_SWEEP_INTERVAL_S = 600.0
 
 def create_app(settings: DataSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    storage_dir = settings.storage_dir.resolve()
-    store = ImageStore(storage_dir)
+    store = ImageStore(settings.storage_dir.resolve())
     auth_client = create_http_client(settings.auth_url, read_timeout_s=5.0)
 
     async def sweep_orphans(app: FastAPI) -> None:
@@ -62,7 +60,7 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
 
     async def storage_check() -> str | None:
         # File system calls block; keep them off the event loop.
-        return await asyncio.to_thread(check_storage_writable, storage_dir)
+        return await asyncio.to_thread(store.check_writable)
 
     app.state.readiness_checks["storage"] = storage_check
     app.state.image_store = store
