@@ -10,15 +10,17 @@ from fastapi import FastAPI
 from common.app import create_service_app
 from common.auth import jwks_token_verifier
 from common.http import create_http_client
+from data_service.audit.routes import router as audit_router
 from data_service.explanations.routes import router as explanations_router
+from data_service.exports.routes import router as exports_router
 from data_service.images import service as images
 from data_service.images.routes import router as images_router
 from data_service.images.storage import ImageStore
 from data_service.patients.routes import router as patients_router
 from data_service.predictions.routes import router as predictions_router
+from data_service.reviews.routes import router as reviews_router
 from data_service.settings import DataSettings, get_settings
 from data_service.stats.routes import router as stats_router
-from data_service.storage import check_storage_writable
 
 logger = logging.getLogger("data_service")
 ORPHAN_SWEEP_INTERVAL_S = 600.0
@@ -26,8 +28,7 @@ ORPHAN_SWEEP_INTERVAL_S = 600.0
 
 def create_app(settings: DataSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    storage_dir = settings.storage_dir.resolve()
-    store = ImageStore(storage_dir)
+    store = ImageStore(settings.storage_dir.resolve())
     auth_client = create_http_client(settings.auth_url, read_timeout_s=5.0)
 
     async def sweep_orphans(app: FastAPI) -> None:
@@ -59,7 +60,7 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
 
     async def storage_check() -> str | None:
         # File system calls block; keep them off the event loop.
-        return await asyncio.to_thread(check_storage_writable, storage_dir)
+        return await asyncio.to_thread(store.check_writable)
 
     app.state.readiness_checks["storage"] = storage_check
     app.state.image_store = store
@@ -68,8 +69,11 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
         patients_router,
         images_router,
         predictions_router,
+        reviews_router,
         explanations_router,
         stats_router,
+        exports_router,
+        audit_router,
     ):
         app.include_router(router)
     return app

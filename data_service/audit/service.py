@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.logging import current_request_id
-from data_service.models import AuditEvent
+from data_service.audit.models import AuditEvent
 
 
 async def record(

@@ -2,9 +2,9 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from data_service.audit.models import AuditEvent
 from data_service.audit.service import record
 from data_service.explanations.schemas import ExplanationRecord
-from data_service.models import AuditEvent
 from data_service.predictions import service as predictions
 
 

@@ -14,7 +14,10 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data_service.audit.service import record
-from data_service.models import Image, Patient, Prediction, Review
+from data_service.images.models import Image
+from data_service.patients.models import Patient
+from data_service.predictions.models import Prediction
+from data_service.reviews.models import Review
 
 COLUMNS = [
     "path",

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from common.db import SessionDep
 from common.uploads import IMAGE_UPLOAD_OPENAPI, read_images
-from data_service.deps import Reader, Writer
+from data_service.deps import ImageStoreDep, Reader, SettingsDep, Writer
 from data_service.images import service
 from data_service.images.schemas import ImageOut
 
@@ -27,13 +27,14 @@ async def upload_image(
     request: Request,
     who: Writer,
     session: SessionDep,
+    settings: SettingsDep,
+    store: ImageStoreDep,
     response: Response,
     patient_id: Annotated[uuid.UUID | None, Query()] = None,
 ) -> ImageOut:
-    settings = request.app.state.settings
     [data] = await read_images(request, "file", 1, settings.max_upload_bytes)
     image, created = await service.store(
-        session, request.app.state.image_store, data, patient_id, who.subject, settings.max_pixels
+        session, store, data, patient_id, who.subject, settings.max_pixels
     )
     await session.commit()
     response.status_code = 201 if created else 200
@@ -52,10 +53,10 @@ async def get_image(image_id: uuid.UUID, _: Reader, session: SessionDep) -> Imag
     summary="The image's bytes",
 )
 async def get_image_content(
-    image_id: uuid.UUID, _: Reader, session: SessionDep, request: Request
+    image_id: uuid.UUID, _: Reader, session: SessionDep, store: ImageStoreDep
 ) -> Response:
     image = await service.get(session, image_id)
-    data = await asyncio.to_thread(request.app.state.image_store.read, image.sha256)
+    data = await asyncio.to_thread(store.read, image.sha256)
     return Response(
         data,
         media_type=image.content_type,

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.errors import ServiceError
 from common.uploads import decode_upload
 from data_service.audit.service import record
+from data_service.images.models import Image
 from data_service.images.storage import TEMP_PREFIX, ImageStore
-from data_service.models import Image
 from data_service.patients import service as patients
 
 logger = logging.getLogger("data_service.images")

@@ -1,5 +1,6 @@
 """Image files, named by the SHA-256 of their bytes, written so that a crash never leaves a
-half-written file under a real name: temporary file, fsync, rename, fsync of the folder."""
+half-written file under a real name: temporary file, fsync, rename, fsync of the folder.
+The folder is checked by `/ready`."""
 
 import os
 import tempfile
@@ -16,9 +17,6 @@ class ImageStore:
 
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
-
-    def relative_path(self, sha256: str) -> str:
-        return f"{sha256[:2]}/{sha256}"
 
     def write(self, sha256: str, data: bytes) -> Path:
         target = self.path_for(sha256)
@@ -53,3 +51,12 @@ class ImageStore:
         for path in self.root.glob("*/*"):
             if path.is_file() and path.stat().st_mtime < cutoff:
                 yield path.name, path
+
+    def check_writable(self) -> str | None:
+        """Raise unless a file can be created, synced and removed here (readiness)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self.root, prefix=".ready-", delete=True) as probe:
+            probe.write(b"ok")
+            probe.flush()
+            os.fsync(probe.fileno())
+        return None

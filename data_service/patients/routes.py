@@ -1,10 +1,10 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 
 from common.db import SessionDep
-from data_service.deps import Reader, Writer, page_limit
+from data_service.deps import Reader, SettingsDep, Writer, page_limit
 from data_service.patients import service
 from data_service.patients.schemas import PatientCreate, PatientOut, PatientPage, PatientUpdate
 
@@ -22,12 +22,12 @@ async def create_patient(body: PatientCreate, who: Writer, session: SessionDep) 
 async def list_patients(
     _: Reader,
     session: SessionDep,
-    request: Request,
+    settings: SettingsDep,
     search: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> PatientPage:
-    limit = page_limit(limit, request.app.state.settings.max_page_size)
+    limit = page_limit(limit, settings.max_page_size)
     items, total = await service.list_page(session, search, limit, offset)
     return PatientPage(
         items=[PatientOut.model_validate(p) for p in items], total=total, limit=limit, offset=offset

@@ -2,19 +2,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Response
 
 from common.db import SessionDep
-from data_service.deps import Reader, Writer, page_limit
+from data_service.deps import Reader, SettingsDep, Writer, page_limit
 from data_service.predictions import service
+from data_service.predictions.models import Prediction
 from data_service.predictions.schemas import PredictionCreate, PredictionOut, PredictionPage
-from data_service.reviews import service as reviews
-from data_service.reviews.schemas import ReviewCreate, ReviewOut
 
 router = APIRouter(prefix="/predictions", tags=["predictions"])
 
 
-def out(prediction, reviewed: bool) -> PredictionOut:
+def out(prediction: Prediction, reviewed: bool) -> PredictionOut:
     return PredictionOut.model_validate(prediction).model_copy(update={"reviewed": reviewed})
 
 
@@ -43,7 +42,7 @@ async def store_prediction(
 async def list_predictions(
     _: Reader,
     session: SessionDep,
-    request: Request,
+    settings: SettingsDep,
     patient_id: uuid.UUID | None = None,
     label: Annotated[str | None, Query(max_length=32)] = None,
     model_version: Annotated[str | None, Query(max_length=64)] = None,
@@ -53,7 +52,7 @@ async def list_predictions(
     limit: Annotated[int, Query(ge=1)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> PredictionPage:
-    limit = page_limit(limit, request.app.state.settings.max_page_size)
+    limit = page_limit(limit, settings.max_page_size)
     filters = service.PredictionFilter(
         patient_id, label, model_version, reviewed, created_from, created_to
     )
@@ -77,28 +76,5 @@ async def get_by_idempotency_key(
 
 
 @router.get("/{prediction_id}", response_model=PredictionOut)
-async def get_prediction(prediction_id: uuid.UUID, _: Reader, session: SessionDep):
+async def get_prediction(prediction_id: uuid.UUID, _: Reader, session: SessionDep) -> PredictionOut:
     return out(*await service.get_with_reviewed(session, prediction_id))
-
-
-@router.post(
-    "/{prediction_id}/reviews",
-    response_model=ReviewOut,
-    status_code=201,
-    summary="Agree, or disagree with the corrected label",
-)
-async def review_prediction(
-    prediction_id: uuid.UUID, body: ReviewCreate, who: Writer, session: SessionDep
-) -> ReviewOut:
-    review = await reviews.create(session, prediction_id, body, who.subject)
-    await session.commit()
-    return ReviewOut.model_validate(review)
-
-
-@router.get(
-    "/{prediction_id}/reviews",
-    response_model=list[ReviewOut],
-    summary="Every review of the prediction, oldest first",
-)
-async def review_history(prediction_id: uuid.UUID, _: Reader, session: SessionDep):
-    return [ReviewOut.model_validate(r) for r in await reviews.history(session, prediction_id)]

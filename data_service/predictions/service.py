@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.errors import ServiceError
 from data_service.audit.service import record
 from data_service.images import service as images
-from data_service.models import Prediction, Review
+from data_service.predictions.models import Prediction
 from data_service.predictions.schemas import PredictionCreate
+from data_service.reviews.models import Review
 
 
 class PredictionNotFound(ServiceError):
@@ -85,6 +86,14 @@ class PredictionFilter:
     created_to: datetime | None = None
 
 
+def check_period(created_from: datetime | None, created_to: datetime | None) -> None:
+    """Refuse a period that ends before it starts (listings and statistics alike)."""
+    if created_from and created_to and created_from > created_to:
+        raise ServiceError(
+            422, "created_from must not be after created_to.", code="validation_error"
+        )
+
+
 def encode_cursor(prediction: Prediction) -> str:
     raw = f"{prediction.created_at.isoformat()}|{prediction.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
@@ -119,10 +128,7 @@ async def get_with_reviewed(session: AsyncSession, prediction_id: uuid.UUID):
 async def list_page(
     session: AsyncSession, filters: PredictionFilter, limit: int, cursor: str | None
 ) -> tuple[list[tuple[Prediction, bool]], str | None]:
-    if filters.created_from and filters.created_to and filters.created_from > filters.created_to:
-        raise ServiceError(
-            422, "created_from must not be after created_to.", code="validation_error"
-        )
+    check_period(filters.created_from, filters.created_to)
     reviewed = is_reviewed().label("reviewed")
     query = select(Prediction, reviewed)
     if filters.patient_id:

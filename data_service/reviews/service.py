@@ -7,8 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.errors import ServiceError
 from data_service.audit.service import record
-from data_service.models import Prediction, Review
 from data_service.predictions import service as predictions
+from data_service.predictions.models import Prediction
+from data_service.reviews.models import Review
 from data_service.reviews.schemas import ReviewCreate
 
 

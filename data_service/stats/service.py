@@ -2,17 +2,20 @@
 rows into Python."""
 
 from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import Date, and_, cast, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from data_service.models import Prediction, Review
+from data_service.predictions.models import Prediction
+from data_service.predictions.service import check_period
+from data_service.reviews.models import Review
+from data_service.stats.schemas import DayCount, ReviewCounts, Stats
 
 
 async def summary(
     session: AsyncSession, created_from: datetime | None, created_to: datetime | None
-) -> dict[str, Any]:
+) -> Stats:
+    check_period(created_from, created_to)
     window = []
     if created_from:
         window.append(Prediction.created_at >= created_from)
@@ -61,20 +64,20 @@ async def summary(
         .join(Prediction, Prediction.id == Review.prediction_id)
         .where(Review.is_current, where)
     )
-    return {
-        "predictions": totals[0],
-        "mean_latency_ms": round(float(totals[1]), 3) if totals[1] is not None else None,
-        "by_label": {label: count for label, count in by_label},
-        "p95_latency_ms": round(float(totals[2]), 3) if totals[2] is not None else None,
-        "by_day": [
-            {"day": d.isoformat(), "count": sum(labels.values()), "by_label": labels}
+    return Stats(
+        predictions=totals[0],
+        mean_latency_ms=round(float(totals[1]), 3) if totals[1] is not None else None,
+        by_label={label: count for label, count in by_label},
+        p95_latency_ms=round(float(totals[2]), 3) if totals[2] is not None else None,
+        by_day=[
+            DayCount(day=d, count=sum(labels.values()), by_label=labels)
             for d, labels in days.items()
         ],
-        "by_model_version": {version: count for version, count in by_version},
-        "reviews": {
-            "current": reviews[0],
-            "agree": reviews[1],
-            "reviewed_predictions": reviewed_predictions or 0,
-            "agreement_rate": round(reviews[1] / reviews[0], 4) if reviews[0] else None,
-        },
-    }
+        by_model_version={version: count for version, count in by_version},
+        reviews=ReviewCounts(
+            current=reviews[0],
+            agree=reviews[1],
+            reviewed_predictions=reviewed_predictions or 0,
+            agreement_rate=round(reviews[1] / reviews[0], 4) if reviews[0] else None,
+        ),
+    )

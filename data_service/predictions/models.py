@@ -1,0 +1,51 @@
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Index, String, func, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from data_service.database import Base
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+    __table_args__ = (
+        # The same caller with the same Idempotency-Key gets the first prediction back.
+        Index(
+            "uq_predictions_idempotency",
+            "requested_by",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+        # Newest first, with a tie-break, is the listing order (keyset pagination).
+        Index("ix_predictions_created_at_id", text("created_at DESC"), text("id DESC")),
+        Index("ix_predictions_label_created_at", "label", text("created_at DESC")),
+        Index("ix_predictions_model_version_created_at", "model_version", text("created_at DESC")),
+        Index("ix_predictions_patient_id_created_at", "patient_id", text("created_at DESC")),
+        CheckConstraint("probability BETWEEN 0 AND 1", name="probability_range"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    image_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("images.id"), index=True
+    )
+    # Copied from the image when the prediction is stored, for filtering without a join.
+    patient_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("patients.id")
+    )
+    model_version: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(32))
+    probability: Mapped[float] = mapped_column(Float)
+    probabilities: Mapped[dict[str, float]] = mapped_column(JSONB)
+    threshold: Mapped[float] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    heatmap_ref: Mapped[str | None] = mapped_column(String(256))
+    # Where the Grad-CAM map concentrates (region, spread); None without a heatmap. Its
+    # shape is `HeatmapFocus` (predictions/schemas.py), checked when the prediction arrives.
+    heatmap_focus: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    requested_by: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
