@@ -84,7 +84,7 @@ def raw_figures(folder: Path, image: bytes) -> dict:
     import numpy as np
 
     from inference_service.serving.predictor import Predictor
-    from ml.preprocessing import decode_image, preprocess_image
+    from ml.contract import decode_image, preprocess_image
     from ml.versions import read_card
 
     predictor = Predictor(folder.name, folder, read_card(folder))

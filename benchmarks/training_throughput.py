@@ -2,7 +2,7 @@
 
 In one run: the model trained on images already in memory (the baseline: the model's own
 cost), then the same model trained through the project's input pipeline (each file decoded
-and preprocessed by `ml.preprocessing.preprocess_image`, cached after the first epoch), and
+and preprocessed by `ml.contract.preprocess_image`, cached after the first epoch), and
 finally `python -m ml.bootstrap --rebuild` from nothing (synthetic data, training, evaluation,
 card: what `make demo-model` runs, and `make run` when the shipped demo model is unusable)
 against its 180-second budget. Prints one JSON object.

@@ -1,8 +1,8 @@
 """Reading image uploads within limits, and the 4xx answer for each way they go wrong.
 
 Reading and the quick type check need nothing beyond Starlette (the gateway uses them);
-`decode_upload` needs Pillow (via `ml.preprocessing`), which the services that decode
-images (inference, data) install.
+`decode_upload` needs Pillow (via `ml.contract`, the serving contract and the only part of
+`ml` shared code may use), which the services that decode images (inference, data) install.
 """
 
 from typing import TYPE_CHECKING
@@ -164,7 +164,7 @@ def has_trailing_data(data: bytes) -> bool:
 
 def decode_upload(data: bytes, max_pixels: int) -> "Image.Image":
     """The RGB image, or the 4xx envelope saying what is wrong with the bytes."""
-    from ml.preprocessing import ImageError, ImageTooLarge, NotAnImage, decode_image
+    from ml.contract import ImageError, ImageTooLarge, NotAnImage, decode_image
 
     if has_trailing_data(data):
         raise ServiceError(

@@ -1,7 +1,8 @@
 """Research and training side: datasets, preprocessing, model, training and evaluation.
 
-Its single-image preprocessing is what the inference service imports, so training and
-serving cannot drift apart.
+The services import only the serving contract (`ml.contract`: decoding and the single-image
+preprocessing, so training and serving cannot drift apart), the model card (`ml.card`) and
+model version folders (`ml.versions`); none of these needs TensorFlow or training code.
 """
 
 import os

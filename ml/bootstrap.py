@@ -19,9 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ml.config import load_config
-from ml.preprocessing import file_sha256
 from ml.synthetic import generate
-from ml.versions import CARD_FILE, MODEL_FILE, list_versions
+from ml.versions import CARD_FILE, MODEL_FILE, file_sha256, list_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_VERSION = "demo-synthetic-1"
@@ -99,7 +98,7 @@ def train_demo(
         "version": result.version,
         "folder": str(result.folder),
         "seconds": round(time.monotonic() - started, 1),
-        "test_metrics": result.card["metrics"],
+        "test_metrics": result.card.metrics.model_dump(mode="json"),
     }
 
 

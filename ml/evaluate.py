@@ -15,7 +15,9 @@ import numpy as np
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from ml.datasets import CLASSES
+from ml.datasets import CLASSES, read_dataset
+from ml.preprocessing import check_files, dataset_hash, split_by_patient, write_json
+from ml.versions import MODEL_FILE, ModelVersionError, newest_version, read_card
 
 
 def threshold_for_sensitivity(y_true: np.ndarray, y_prob: np.ndarray, target: float) -> float:
@@ -156,6 +158,53 @@ def _save(figure, path: Path) -> str:
     return path.name
 
 
+def evaluate_version(
+    folder: Path, data: Path | None, split: str, output: Path | None
+) -> dict[str, Any]:
+    """Evaluate a saved version on `data` (default: the dataset it was trained on), on the
+    same patient-level split it was trained with, at its own decision threshold."""
+    import keras
+
+    from ml.pipeline import predict_probabilities
+
+    card = read_card(folder)
+    recipe = card.training_data
+    data = data or Path(recipe.path)
+    samples, _ = read_dataset(data, recipe.layout)
+    checked = check_files(samples, recipe.min_size)
+    if split == "all":
+        chosen = checked.kept
+    else:
+        parts = split_by_patient(
+            checked.kept, recipe.validation_fraction, recipe.test_fraction, recipe.seed
+        ).parts()
+        chosen = parts[split]
+    model = keras.models.load_model(folder / MODEL_FILE)
+    labels, probabilities = predict_probabilities(model, chosen, card.input.side)
+    result = evaluate(labels, probabilities, card.decision_threshold, card.threshold_rule.target)
+    result["dataset"] = {
+        "path": str(data),
+        "split": split,
+        "images": len(chosen),
+        "same_as_training": dataset_hash(checked.kept, checked.hashes) == recipe.sha256,
+    }
+    output = output or folder / "reports" / f"evaluation-{split}"
+    write_json(output / "evaluation.json", result)
+    result["plots"] = write_plots(labels, probabilities, card.decision_threshold, output)
+    at = result["at_threshold"]
+    result["summary"] = {
+        "version": card.version,
+        "split": split,
+        "images": len(chosen),
+        "accuracy": at["accuracy"],
+        "sensitivity": at["sensitivity"],
+        "specificity": at["specificity"],
+        "roc_auc": at["roc_auc"],
+        "output": str(output),
+    }
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Evaluate a model version on a dataset.")
     parser.add_argument("--model", type=Path, help="model version folder (default: newest)")
@@ -168,9 +217,6 @@ def main(argv: list[str] | None = None) -> int:
         help="where to write (default: a folder in the model's reports named after the split)",
     )
     args = parser.parse_args(argv)
-
-    from ml.versions import ModelVersionError, evaluate_version, newest_version
-
     try:
         folder = args.model or newest_version(args.models_dir)
         result = evaluate_version(folder, args.data, args.split, args.output)

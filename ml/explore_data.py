@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ml.contract import ImageError, decode_image
 from ml.datasets import CLASSES, DatasetError, Sample, read_dataset
-from ml.preprocessing import ImageError, decode_image, write_json
+from ml.preprocessing import write_json
 
 GRID_PER_CLASS = 8
 THUMBNAIL = 96

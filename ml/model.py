@@ -9,8 +9,7 @@ import keras
 from keras import layers
 
 from ml.config import ModelConfig, TrainingConfig
-
-LAST_CONV = "last_conv"
+from ml.contract import LAST_CONV
 
 
 def augmentation(config: ModelConfig, seed: int) -> keras.Sequential:

@@ -1,4 +1,4 @@
-"""Samples to tensors: every image goes through `ml.preprocessing.preprocess_image`, the same
+"""Samples to tensors: every image goes through `ml.contract.preprocess_image`, the same
 function the inference service calls."""
 
 from collections.abc import Iterator
@@ -6,8 +6,8 @@ from collections.abc import Iterator
 import numpy as np
 import tensorflow as tf
 
+from ml.contract import decode_image, preprocess_image
 from ml.datasets import Sample
-from ml.preprocessing import decode_image, preprocess_image
 
 # Above this many bytes of float32 images a split is cached on disk rather than in memory.
 MEMORY_CACHE_LIMIT = 3 * 1024**3

@@ -1,102 +1,20 @@
 """From a folder of images to a checked, de-duplicated, balanced, patient-level split, with a
-report of everything that was done; and the one function that turns a single image into
-model input, which training and the inference service both call.
+report of everything that was done: the training side's preparation of a dataset.
 
-This module needs NumPy and Pillow only (no TensorFlow), so the inference service and the
-frontend can import it cheaply.
+Images are decoded with `ml.contract.decode_image`, the same checks serving applies.
 """
 
 import hashlib
-import io
 import json
 import random
-import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
+from ml.contract import ImageError, decode_image
 from ml.datasets import CLASSES, Sample
-
-# Pillow refuses images above this many pixels (decompression bombs); a whole-slide tile
-# this large is not what the model takes anyway.
-MAX_PIXELS = 64_000_000
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-COLOUR_MODES = {"RGB", "RGBA", "P"}  # what converts to RGB without inventing colour
-
-
-class ImageError(ValueError):
-    """The bytes are not a usable image; the message says why, for people."""
-
-
-class NotAnImage(ImageError):
-    """The bytes are not in any image format Pillow reads."""
-
-
-class ImageTooLarge(ImageError):
-    """More pixels than allowed (told by the header, before decoding)."""
-
-
-def decode_image(
-    data: bytes | Path,
-    min_size: int = 1,
-    *,
-    max_pixels: int = MAX_PIXELS,
-    convert_grey: bool = False,
-) -> Image.Image:
-    """Open and fully decode an image as RGB, or raise `ImageError` saying what is wrong.
-
-    The pixel count is checked from the header, before anything is decoded, so a small file
-    that expands to gigabytes (a decompression bomb) is refused cheaply. Animated and
-    multi-frame files are refused: which frame would be the specimen? Grey-scale images are
-    refused for training data and converted (`convert_grey`) for a clinician's upload.
-    """
-    modes = COLOUR_MODES | ({"L", "LA", "1"} if convert_grey else set())
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            source = io.BytesIO(data) if isinstance(data, bytes) else data
-            with Image.open(source) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageTooLarge(
-                        f"image too large ({width}x{height}, over {max_pixels} pixels)"
-                    )
-                if getattr(image, "n_frames", 1) > 1:
-                    raise ImageError("animated or multi-frame images are not accepted")
-                if image.mode not in modes:
-                    raise ImageError(f"not an RGB image (mode {image.mode})")
-                image.load()
-                rgb = image.convert("RGB")
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(f"image too large (over {MAX_PIXELS} pixels)") from exc
-    except UnidentifiedImageError as exc:
-        raise NotAnImage("not an image file Pillow can read") from exc
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
-        raise ImageError(f"cannot be decoded ({exc})") from exc
-    if min(rgb.size) < min_size:
-        raise ImageError(f"too small ({rgb.size[0]}x{rgb.size[1]}, minimum {min_size})")
-    return rgb
-
-
-def preprocess_image(image: Image.Image, size: int) -> np.ndarray:
-    """THE model input for one image: RGB, resized to size x size, float32 in [0, 1].
-    Training and serving both call this, so they cannot drift apart."""
-    resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32) / 255.0
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from ml.versions import file_sha256
 
 
 @dataclass

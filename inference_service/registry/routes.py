@@ -1,10 +1,11 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, status
 from fastapi.responses import FileResponse
 
 from common.auth import CurrentPrincipal, Principal, require_roles
 from common.db import SessionDep
+from inference_service.deps import SettingsDep
 from inference_service.registry import service
 from inference_service.registry.schemas import (
     ModelVersionDetail,
@@ -27,11 +28,11 @@ async def list_versions(_: CurrentPrincipal, session: SessionDep) -> list[ModelV
     summary="One version with its card and training reports",
 )
 async def get_version(
-    version: str, _: CurrentPrincipal, session: SessionDep, request: Request
+    version: str, _: CurrentPrincipal, session: SessionDep, settings: SettingsDep
 ) -> ModelVersionDetail:
     found = await service.get(session, version)
     detail = ModelVersionDetail.model_validate(found)
-    models_dir = request.app.state.settings.models_dir
+    models_dir = settings.models_dir
     detail.reports = service.reports_of(models_dir, found)
     detail.figures = service.report_figures(models_dir, found)
     return detail
@@ -44,10 +45,10 @@ async def get_version(
     summary="One PNG figure of the version's training reports",
 )
 async def get_figure(
-    version: str, figure: str, _: CurrentPrincipal, session: SessionDep, request: Request
+    version: str, figure: str, _: CurrentPrincipal, session: SessionDep, settings: SettingsDep
 ) -> FileResponse:
     found = await service.get(session, version)
-    path = service.report_figure(request.app.state.settings.models_dir, found, figure)
+    path = service.report_figure(settings.models_dir, found, figure)
     return FileResponse(path, media_type="image/png")
 
 
@@ -58,9 +59,9 @@ async def get_figure(
     summary="Register a version folder (admin)",
 )
 async def register(
-    body: RegisterRequest, admin: Admin, session: SessionDep, request: Request
+    body: RegisterRequest, admin: Admin, session: SessionDep, settings: SettingsDep
 ) -> ModelVersionOut:
-    models_dir = request.app.state.settings.models_dir
+    models_dir = settings.models_dir
     registered = await service.register(session, models_dir, body.path, admin.subject)
     if body.activate:
         registered = await service.activate(session, registered.version, admin.subject, models_dir)
@@ -74,9 +75,9 @@ async def register(
     summary="Serve this version from now on (admin)",
 )
 async def activate(
-    version: str, admin: Admin, session: SessionDep, request: Request
+    version: str, admin: Admin, session: SessionDep, settings: SettingsDep
 ) -> ModelVersionOut:
-    models_dir = request.app.state.settings.models_dir
+    models_dir = settings.models_dir
     chosen = await service.activate(session, version, admin.subject, models_dir)
     await session.commit()
     return ModelVersionOut.model_validate(chosen)

@@ -1,39 +1,10 @@
+"""The registry's request and response shapes; the model card itself is `ml.card.ModelCard`,
+the schema training writes."""
+
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-
-class ModelCard(BaseModel):
-    """The fields of `model_card.json` the service relies on; others are kept as they are."""
-
-    model_config = ConfigDict(extra="allow")
-
-    version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    created_at: datetime
-    model_file: str = Field(pattern=r"^[A-Za-z0-9._-]+\.keras$")
-    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    classes: list[str] = Field(min_length=2, max_length=2)
-    input: dict[str, Any]
-    decision_threshold: float = Field(ge=0, le=1)
-    metrics: dict[str, Any]
-    intended_use: str
-    warning: str
-
-    @field_validator("input")
-    @classmethod
-    def _square_rgb(cls, value: dict[str, Any]) -> dict[str, Any]:
-        size = value.get("size")
-        if not (
-            isinstance(size, list)
-            and len(size) == 3
-            and size[0] == size[1]
-            and size[2] == 3
-            and isinstance(size[0], int)
-            and size[0] > 0
-        ):
-            raise ValueError("input.size must be [side, side, 3]")
-        return value
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class RegisterRequest(BaseModel):

@@ -14,9 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.errors import ServiceError
 from inference_service.registry.models import ModelVersion
-from inference_service.registry.schemas import ModelCard
-from ml.preprocessing import file_sha256
-from ml.versions import CARD_FILE, list_versions
+from ml.card import ModelCard
+from ml.versions import CARD_FILE, file_sha256, list_versions
 
 logger = logging.getLogger("inference_service.registry")
 
@@ -92,9 +91,9 @@ async def register(session: AsyncSession, models_dir: Path, path: str, actor: st
         path=relative,
         checksum_sha256=card.model_sha256,
         classes=card.classes,
-        input_shape=card.input["size"],
-        metrics=card.metrics,
-        card=json.loads(card.model_dump_json()),
+        input_shape=card.input.size,
+        metrics=card.metrics.model_dump(mode="json"),
+        card=card.model_dump(mode="json"),
         status="registered",
         created_by=actor,
     )

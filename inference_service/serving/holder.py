@@ -11,6 +11,7 @@ from common.health import NotReady
 from inference_service.registry import service as registry
 from inference_service.registry.service import NoActiveVersion
 from inference_service.serving.predictor import Predictor
+from ml.card import ModelCard
 
 logger = logging.getLogger("inference_service.serving")
 
@@ -30,7 +31,9 @@ class ModelHolder:
     async def _load(self, version: str, path: str, card: dict) -> Predictor:
         folder = self.models_dir.resolve() / path
         # Loading and tracing take seconds of CPU: off the event loop.
-        predictor = await asyncio.to_thread(Predictor, version, folder, card)
+        predictor = await asyncio.to_thread(
+            Predictor, version, folder, ModelCard.model_validate(card)
+        )
         await asyncio.to_thread(predictor.warm_up)
         logger.info("model loaded", extra={"version": version})
         return predictor

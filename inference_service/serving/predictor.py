@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ml.model import LAST_CONV
+from inference_service.serving.schemas import HeatmapFocusOut
+from ml.card import ModelCard
+from ml.contract import LAST_CONV
 
 
 @dataclass(frozen=True)
@@ -23,16 +25,16 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, version: str, folder: Path, card: dict) -> None:
+    def __init__(self, version: str, folder: Path, card: ModelCard) -> None:
         import keras
         import tensorflow as tf
 
         self.version = version
         self.card = card
-        self.classes: list[str] = card["classes"]
-        self.size: int = card["input"]["size"][0]
-        self.threshold: float = card["decision_threshold"]
-        self.model = keras.models.load_model(folder / card["model_file"], compile=False)
+        self.classes: list[str] = card.classes
+        self.size: int = card.input.side
+        self.threshold: float = card.decision_threshold
+        self.model = keras.models.load_model(folder / card.model_file, compile=False)
         signature = [tf.TensorSpec([None, self.size, self.size, 3], tf.float32)]
         self._predict = tf.function(
             lambda x: self.model(x, training=False), input_signature=signature
@@ -83,17 +85,6 @@ ROWS = ("upper", "middle", "lower")
 COLUMNS = ("left", "centre", "right")
 
 
-@dataclass(frozen=True)
-class HeatmapFocus:
-    """Where a Grad-CAM map concentrates, in words a reader can check on the overlay."""
-
-    region: str | None  # of the strongest hot area's weighted centre, on a 3 x 3 grid
-    peak_region: str | None  # of the single strongest cell
-    hot_area_fraction: float  # share of the image at or above half the peak
-    spread: str  # focal, moderate, diffuse; "none" when nothing drove the score
-    areas: int  # separate hot areas (4-connected)
-
-
 def region_name(y: float, x: float) -> str:
     """The 3 x 3 grid cell of a point given as fractions of height and width."""
     row, column = ROWS[min(int(y * 3), 2)], COLUMNS[min(int(x * 3), 2)]
@@ -102,14 +93,17 @@ def region_name(y: float, x: float) -> str:
     return f"{row} {column}"
 
 
-def heatmap_focus(cam: np.ndarray) -> HeatmapFocus:
-    """Summary of a Grad-CAM map in [0, 1] (the peak at 1, or all zero)."""
+def heatmap_focus(cam: np.ndarray) -> HeatmapFocusOut:
+    """Where a Grad-CAM map in [0, 1] (the peak at 1, or all zero) concentrates, in words a
+    reader can check on the overlay."""
     from scipy import ndimage
 
     cam = np.nan_to_num(np.asarray(cam, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     peak = float(cam.max()) if cam.size else 0.0
     if peak <= 0:
-        return HeatmapFocus(None, None, 0.0, "none", 0)
+        return HeatmapFocusOut(
+            region=None, peak_region=None, hot_area_fraction=0.0, spread="none", areas=0
+        )
     height, width = cam.shape
     hot = cam >= HOT_FRACTION_OF_PEAK * peak
     areas, count = ndimage.label(hot)
@@ -123,7 +117,7 @@ def heatmap_focus(cam: np.ndarray) -> HeatmapFocus:
     peak_row, peak_column = np.unravel_index(int(cam.argmax()), cam.shape)
     fraction = float(hot.mean())
     spread = next((name for limit, name in SPREAD_LIMITS if fraction <= limit), "diffuse")
-    return HeatmapFocus(
+    return HeatmapFocusOut(
         region=region_name(centre_y, centre_x),
         peak_region=region_name((peak_row + 0.5) / height, (peak_column + 0.5) / width),
         hot_area_fraction=round(fraction, 3),

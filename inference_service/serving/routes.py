@@ -4,8 +4,8 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from common.auth import Principal, require_roles
 from common.uploads import IMAGE_UPLOAD_OPENAPI, read_images
+from inference_service.deps import ServingDep, SettingsDep
 from inference_service.serving.schemas import BatchPredictionOut, PredictionOut
-from inference_service.serving.service import Serving
 
 router = APIRouter(tags=["predictions"])
 Predicting = Annotated[Principal, Depends(require_roles("admin", "clinician"))]
@@ -19,10 +19,6 @@ ERRORS = {
 }
 
 
-def serving(request: Request) -> Serving:
-    return request.app.state.serving
-
-
 @router.post(
     "/predict",
     response_model=PredictionOut,
@@ -33,10 +29,10 @@ def serving(request: Request) -> Serving:
 async def predict(
     request: Request,
     _: Predicting,
-    service: Annotated[Serving, Depends(serving)],
+    service: ServingDep,
+    settings: SettingsDep,
     heatmap: Annotated[bool, Query(description="add a Grad-CAM overlay PNG")] = False,
 ) -> PredictionOut:
-    settings = request.app.state.settings
     [data] = await read_images(request, "file", 1, settings.max_upload_bytes)
     [result] = await service.predict([data], heatmap)
     return result
@@ -51,10 +47,10 @@ async def predict(
 async def predict_batch(
     request: Request,
     _: Predicting,
-    service: Annotated[Serving, Depends(serving)],
+    service: ServingDep,
+    settings: SettingsDep,
     heatmap: bool = False,
 ) -> BatchPredictionOut:
-    settings = request.app.state.settings
     uploads = await read_images(
         request, "files", settings.max_batch_images, settings.max_upload_bytes
     )

@@ -1,4 +1,4 @@
-"""One prediction request, start to end: decode, preprocess (the `ml` function), batch,
+"""One prediction request, start to end: decode, preprocess (`ml.contract`), batch,
 interpret, and the Grad-CAM overlay when asked."""
 
 import asyncio
@@ -12,8 +12,8 @@ from common.uploads import decode_upload
 from inference_service.serving.batcher import Batcher
 from inference_service.serving.holder import ModelHolder
 from inference_service.serving.predictor import heatmap_focus, overlay_png
-from inference_service.serving.schemas import HeatmapFocusOut, PredictionOut
-from ml.preprocessing import preprocess_image
+from inference_service.serving.schemas import PredictionOut
+from ml.contract import preprocess_image
 
 INLINE_DECODE_BYTES = 256 * 1024
 
@@ -60,7 +60,7 @@ class Serving:
                 cam = await asyncio.to_thread(predictor.heatmap, model_input, prediction.label)
                 png = await asyncio.to_thread(overlay_png, image, cam)
                 overlay = base64.b64encode(png).decode()
-                focus = HeatmapFocusOut.model_validate(heatmap_focus(cam), from_attributes=True)
+                focus = heatmap_focus(cam)
             self.metrics.predictions.labels(prediction.label, predictor.version).inc()
             results.append(
                 PredictionOut(

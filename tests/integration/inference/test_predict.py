@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.preprocessing import decode_image, preprocess_image
+from ml.contract import decode_image, preprocess_image
 from tests.support.images import png_bytes
 from tests.support.inference import running_inference
 from tests.support.tokens import bearer
@@ -220,7 +220,7 @@ async def test_without_any_model_ready_is_503_and_predict_says_why(inference_db,
 
 
 async def test_a_model_file_that_cannot_load_is_a_503_not_a_crash(inference_db, models_dir):
-    from ml.preprocessing import file_sha256
+    from ml.versions import file_sha256
 
     folder = models_dir / "tiny-a"
     (folder / "model.keras").write_bytes(b"not a keras archive")

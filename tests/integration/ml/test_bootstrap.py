@@ -20,8 +20,7 @@ from ml.bootstrap import (
     bootstrap,
     shipped_problem,
 )
-from ml.preprocessing import file_sha256
-from ml.versions import list_versions
+from ml.versions import file_sha256, list_versions
 
 SHIPPED = SHIPPED_MODELS_DIR / DEMO_VERSION
 LFS_POINTER = (LFS_POINTER_PREFIX + b"v1\noid sha256:" + b"0" * 64 + b"\nsize 1300000\n").decode()

@@ -86,7 +86,7 @@ def trained(workspace):
 def test_training_writes_a_loadable_model_and_a_complete_card(trained, workspace):
     import keras
 
-    from ml.preprocessing import decode_image, preprocess_image
+    from ml.contract import decode_image, preprocess_image
 
     folder, printed = trained
     card = json.loads((folder / "model_card.json").read_text())
@@ -112,7 +112,7 @@ def test_training_writes_a_loadable_model_and_a_complete_card(trained, workspace
     probability = float(model.predict(batch, verbose=0)[0, 0])
     assert 0.0 <= probability <= 1.0
     assert model.get_layer("last_conv").filters == 32  # where Grad-CAM reads from
-    from ml.preprocessing import file_sha256
+    from ml.versions import file_sha256
 
     assert card["model_sha256"] == file_sha256(folder / "model.keras")
 

@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ml.contract import ImageError, decode_image, preprocess_image
 from ml.datasets import Sample, read_dataset
 from ml.preprocessing import (
-    ImageError,
     SplitError,
     balance,
     check_files,
-    decode_image,
     prepare,
-    preprocess_image,
     split_by_patient,
 )
 from tests.support.images import idc_tree, write_png

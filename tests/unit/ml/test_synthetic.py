@@ -3,8 +3,8 @@ differ in the way the generator says (more and darker nuclei when malignant)."""
 
 import numpy as np
 
+from ml.contract import decode_image
 from ml.datasets import read_dataset
-from ml.preprocessing import decode_image
 from ml.synthetic import generate
 
 

@@ -1,0 +1,133 @@
+"""The model card, `model_card.json`: what a model version is, how it was made and how well it
+did. Training writes it and the inference service's registry validates it with this one
+schema, so a field added here is written and read alike.
+
+Pydantic and `ml.contract` only: the inference service's image installs nothing else of `ml`.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ml.contract import input_side
+
+
+class CardSection(BaseModel):
+    # A card written by a newer training may hold more than this schema knows: it is kept
+    # as it is, not refused, so an older replica can still register that version.
+    model_config = ConfigDict(extra="allow")
+
+
+class Framework(CardSection):
+    tensorflow: str
+    keras: str
+    python: str
+
+
+class ModelInput(CardSection):
+    size: list[int] = Field(description="[side, side, 3]")
+    dtype: str
+    # Numbers as written ([0, 1] stays integers), so the card reads back unchanged.
+    value_range: list[int | float]
+
+    @field_validator("size")
+    @classmethod
+    def _square_rgb(cls, value: list[int]) -> list[int]:
+        input_side(value)
+        return value
+
+    @property
+    def side(self) -> int:
+        return self.size[0]
+
+
+class Preprocessing(CardSection):
+    function: str
+    steps: list[str]
+
+
+class ThresholdRule(CardSection):
+    target: float
+    metric: str
+    chosen_on: str
+
+
+class SplitSummary(CardSection):
+    images: int
+    patients: int
+    classes: dict[str, int]
+
+
+class TrainingData(CardSection):
+    """The dataset and the recipe that split it, enough to evaluate on the same split again."""
+
+    path: str
+    layout: str
+    synthetic: bool
+    sha256: str
+    images: int
+    class_counts: dict[str, int]
+    splits: dict[str, SplitSummary]
+    min_size: int
+    validation_fraction: float
+    test_fraction: float
+    balance: str
+    seed: int
+
+
+class TrainingRun(CardSection):
+    # The configuration as it was: typing it with today's `ml.config` would refuse the card
+    # of an older version once the configuration's schema changes.
+    config: dict[str, Any]
+    epochs_run: int
+    best_epoch: int
+    duration_s: float
+    mlflow_run_id: str
+
+
+class Metrics(CardSection):
+    """Metrics on the test split at the decision threshold."""
+
+    split: str
+    images: int
+    accuracy: float
+    precision: float
+    recall: float
+    sensitivity: float
+    specificity: float
+    f1: float
+    balanced_accuracy: float | None  # None when the split holds one class only
+    roc_auc: float | None
+    brier_score: float
+    threshold: float
+
+
+class Reports(CardSection):
+    """The training run's reports, relative to the version folder."""
+
+    preprocessing: str
+    exploration: str
+    evaluation: str
+    training_history: str
+
+
+class ModelCard(CardSection):
+    version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    created_at: datetime
+    model_file: str = Field(pattern=r"^[A-Za-z0-9._-]+\.keras$")
+    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    architecture: str
+    framework: Framework
+    classes: list[str] = Field(min_length=2, max_length=2)
+    output: str
+    input: ModelInput
+    preprocessing: Preprocessing
+    decision_threshold: float = Field(ge=0, le=1)
+    threshold_rule: ThresholdRule
+    training_data: TrainingData
+    training: TrainingRun
+    metrics: Metrics
+    reports: Reports
+    intended_use: str
+    warning: str
