@@ -31,8 +31,8 @@ from PIL import Image
 from benchmarks.http_load import load
 from common.migrations import drop_database
 from devstack import ROOT
+from devstack.launcher import LaunchedStack
 from devstack.postgres import LOCAL_SERVER_URL, with_database
-from tests.support.launcher import LaunchedStack
 
 
 def distinct_pngs(count: int, size: int = 48, seed: int = 7) -> list[bytes]:

@@ -14,6 +14,9 @@ only from the rate limiter (every 429 carries the limiter's `X-RateLimit-*` head
 The gateway's limits are raised for the run (a load test measures capacity, not the
 limiter) unless `--keep-limits`; then 429s are expected and counted. Needs a PostgreSQL
 server (DATABASE_URL, TEST_DATABASE_URL or 127.0.0.1:5432).
+
+Against a stack that already runs, with its own limits: `--gateway http://host:port` and the
+access token of the clinician who sends the traffic in `BENCHMARK_TOKEN`.
 """
 
 import argparse
@@ -30,8 +33,8 @@ import httpx
 
 from benchmarks.gateway_flow import admin_token, distinct_pngs
 from common.migrations import drop_database
+from devstack.launcher import LaunchedStack
 from devstack.postgres import LOCAL_SERVER_URL, with_database
-from tests.support.launcher import LaunchedStack
 
 PASSWORD = "copper meadow lantern 58"
 # Share of each kind of request in the mix.
@@ -145,27 +148,31 @@ async def run_level(traffic: Traffic, clients: int, seconds: float) -> Level:
     return level
 
 
-def set_up(gateway: str, admin: str) -> tuple[str, str]:
-    """A clinician to send the traffic, and a patient the predictions belong to."""
-    headers = {"Authorization": f"Bearer {admin}"}
+def make_clinician(gateway: str, admin: str) -> str:
+    """A clinician of the benchmark's own to send the traffic; their access token."""
     email = f"load-{uuid.uuid4().hex[:8]}@example.com"
     with httpx.Client(base_url=gateway, timeout=30) as api:
         created = api.post(
             "/api/v1/admin/users",
             json={"email": email, "full_name": "Load", "role": "clinician", "password": PASSWORD},
-            headers=headers,
+            headers={"Authorization": f"Bearer {admin}"},
         )
         created.raise_for_status()
-        token = api.post(
-            "/api/v1/auth/token", data={"username": email, "password": PASSWORD}
-        ).json()["access_token"]
+        login = api.post("/api/v1/auth/token", data={"username": email, "password": PASSWORD})
+        login.raise_for_status()
+    return login.json()["access_token"]
+
+
+def make_patient(gateway: str, token: str) -> str:
+    """The patient the predictions belong to."""
+    with httpx.Client(base_url=gateway, timeout=30) as api:
         patient = api.post(
             "/api/v1/patients",
             json={"external_ref": f"L-{uuid.uuid4().hex[:8]}"},
             headers={"Authorization": f"Bearer {token}"},
         )
         patient.raise_for_status()
-    return token, patient.json()["id"]
+    return patient.json()["id"]
 
 
 def verdict(levels: list[dict]) -> dict:
@@ -185,9 +192,10 @@ def verdict(levels: list[dict]) -> dict:
     }
 
 
-async def measure(stack: LaunchedStack, levels: list[int], seconds: float, heatmap: bool) -> dict:
-    gateway = stack.url("gateway")
-    token, patient_id = set_up(gateway, admin_token(stack))
+async def measure(
+    gateway: str, token: str, levels: list[int], seconds: float, heatmap: bool
+) -> dict:
+    patient_id = make_patient(gateway, token)
     results = []
     for index, clients in enumerate(levels):
         traffic = Traffic(gateway, token, patient_id, heatmap, seed=index + 1)
@@ -201,8 +209,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--no-heatmap", action="store_true")
     parser.add_argument("--keep-limits", action="store_true")
+    parser.add_argument("--gateway", help="a running stack's gateway, instead of starting one")
     args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")]
+    heatmap = not args.no_heatmap
+    if args.gateway:
+        figures = asyncio.run(
+            measure(args.gateway, os.environ["BENCHMARK_TOKEN"], levels, args.seconds, heatmap)
+        )
+        report(args, figures, "the running stack's")
+        return
 
     server = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     server = server or LOCAL_SERVER_URL
@@ -221,18 +237,24 @@ def main() -> None:
     stack = LaunchedStack(databases, server, extra_env=limits)
     try:
         stack.start()
-        figures = asyncio.run(measure(stack, levels, args.seconds, not args.no_heatmap))
+        gateway = stack.url("gateway")
+        token = make_clinician(gateway, admin_token(stack))
+        figures = asyncio.run(measure(gateway, token, levels, args.seconds, heatmap))
     finally:
         stack.close()
         for url in databases.values():
             asyncio.run(drop_database(url))
+    report(args, figures, "default" if args.keep_limits else "raised")
+
+
+def report(args: argparse.Namespace, figures: dict, rate_limits: str) -> None:
     print(
         json.dumps(
             {
                 "benchmark": "load",
                 "seconds_per_level": args.seconds,
                 "heatmap": not args.no_heatmap,
-                "rate_limits": "default" if args.keep_limits else "raised",
+                "rate_limits": rate_limits,
                 "mix": MIX,
                 **figures,
             },

@@ -1,6 +1,8 @@
 """`python -m devstack run`: what `make run` does. See the package docstring."""
 
 import argparse
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from devstack import ROOT
+from devstack.launcher import BANNER_LAST_LINE, ready_file
 from devstack.postgres import PrivatePostgres, port_is_free, resolve_server
 from devstack.secrets import (
     admin_credentials_file,
@@ -159,10 +162,17 @@ def print_urls(stack: Stack, prometheus: bool, admin_works: bool = True) -> None
         *(f"  {c.name:<15} {stack.url(c.name)}   (internal)" for c in COMPONENTS[:3]),
         *([f"  Prometheus      {stack.url('prometheus')}"] if prometheus else []),
         *([f"  Admin login     in {credentials}"] if credentials.exists() and admin_works else []),
-        "Press Ctrl-C to stop.",
+        BANNER_LAST_LINE,
         "",
     ]
     print("\n".join(lines), flush=True)
+
+
+def write_ready(stack: Stack, prometheus: bool) -> None:
+    """The banner's facts for programs (devstack.launcher waits on this file)."""
+    names = [c.name for c in COMPONENTS] + (["prometheus"] if prometheus else [])
+    ready = {"launcher_pid": os.getpid(), "urls": {name: stack.url(name) for name in names}}
+    ready_file(stack.var_dir).write_text(json.dumps(ready, indent=2))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -206,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         print_urls(stack, supervisor.prometheus_binary is not None, admin_works)
+        write_ready(stack, supervisor.prometheus_binary is not None)
         return supervisor.process.wait() if supervisor.process else 1
     except Interrupted as reason:
         say(f"{reason}: stopping")
@@ -217,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if supervisor is not None:
+            ready_file(var_dir).unlink(missing_ok=True)
             supervisor.stop()
         if private is not None:
             private.stop()

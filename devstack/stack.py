@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +95,3 @@ def build_stack(configured: dict[str, str], server_url: str, var_dir: Path) -> S
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return Stack(env=env, var_dir=var_dir)
-
-
-def python() -> str:
-    return sys.executable

@@ -12,7 +12,7 @@ from dotenv import dotenv_values
 from playwright.sync_api import Browser, sync_playwright
 
 from devstack import ROOT
-from tests.support.launcher import LaunchedStack
+from devstack.launcher import LaunchedStack
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 # Without these, Chromium keeps trying Google's hosts, which a closed network refuses.

@@ -4,7 +4,7 @@ provider): every stack start costs half a minute of a slow machine."""
 
 import pytest
 
-from tests.support.launcher import LaunchedStack
+from devstack.launcher import LaunchedStack
 
 
 @pytest.fixture(scope="package")

@@ -8,6 +8,7 @@ import pytest
 from dotenv import dotenv_values
 
 from tests.support.launcher import RESTART_TIMEOUT_S, wait_for
+from tests.support.tokens import bearer, issued_token
 
 pytestmark = pytest.mark.timeout(600)
 PASSWORD = "marble orchard sunrise 19"
@@ -29,18 +30,13 @@ def login(api, email, password):
     return api.post("/auth/token", data={"username": email, "password": password})
 
 
-def bearer(response) -> dict:
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
 def test_make_run_printed_where_the_admin_password_is(stack):
     assert f"Admin login     in {stack.var_dir / 'admin-credentials.env'}" in stack.output()
     assert (stack.var_dir / "admin-credentials.env").stat().st_mode & 0o777 == 0o600
 
 
 def test_the_admin_logs_in_and_manages_users(api, admin_credentials):
-    admin = bearer(login(api, *admin_credentials))
+    admin = bearer(issued_token(login(api, *admin_credentials)))
     me = api.get("/auth/me", headers=admin)
     assert me.status_code == 200 and me.json()["role"] == "admin"
 
@@ -51,7 +47,7 @@ def test_the_admin_logs_in_and_manages_users(api, admin_credentials):
         headers=admin,
     )
     assert created.status_code == 201, created.text
-    clinician = bearer(login(api, email, PASSWORD))
+    clinician = bearer(issued_token(login(api, email, PASSWORD)))
     refused = api.get("/admin/users", headers=clinician)
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "forbidden"

@@ -1,7 +1,6 @@
 """The public API end to end: every service as `make run` starts it (real processes under
 supervisord, real PostgreSQL), called only through the gateway."""
 
-import asyncio
 import hashlib
 import itertools
 import json
@@ -18,12 +17,13 @@ import httpx
 import pytest
 from dotenv import dotenv_values
 
-from benchmarks.load import Traffic, run_level, verdict
+from devstack.launcher import LaunchedStack
 from tests.support.images import png_bytes
-from tests.support.launcher import RESTART_TIMEOUT_S, LaunchedStack, wait_for
+from tests.support.launcher import RESTART_TIMEOUT_S, wait_for
 from tests.support.llm_server import Reply, anthropic_error, anthropic_message, scripted_llm_server
 from tests.support.sql import fetch
 from tests.support.stack_login import RenewingLogin
+from tests.support.tokens import bearer, issued_token
 
 pytestmark = pytest.mark.timeout(900)
 PASSWORD = "copper meadow lantern 58"
@@ -92,11 +92,6 @@ def login(api, email: str, password: str, address: str | None = None) -> httpx.R
     )
 
 
-def bearer(response: httpx.Response) -> dict[str, str]:
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
 @pytest.fixture(scope="module")
 def admin(api, stack) -> RenewingLogin:
     stored = dotenv_values(stack.var_dir / "admin-credentials.env")
@@ -113,7 +108,7 @@ def new_user(api, admin):
             headers=admin,
         )
         assert created.status_code == 201, created.text
-        return bearer(login(api, email, PASSWORD)), created.json()["id"]
+        return bearer(issued_token(login(api, email, PASSWORD))), created.json()["id"]
 
     return create
 
@@ -542,19 +537,19 @@ def test_the_load_benchmark_reports_levels_and_its_targets(api, new_user):
     """Brief, against this module's stack: two levels of mixed traffic. This stack allows
     few predictions a minute, so the limiter answers some with 429, which must be its own."""
     headers, _ = new_user("clinician")
-    patient = api.post(
-        "/api/v1/patients", json={"external_ref": f"L-{uuid.uuid4().hex[:8]}"}, headers=headers
-    ).json()
-    token = headers["Authorization"].removeprefix("Bearer ")
-
-    async def levels() -> list[dict]:
-        results = []
-        for clients in (1, 4):
-            traffic = Traffic(str(api.base_url), token, patient["id"], heatmap=False, seed=clients)
-            results.append((await run_level(traffic, clients, 2.0)).summary())
-        return results
-
-    report = verdict(asyncio.run(levels()))
+    brief = ["--levels", "1,4", "--seconds", "2", "--no-heatmap"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.load", "--gateway", str(api.base_url), *brief],
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "BENCHMARK_TOKEN": headers["Authorization"].removeprefix("Bearer ")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout)
+    assert report["rate_limits"] == "the running stack's"
     assert [level["clients"] for level in report["levels"]] == [1, 4]
     for level in report["levels"]:
         assert level["requests"] > 0 and level["status_5xx"] == 0

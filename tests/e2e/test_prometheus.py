@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-from tests.support.launcher import LaunchedStack, get, wait_for
+from devstack.launcher import LaunchedStack
+from tests.support.launcher import get, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -9,15 +9,9 @@ from dotenv import dotenv_values
 from streamlit.testing.v1 import AppTest
 
 from devstack import ROOT
+from devstack.launcher import BANNER_LAST_LINE, LaunchedStack, StackDidNotStart
 from frontend.config.settings import get_settings
-from tests.support.launcher import (
-    BANNER,
-    RESTART_TIMEOUT_S,
-    LaunchedStack,
-    StackDidNotStart,
-    get,
-    wait_for,
-)
+from tests.support.launcher import RESTART_TIMEOUT_S, get, wait_for
 from tests.support.sql import fetch
 
 pytestmark = pytest.mark.timeout(600)
@@ -117,6 +111,7 @@ def test_ctrl_c_stops_everything_and_a_second_run_keeps_the_data(stack, database
     )
     assert stack.interrupt() == 0
     assert stack.output().rstrip().endswith("[devstack] stopped")
+    assert not stack.ready_file.exists()  # a stopped stack does not claim to be ready
     for name in stack.ports:
         assert get(f"{stack.url(name)}/health") is None, f"{name} still answers"
     assert stack.leftover_pids() == []
@@ -130,7 +125,10 @@ def test_ctrl_c_stops_everything_and_a_second_run_keeps_the_data(stack, database
         reference,
     )
     assert [row["external_ref"] for row in rows] == [reference]
-    assert stack.output().count(BANNER) == 2
+    assert stack.output().count(BANNER_LAST_LINE) == 2
+    ready = json.loads(stack.ready_file.read_text())
+    assert ready["launcher_pid"] == stack.process.pid
+    assert ready["urls"]["gateway"] == stack.url("gateway")
 
 
 def test_make_run_bootstrapped_the_demo_model(stack):

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.security.conftest import assert_envelope, logged_in
+from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -35,10 +36,6 @@ def assemble(header: dict, payload: dict, signature: str) -> str:
     return ".".join(
         [b64(json.dumps(header).encode()), b64(json.dumps(payload).encode()), signature]
     )
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def signing_key(stack) -> Ed25519PrivateKey:

@@ -8,6 +8,7 @@ import httpx
 from fastapi import FastAPI
 
 from tests.support.services import auth_app
+from tests.support.tokens import bearer
 
 # Cheap Argon2 parameters, so that a test suite can log in hundreds of times.
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_cost_kib": 8192, "argon2_parallelism": 1}
@@ -31,8 +32,8 @@ class AuthHarness:
         assert response.status_code == 200, response.text
         return response.json()
 
-    async def bearer(self, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD) -> dict:
-        return {"Authorization": f"Bearer {(await self.tokens(email, password))['access_token']}"}
+    async def login_header(self, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD) -> dict:
+        return bearer((await self.tokens(email, password))["access_token"])
 
     async def create_user(
         self, email: str, role: str = "clinician", password: str = "distinct pelican 4491"
@@ -45,7 +46,7 @@ class AuthHarness:
                 "role": role,
                 "password": password,
             },
-            headers=await self.bearer(),
+            headers=await self.login_header(),
         )
         assert response.status_code == 201, response.text
         return response.json()

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from tests.support.images import png_bytes
 from tests.support.services import data_app
-from tests.support.tokens import bearer, test_verifier
+from tests.support.tokens import bearer, mint_token, test_verifier
 
 
 @dataclass
@@ -77,4 +77,6 @@ async def running_data(
         # An unexpected error is answered as the client would see it: a 500 envelope.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://data") as client:
-            yield DataHarness(app, client, bearer("clinician", clinician_id), clinician_id)
+            yield DataHarness(
+                app, client, bearer(mint_token("clinician", clinician_id)), clinician_id
+            )

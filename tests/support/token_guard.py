@@ -1,4 +1,4 @@
-"""A pytest plugin: `tests.support.tokens.bearer` refuses to make a token while the test
+"""A pytest plugin: `tests.support.tokens.mint_token` refuses to make a token while the test
 modules are imported (see that module). The root conftest loads it."""
 
 from tests.support.tokens import refuse_tokens_during_collection

@@ -3,12 +3,13 @@ verifier that trusts it.
 
 A token is made where a test uses it. One made while pytest imports the test modules would
 be used minutes later, after a slow machine has spent its lifetime on the tests before it:
-`bearer` refuses to run during collection (`refuse_tokens_during_collection`, set by the
+`mint_token` refuses to run during collection (`refuse_tokens_during_collection`, set by the
 root conftest), so such a token fails on every machine instead of only on slow ones."""
 
 import time
 import uuid
 
+import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -38,7 +39,19 @@ def test_verifier() -> TokenVerifier:
     return TokenVerifier(_key_for, issuer=ISSUER, audience=AUDIENCE)
 
 
-def bearer(role: str, subject: str | None = None) -> dict[str, str]:
+def bearer(access_token: str) -> dict[str, str]:
+    """The `Authorization` header that carries an access token: the suite's one way to make it."""
+    return {"Authorization": f"Bearer {access_token}"}
+
+
+def issued_token(response: httpx.Response) -> str:
+    """The access token of a successful login's answer."""
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def mint_token(role: str, subject: str | None = None) -> str:
+    """An access token signed by the test key, for a service under test that trusts it."""
     if _collecting:
         raise TokenMadeTooEarly(
             f"a {role!r} token was made while pytest imported the tests: it expires "
@@ -56,5 +69,4 @@ def bearer(role: str, subject: str | None = None) -> dict[str, str]:
         "exp": now + LIFETIME_S,
         "jti": str(uuid.uuid4()),
     }
-    token = jwt.encode(claims, _KEY, algorithm="EdDSA", headers={"kid": "test"})
-    return {"Authorization": f"Bearer {token}"}
+    return jwt.encode(claims, _KEY, algorithm="EdDSA", headers={"kid": "test"})

@@ -12,11 +12,11 @@ import pytest
 
 from devstack import ROOT
 from tests.support.stack_login import RenewingLogin
-from tests.support.tokens import LIFETIME_S, bearer
+from tests.support.tokens import LIFETIME_S, mint_token
 
 # Calls that make a token or read the clock: at import time, their value is stale by the time a
 # test runs, which may be many minutes later on a slow machine.
-CLOCK_READS = {"bearer", "time", "monotonic", "perf_counter", "now", "utcnow", "today"}
+CLOCK_READS = {"mint_token", "time", "monotonic", "perf_counter", "now", "utcnow", "today"}
 
 
 def import_time_calls(tree: ast.Module) -> list[tuple[int, str]]:
@@ -56,19 +56,19 @@ def test_the_import_check_finds_what_it_looks_for():
     source = textwrap.dedent(
         """
         import time
-        ADMIN = bearer("admin")
+        ADMIN = bearer(mint_token("admin"))
         class Case:
             started = time.monotonic()
-        def helper(headers=bearer("viewer")):
-            return bearer("clinician")  # fine: made when called
+        def helper(token=mint_token("viewer")):
+            return bearer(mint_token("clinician"))  # fine: made when called
         @pytest.mark.timeout(time.time())
         def test(): pass
         """
     )
     assert [call for _, call in import_time_calls(ast.parse(source))] == [
-        "bearer",
+        "mint_token",
         "time.monotonic",
-        "bearer",
+        "mint_token",
         "time.time",
     ]
 
@@ -103,8 +103,8 @@ def test_a_token_made_while_the_tests_are_imported_fails_the_run(tmp_path):
     completed = run_pytest_on(
         tmp_path,
         """
-        from tests.support.tokens import bearer
-        CLINICIAN = bearer("clinician")
+        from tests.support.tokens import mint_token
+        CLINICIAN = mint_token("clinician")
         def test_uses_it():
             assert CLINICIAN
         """,
@@ -119,9 +119,9 @@ def test_a_token_made_inside_a_test_is_accepted(tmp_path):
     completed = run_pytest_on(
         tmp_path,
         """
-        from tests.support.tokens import bearer
+        from tests.support.tokens import bearer, mint_token
         def test_makes_its_own():
-            assert bearer("clinician")["Authorization"].startswith("Bearer ")
+            assert bearer(mint_token("clinician"))["Authorization"].startswith("Bearer ")
         """,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -129,7 +129,7 @@ def test_a_token_made_inside_a_test_is_accepted(tmp_path):
 
 
 def test_a_test_token_lives_for_its_stated_lifetime():
-    token = bearer("viewer")["Authorization"].removeprefix("Bearer ")
+    token = mint_token("viewer")
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["exp"] - claims["iat"] == LIFETIME_S
 

@@ -61,7 +61,7 @@ async def test_login_issues_signed_access_and_refresh_tokens(auth):
 
 
 async def test_me_answers_the_user_and_records_the_login(auth):
-    headers = await auth.bearer()
+    headers = await auth.login_header()
     me = await auth.client.get("/me", headers=headers)
     assert me.status_code == 200
     body = me.json()

@@ -60,7 +60,7 @@ async def test_a_duplicate_email_in_any_case_is_409(auth):
             "role": "viewer",
             "password": GOOD_PASSWORD,
         },
-        headers=await auth.bearer(),
+        headers=await auth.login_header(),
     )
     assert response.status_code == 409
     assert error_of(response)["code"] == "email_taken"
@@ -68,7 +68,7 @@ async def test_a_duplicate_email_in_any_case_is_409(auth):
 
 
 async def test_weak_passwords_are_422_naming_the_rule(auth):
-    headers = await auth.bearer()
+    headers = await auth.login_header()
     cases = {
         "short pass": "at least 12 characters",
         "weak@example.com": "must not be the email",
@@ -95,7 +95,7 @@ async def test_weak_passwords_are_422_naming_the_rule(auth):
 
 
 async def test_bad_fields_are_422_without_echoing_them(auth):
-    headers = await auth.bearer()
+    headers = await auth.login_header()
     for body in (
         {"email": "not-an-email", "full_name": "X", "role": "viewer", "password": GOOD_PASSWORD},
         {
@@ -124,7 +124,7 @@ async def test_only_admins_manage_users(auth):
     await auth.create_user("clin@example.com", role="clinician")
     await auth.create_user("view@example.com", role="viewer")
     for email in ("clin@example.com", "view@example.com"):
-        headers = await auth.bearer(email, "distinct pelican 4491")
+        headers = await auth.login_header(email, "distinct pelican 4491")
         listing = await auth.client.get("/users", headers=headers)
         assert listing.status_code == 403
         assert error_of(listing)["code"] == "forbidden"
@@ -147,7 +147,7 @@ async def test_listing_pages_and_filters(auth):
     for index in range(5):
         await auth.create_user(f"c{index}@example.com", role="clinician")
     await auth.create_user("v@example.com", role="viewer")
-    headers = await auth.bearer()
+    headers = await auth.login_header()
     page = (await auth.client.get("/users?limit=2&offset=1", headers=headers)).json()
     assert page["total"] == 7 and page["limit"] == 2 and page["offset"] == 1
     assert [u["email"] for u in page["items"]] == ["c0@example.com", "c1@example.com"]
@@ -163,7 +163,7 @@ async def test_role_change_takes_effect_at_the_next_refresh(auth):
     user = await auth.create_user("promote@example.com", role="viewer")
     pair = await auth.tokens("promote@example.com", "distinct pelican 4491")
     changed = await auth.client.patch(
-        f"/users/{user['id']}", json={"role": "clinician"}, headers=await auth.bearer()
+        f"/users/{user['id']}", json={"role": "clinician"}, headers=await auth.login_header()
     )
     assert changed.status_code == 200 and changed.json()["role"] == "clinician"
     refreshed = await auth.client.post("/refresh", json={"refresh_token": pair["refresh_token"]})
@@ -174,7 +174,7 @@ async def test_role_change_takes_effect_at_the_next_refresh(auth):
 async def test_deactivation_blocks_login_and_revokes_sessions_until_reactivated(auth):
     user = await auth.create_user("leaver@example.com")
     pair = await auth.tokens("leaver@example.com", "distinct pelican 4491")
-    admin = await auth.bearer()
+    admin = await auth.login_header()
     off = await auth.client.patch(f"/users/{user['id']}", json={"is_active": False}, headers=admin)
     assert off.json()["is_active"] is False
     login = await auth.login("leaver@example.com", "distinct pelican 4491")
@@ -192,7 +192,7 @@ async def test_deactivation_blocks_login_and_revokes_sessions_until_reactivated(
 async def test_password_reset_replaces_the_password_and_ends_sessions(auth):
     user = await auth.create_user("forgetful@example.com")
     pair = await auth.tokens("forgetful@example.com", "distinct pelican 4491")
-    admin = await auth.bearer()
+    admin = await auth.login_header()
     weak = await auth.client.patch(
         f"/users/{user['id']}", json={"password": "short"}, headers=admin
     )
@@ -208,7 +208,7 @@ async def test_password_reset_replaces_the_password_and_ends_sessions(auth):
 
 
 async def test_the_last_active_admin_cannot_be_demoted_or_deactivated(auth, auth_database_url):
-    admin = await auth.bearer()
+    admin = await auth.login_header()
     me = (await auth.client.get("/me", headers=admin)).json()
     for change in ({"role": "clinician"}, {"is_active": False}):
         response = await auth.client.patch(f"/users/{me['id']}", json=change, headers=admin)
@@ -223,14 +223,14 @@ async def test_the_last_active_admin_cannot_be_demoted_or_deactivated(auth, auth
     )
     assert rows[0]["n"] == 1
     # A deactivated admin does not count as the remaining one.
-    deputy = await auth.bearer("deputy@example.com", "distinct pelican 4491")
+    deputy = await auth.login_header("deputy@example.com", "distinct pelican 4491")
     deputy_id = (await auth.client.get("/me", headers=deputy)).json()["id"]
     last = await auth.client.patch(f"/users/{deputy_id}", json={"is_active": False}, headers=deputy)
     assert last.status_code == 409
 
 
 async def test_unknown_user_ids_are_404_and_bad_ids_422(auth):
-    admin = await auth.bearer()
+    admin = await auth.login_header()
     missing = await auth.client.get(f"/users/{uuid.uuid4()}", headers=admin)
     assert missing.status_code == 404 and error_of(missing)["code"] == "user_not_found"
     patch = await auth.client.patch(
@@ -259,14 +259,14 @@ async def test_an_old_hash_is_upgraded_at_the_next_login(auth_database_url):
 
 async def test_user_rows_count_matches_listing_total(auth, auth_database_url):
     await auth.create_user("one@example.com")
-    listing = (await auth.client.get("/users", headers=await auth.bearer())).json()
+    listing = (await auth.client.get("/users", headers=await auth.login_header())).json()
     async with auth.app.state.database.sessions() as session:
         count = await session.scalar(select(func.count()).select_from(User))
     assert listing["total"] == count == 2
 
 
 async def test_explicit_nulls_change_nothing(auth):
-    admin = await auth.bearer()
+    admin = await auth.login_header()
     me = (await auth.client.get("/me", headers=admin)).json()
     response = await auth.client.patch(
         f"/users/{me['id']}",
@@ -281,6 +281,6 @@ async def test_explicit_nulls_change_nothing(auth):
 async def test_values_the_database_cannot_take_are_4xx_not_500(auth):
     nul = await auth.login("a\x00b@example.com", "pass\x00word")
     assert nul.status_code == 422, nul.text
-    admin = await auth.bearer()
+    admin = await auth.login_header()
     far = await auth.client.get("/users", params={"offset": 10**21}, headers=admin)
     assert far.status_code == 422

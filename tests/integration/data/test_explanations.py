@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from tests.support.sql import fetch_async
-from tests.support.tokens import bearer
+from tests.support.tokens import bearer, mint_token
 
 EXCHANGE = {
     "kind": "explanation",
@@ -66,7 +66,7 @@ async def test_bad_exchanges_are_refused_and_nothing_is_recorded(data, data_db):
         f"/predictions/{uuid.uuid4()}/explanations", json=EXCHANGE, headers=data.clinician
     )
     assert unknown.status_code == 404
-    viewer = await data.client.post(path, json=EXCHANGE, headers=bearer("viewer"))
+    viewer = await data.client.post(path, json=EXCHANGE, headers=bearer(mint_token("viewer")))
     assert viewer.status_code == 403
     for bad in (
         {**EXCHANGE, "prompt_sha256": "not a hash"},

@@ -6,7 +6,7 @@ import uuid
 from data_service.images.storage import ImageStore
 from tests.support.data import png_bytes
 from tests.support.sql import fetch_async
-from tests.support.tokens import bearer
+from tests.support.tokens import bearer, mint_token
 
 
 async def test_patients_are_created_read_updated_and_searched(data):
@@ -24,7 +24,7 @@ async def test_patients_are_created_read_updated_and_searched(data):
         headers=data.clinician,
     )
     assert changed.json()["birth_year"] == 1961 and changed.json()["sex"] == "female"
-    viewer = bearer("viewer")
+    viewer = bearer(mint_token("viewer"))
     found = (await data.client.get("/patients?search=h-2026", headers=viewer)).json()
     assert [p["external_ref"] for p in found["items"]] == ["H-2026-001", "H-2026-002"]
     page = (await data.client.get("/patients?limit=1&offset=1", headers=viewer)).json()
@@ -32,7 +32,7 @@ async def test_patients_are_created_read_updated_and_searched(data):
 
 
 async def test_patient_bad_input(data):
-    viewer = bearer("viewer")
+    viewer = bearer(mint_token("viewer"))
     assert (
         await data.client.post("/patients", json={"external_ref": "A-1"}, headers=viewer)
     ).status_code == 403
@@ -71,7 +71,9 @@ async def test_the_same_bytes_are_stored_once(data, data_db, tmp_path):
         "/images", content=png_bytes(1), headers={**data.clinician, "Content-Type": "image/png"}
     )
     assert again.status_code == 200 and again.json()["id"] == body["id"]
-    content = await data.client.get(f"/images/{body['id']}/content", headers=bearer("viewer"))
+    content = await data.client.get(
+        f"/images/{body['id']}/content", headers=bearer(mint_token("viewer"))
+    )
     assert content.content == png_bytes(1) and content.headers["content-type"] == "image/png"
     stored = ImageStore(tmp_path / "images").path_for(body["sha256"])
     assert stored.read_bytes() == png_bytes(1)

@@ -11,7 +11,7 @@ import pytest
 
 from ml.datasets import FOLDER_LABELS
 from tests.support.sql import fetch_async
-from tests.support.tokens import bearer
+from tests.support.tokens import bearer, mint_token
 
 
 async def test_a_prediction_is_stored_with_the_image_patient(data):
@@ -22,7 +22,7 @@ async def test_a_prediction_is_stored_with_the_image_patient(data):
     body = response.json()
     assert body["patient_id"] == patient["id"] and body["requested_by"] == data.clinician_id
     assert body["reviewed"] is False
-    got = await data.client.get(f"/predictions/{body['id']}", headers=bearer("viewer"))
+    got = await data.client.get(f"/predictions/{body['id']}", headers=bearer(mint_token("viewer")))
     assert got.json() == body
 
 
@@ -33,7 +33,7 @@ async def test_the_same_idempotency_key_gives_the_first_prediction_even_concurre
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json() == first.json()  # the first one, not the new content
     other_caller = await data.prediction(
-        image["id"], key="upload-42", headers=bearer("clinician", str(uuid.uuid4()))
+        image["id"], key="upload-42", headers=bearer(mint_token("clinician", str(uuid.uuid4())))
     )
     assert other_caller.status_code == 201 and other_caller.json()["id"] != first.json()["id"]
 
@@ -62,7 +62,9 @@ async def test_prediction_bad_input(data):
         },
     )
     assert bad_label.status_code == 422
-    assert (await data.prediction(image["id"], headers=bearer("viewer"))).status_code == 403
+    assert (
+        await data.prediction(image["id"], headers=bearer(mint_token("viewer")))
+    ).status_code == 403
     assert (
         await data.client.get(f"/predictions/{uuid.uuid4()}", headers=data.clinician)
     ).status_code == 404
@@ -131,10 +133,10 @@ async def test_reviews_keep_one_current_verdict_per_reviewer_and_the_history(dat
     )
     assert change.status_code == 201
     other = await data.client.post(
-        url, json={"verdict": "agree"}, headers=bearer("clinician", str(uuid.uuid4()))
+        url, json={"verdict": "agree"}, headers=bearer(mint_token("clinician", str(uuid.uuid4())))
     )
     assert other.status_code == 201
-    history = (await data.client.get(url, headers=bearer("viewer"))).json()
+    history = (await data.client.get(url, headers=bearer(mint_token("viewer")))).json()
     assert [(r["verdict"], r["is_current"]) for r in history] == [
         ("agree", False),
         ("disagree", True),
@@ -164,7 +166,9 @@ async def test_review_bad_input(data):
         f"/predictions/{uuid.uuid4()}/reviews", json={"verdict": "agree"}, headers=data.clinician
     )
     assert missing.status_code == 404
-    viewer = await data.client.post(url, json={"verdict": "agree"}, headers=bearer("viewer"))
+    viewer = await data.client.post(
+        url, json={"verdict": "agree"}, headers=bearer(mint_token("viewer"))
+    )
     assert viewer.status_code == 403
 
 
@@ -188,7 +192,7 @@ async def test_statistics_match_hand_counted_fixtures(data):
         await data.client.post(
             f"/predictions/{prediction['id']}/reviews", json=body, headers=data.clinician
         )
-    stats = (await data.client.get("/stats", headers=bearer("viewer"))).json()
+    stats = (await data.client.get("/stats", headers=bearer(mint_token("viewer")))).json()
     today = datetime.now(UTC).date().isoformat()
     assert stats["predictions"] == 5
     assert stats["mean_latency_ms"] == pytest.approx(30.0)
@@ -208,7 +212,7 @@ async def test_statistics_match_hand_counted_fixtures(data):
     empty = (
         await data.client.get(
             "/stats",
-            headers=bearer("viewer"),
+            headers=bearer(mint_token("viewer")),
             params={"created_from": "2000-01-01T00:00:00Z", "created_to": "2000-01-02T00:00:00Z"},
         )
     ).json()
@@ -231,7 +235,7 @@ async def test_reviewed_labels_export_for_retraining(data):
         headers=data.clinician,
     )
     assert (await data.client.get("/exports/labels", headers=data.clinician)).status_code == 403
-    response = await data.client.get("/exports/labels", headers=bearer("admin"))
+    response = await data.client.get("/exports/labels", headers=bearer(mint_token("admin")))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
@@ -261,8 +265,8 @@ async def test_every_write_produced_an_audit_event_and_the_trail_is_append_only(
         json={"verdict": "agree"},
         headers=data.clinician,
     )
-    await data.client.get("/exports/labels", headers=bearer("admin"))
-    events = (await data.client.get("/audit", headers=bearer("admin"))).json()
+    await data.client.get("/exports/labels", headers=bearer(mint_token("admin")))
+    events = (await data.client.get("/audit", headers=bearer(mint_token("admin")))).json()
     assert [e["action"] for e in reversed(events)] == [
         "patient.created",
         "patient.updated",

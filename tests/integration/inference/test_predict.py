@@ -14,7 +14,7 @@ from PIL import Image
 from ml.contract import decode_image, preprocess_image
 from tests.support.images import png_bytes
 from tests.support.inference import running_inference
-from tests.support.tokens import bearer
+from tests.support.tokens import bearer, mint_token
 
 REGIONS = {
     f"{row} {column}" for row in ("upper", "middle", "lower") for column in ("left", "right")
@@ -35,7 +35,7 @@ async def post_file(
 ):
     return await client.post(
         f"/predict?heatmap={str(heatmap).lower()}",
-        headers=bearer("clinician") if headers is None else headers,
+        headers=bearer(mint_token("clinician")) if headers is None else headers,
         files={"file": (name, data, content_type)},
     )
 
@@ -50,7 +50,9 @@ async def test_a_prediction_equals_the_model_called_directly(
     async with running_inference(inference_db, models_dir) as (_, client):
         response = await post_file(client, image)
         raw = await client.post(
-            "/predict", content=image, headers={**bearer("clinician"), "Content-Type": "image/png"}
+            "/predict",
+            content=image,
+            headers={**bearer(mint_token("clinician")), "Content-Type": "image/png"},
         )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -73,7 +75,7 @@ async def test_batched_results_equal_single_ones(inference_db, models_dir, train
         singles = [(await post_file(client, image)).json() for image in images]
         batch = await client.post(
             "/predict/batch",
-            headers=bearer("clinician"),
+            headers=bearer(mint_token("clinician")),
             files=[("files", (f"{i}.png", image, "image/png")) for i, image in enumerate(images)],
         )
         # Concurrent single requests are gathered into shared model calls.
@@ -159,16 +161,18 @@ async def test_every_bad_upload_gets_a_clear_4xx(inference_db, models_dir):
         wrong_type = await client.post(
             "/predict",
             content=b"hello",
-            headers={**bearer("clinician"), "Content-Type": "text/plain"},
+            headers={**bearer(mint_token("clinician")), "Content-Type": "text/plain"},
         )
         assert wrong_type.status_code == 415
         no_field = await client.post(
-            "/predict", headers=bearer("clinician"), files={"other": ("x.png", good, "image/png")}
+            "/predict",
+            headers=bearer(mint_token("clinician")),
+            files={"other": ("x.png", good, "image/png")},
         )
         assert no_field.status_code == 422
         too_many = await client.post(
             "/predict/batch",
-            headers=bearer("clinician"),
+            headers=bearer(mint_token("clinician")),
             files=[("files", (f"{i}.png", good, "image/png")) for i in range(40)],
         )
         assert too_many.status_code in (400, 422)
@@ -181,8 +185,12 @@ async def test_every_bad_upload_gets_a_clear_4xx(inference_db, models_dir):
 async def test_roles_and_tokens(inference_db, models_dir):
     async with running_inference(inference_db, models_dir) as (_, client):
         assert (await post_file(client, png(1), headers={})).status_code == 401
-        assert (await post_file(client, png(1), headers=bearer("viewer"))).status_code == 403
-        assert (await post_file(client, png(1), headers=bearer("admin"))).status_code == 200
+        assert (
+            await post_file(client, png(1), headers=bearer(mint_token("viewer")))
+        ).status_code == 403
+        assert (
+            await post_file(client, png(1), headers=bearer(mint_token("admin")))
+        ).status_code == 200
 
 
 async def test_metrics_count_predictions_by_label_and_version(inference_db, models_dir):

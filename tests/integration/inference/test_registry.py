@@ -7,21 +7,21 @@ import shutil
 
 from tests.support.images import png_bytes
 from tests.support.inference import copy_versions, running_inference
-from tests.support.tokens import bearer
+from tests.support.tokens import bearer, mint_token
 
 
 async def predict(client, seed: int = 0):
     return await client.post(
         "/predict",
-        headers=bearer("clinician"),
+        headers=bearer(mint_token("clinician")),
         files={"file": ("x.png", png_bytes(seed, 32), "image/png")},
     )
 
 
 async def test_the_newest_version_on_disk_is_activated_when_none_is(inference_db, models_dir):
     async with running_inference(inference_db, models_dir) as (_, client):
-        listed = (await client.get("/models", headers=bearer("viewer"))).json()
-        detail = await client.get("/models/tiny-a", headers=bearer("viewer"))
+        listed = (await client.get("/models", headers=bearer(mint_token("viewer")))).json()
+        detail = await client.get("/models/tiny-a", headers=bearer(mint_token("viewer")))
     assert [(v["version"], v["status"], v["activated_by"]) for v in listed] == [
         ("tiny-a", "active", "system")
     ]
@@ -35,7 +35,7 @@ async def test_the_newest_version_on_disk_is_activated_when_none_is(inference_db
 
 
 async def test_report_figures_are_served_and_nothing_outside_them(inference_db, models_dir):
-    viewer = bearer("viewer")
+    viewer = bearer(mint_token("viewer"))
     async with running_inference(inference_db, models_dir) as (_, client):
         figure = await client.get("/models/tiny-a/figures/exploration/samples.png", headers=viewer)
         outside = [
@@ -82,21 +82,27 @@ async def test_registration_refuses_bad_folders_and_keeps_the_active_model(
         }
         for path, (status, fragment) in cases.items():
             response = await client.post(
-                "/models", json={"path": path, "activate": True}, headers=bearer("admin")
+                "/models",
+                json={"path": path, "activate": True},
+                headers=bearer(mint_token("admin")),
             )
             assert response.status_code == status, (path, response.text)
             assert fragment in response.json()["error"]["message"], path
         forbidden = await client.post(
-            "/models", json={"path": "tiny-b"}, headers=bearer("clinician")
+            "/models", json={"path": "tiny-b"}, headers=bearer(mint_token("clinician"))
         )
         assert forbidden.status_code == 403
-        ok = await client.post("/models", json={"path": "tiny-b"}, headers=bearer("admin"))
+        ok = await client.post(
+            "/models", json={"path": "tiny-b"}, headers=bearer(mint_token("admin"))
+        )
         assert ok.status_code == 201 and ok.json()["status"] == "registered"
-        again = await client.post("/models", json={"path": "tiny-b"}, headers=bearer("admin"))
+        again = await client.post(
+            "/models", json={"path": "tiny-b"}, headers=bearer(mint_token("admin"))
+        )
         assert again.status_code == 409
-        missing = await client.post("/models/nope/activate", headers=bearer("admin"))
+        missing = await client.post("/models/nope/activate", headers=bearer(mint_token("admin")))
         assert missing.status_code == 404
-        listed = (await client.get("/models", headers=bearer("admin"))).json()
+        listed = (await client.get("/models", headers=bearer(mint_token("admin")))).json()
         assert {v["version"]: v["status"] for v in listed} == {
             "tiny-a": "active",
             "tiny-b": "registered",
@@ -114,7 +120,9 @@ async def test_activation_switches_the_served_version_without_a_failed_request(
         assert (await predict(client)).json()["model_version"] == "tiny-a"
         assert (await predict(replica)).json()["model_version"] == "tiny-a"
         copy_versions(trained_versions, models_dir, ["tiny-b"])
-        registered = await client.post("/models", json={"path": "tiny-b"}, headers=bearer("admin"))
+        registered = await client.post(
+            "/models", json={"path": "tiny-b"}, headers=bearer(mint_token("admin"))
+        )
         assert registered.status_code == 201
 
         seen: list[tuple[int, str]] = []
@@ -130,7 +138,9 @@ async def test_activation_switches_the_served_version_without_a_failed_request(
 
         streams = [asyncio.create_task(stream(c)) for c in (client, client, replica, replica)]
         await asyncio.sleep(0.5)
-        activated = await client.post("/models/tiny-b/activate", headers=bearer("admin"))
+        activated = await client.post(
+            "/models/tiny-b/activate", headers=bearer(mint_token("admin"))
+        )
         assert activated.status_code == 200 and activated.json()["status"] == "active"
         for _ in range(100):  # both replicas follow within a few seconds
             await asyncio.sleep(0.1)
