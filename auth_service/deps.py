@@ -19,4 +19,4 @@ def client_address(request: Request) -> str:
 
 LoginContextDep = Annotated[LoginContext, Depends(login_context)]
 ClientAddress = Annotated[str, Depends(client_address)]
-AdminPrincipal = Annotated[Principal, Depends(require_roles("admin"))]
+Admin = Annotated[Principal, Depends(require_roles("admin"))]

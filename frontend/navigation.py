@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import streamlit as st
 
@@ -19,19 +20,30 @@ from frontend.components.widgets import mark_session_expired, show_error
 from frontend.utils.gateway_client import GatewayClient, GatewayError, SessionExpired
 
 logger = logging.getLogger("frontend")
-EVERYONE = {"admin", "clinician", "viewer"}
-CLINICAL = {"admin", "clinician"}
-# (render, title, icon, url path, roles that see it)
-PAGES: list[tuple[Callable[[GatewayClient], None], str, str, str, set[str]]] = [
-    (render_analyse, "Analyse", ":material/biotech:", "analyse", CLINICAL),
-    (render_history, "Patients & history", ":material/history:", "history", EVERYONE),
-    (render_review_queue, "Review queue", ":material/rate_review:", "review", CLINICAL),
-    (render_assistant, "Assistant", ":material/smart_toy:", "assistant", CLINICAL),
-    (render_dashboard, "Dashboard", ":material/monitoring:", "dashboard", EVERYONE),
-    (render_models, "Models", ":material/model_training:", "models", EVERYONE),
-    (render_data, "Data", ":material/dataset:", "data", EVERYONE),
-    (render_admin, "Users", ":material/group:", "users", {"admin"}),
-    (render_about, "About", ":material/info:", "about", EVERYONE),
+EVERYONE = frozenset({"admin", "clinician", "viewer"})
+CLINICAL = frozenset({"admin", "clinician"})
+
+
+@dataclass(frozen=True)
+class PageEntry:
+    render: Callable[[GatewayClient], None]
+    title: str
+    icon: str
+    url_path: str
+    roles: frozenset[str]  # who sees it in the navigation
+
+
+# In the navigation's order; a signed-in user's first visible page is their start page.
+PAGES: list[PageEntry] = [
+    PageEntry(render_analyse, "Analyse", ":material/biotech:", "analyse", CLINICAL),
+    PageEntry(render_history, "Patients & history", ":material/history:", "history", EVERYONE),
+    PageEntry(render_review_queue, "Review queue", ":material/rate_review:", "review", CLINICAL),
+    PageEntry(render_assistant, "Assistant", ":material/smart_toy:", "assistant", CLINICAL),
+    PageEntry(render_dashboard, "Dashboard", ":material/monitoring:", "dashboard", EVERYONE),
+    PageEntry(render_models, "Models", ":material/model_training:", "models", EVERYONE),
+    PageEntry(render_data, "Data", ":material/dataset:", "data", EVERYONE),
+    PageEntry(render_admin, "Users", ":material/group:", "users", frozenset({"admin"})),
+    PageEntry(render_about, "About", ":material/info:", "about", EVERYONE),
 ]
 
 
@@ -63,12 +75,18 @@ def pages_for(client: GatewayClient) -> list:
         return [
             st.Page(sign_in, title="Sign in", icon=":material/login:", default=True),
             *(
-                st.Page(sign_in, title=title, url_path=path, visibility="hidden")
-                for _, title, _, path, _ in PAGES
+                st.Page(sign_in, title=entry.title, url_path=entry.url_path, visibility="hidden")
+                for entry in PAGES
             ),
         ]
-    visible = [entry for entry in PAGES if session.role in entry[4]]
+    visible = [entry for entry in PAGES if session.role in entry.roles]
     return [
-        st.Page(guarded(render, client), title=title, icon=icon, url_path=path, default=i == 0)
-        for i, (render, title, icon, path, _) in enumerate(visible)
+        st.Page(
+            guarded(entry.render, client),
+            title=entry.title,
+            icon=entry.icon,
+            url_path=entry.url_path,
+            default=i == 0,
+        )
+        for i, entry in enumerate(visible)
     ]

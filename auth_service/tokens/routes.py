@@ -1,5 +1,6 @@
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
+from auth_service.deps import LoginContextDep
 from auth_service.tokens.schemas import Jwks
 
 router = APIRouter(tags=["keys"])
@@ -10,7 +11,7 @@ router = APIRouter(tags=["keys"])
     response_model=Jwks,
     summary="Public keys that verify the tokens (current and recently retired)",
 )
-async def jwks(request: Request, response: Response) -> dict:
+async def jwks(context: LoginContextDep, response: Response) -> dict:
     # Verifiers cache it; a short lifetime lets a rotation reach them quickly.
     response.headers["Cache-Control"] = "public, max-age=300"
-    return request.app.state.login.issuer.keyring.jwks()
+    return context.issuer.keyring.jwks()

@@ -1,9 +1,9 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 
-from auth_service.deps import AdminPrincipal
+from auth_service.deps import Admin, LoginContextDep
 from auth_service.users import service
 from auth_service.users.schemas import Role, UserCreate, UserOut, UserPage, UserUpdate
 from common.auth import CurrentPrincipal, InvalidToken
@@ -30,9 +30,9 @@ async def me(principal: CurrentPrincipal, session: SessionDep) -> UserOut:
     summary="Create a user (admin)",
 )
 async def create_user(
-    body: UserCreate, admin: AdminPrincipal, session: SessionDep, request: Request
+    body: UserCreate, admin: Admin, session: SessionDep, context: LoginContextDep
 ) -> UserOut:
-    user = await service.create(session, request.app.state.login.hashing, body)
+    user = await service.create(session, context.hashing, body)
     await session.commit()
     service.audit.info(
         "user created",
@@ -48,7 +48,7 @@ async def create_user(
 
 @router.get("/users", response_model=UserPage, summary="List users (admin)")
 async def list_users(
-    _: AdminPrincipal,
+    _: Admin,
     session: SessionDep,
     role: Role | None = None,
     is_active: bool | None = None,
@@ -64,7 +64,7 @@ async def list_users(
 
 
 @router.get("/users/{user_id}", response_model=UserOut, summary="One user (admin)")
-async def get_user(user_id: uuid.UUID, _: AdminPrincipal, session: SessionDep) -> UserOut:
+async def get_user(user_id: uuid.UUID, _: Admin, session: SessionDep) -> UserOut:
     return UserOut.model_validate(await service.get(session, user_id))
 
 
@@ -76,12 +76,10 @@ async def get_user(user_id: uuid.UUID, _: AdminPrincipal, session: SessionDep) -
 async def update_user(
     user_id: uuid.UUID,
     body: UserUpdate,
-    admin: AdminPrincipal,
+    admin: Admin,
     session: SessionDep,
-    request: Request,
+    context: LoginContextDep,
 ) -> UserOut:
-    user = await service.update(
-        session, request.app.state.login.hashing, user_id, body, actor=admin.subject
-    )
+    user = await service.update(session, context.hashing, user_id, body, actor=admin.subject)
     await session.commit()
     return UserOut.model_validate(user)

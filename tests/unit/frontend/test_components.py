@@ -582,8 +582,8 @@ def test_a_result_links_to_the_assistant_for_clinicians_only(fake):
 
     patient = fake.add_patient("H-3")
     prediction = fake.add_prediction("malignant", 0.9, patient["id"])
-    entry = next(e for e in PAGES if e[0] is assistant.render_assistant)
-    assert (entry[3], entry[4]) == (assistant.URL_PATH, assistant.ROLES)
+    entry = next(e for e in PAGES if e.render is assistant.render_assistant)
+    assert (entry.url_path, entry.roles) == (assistant.URL_PATH, assistant.ROLES)
     clinician = run("history:render_history", "clinician")
     clinician.text_input[0].input("H-3").run()
     link = clinician.get("page_link")[0]
