@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.errors import ServiceError
-from gateway.downstream import Downstreams
-from gateway.proxy import raise_for_answer
+from gateway.plumbing.downstream import Downstreams
+from gateway.plumbing.proxy import raise_for_answer
 
 MALIGNANT = "malignant"
 

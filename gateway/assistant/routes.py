@@ -8,11 +8,12 @@ from fastapi import APIRouter, Body, Request
 
 from gateway.assistant.facts import gather_facts
 from gateway.assistant.prompt import Turn
+from gateway.assistant.schemas import ExplainRequest, Explanation, ExplanationFacts
 from gateway.assistant.service import Assistant
 from gateway.assistant.wording import CAVEAT
-from gateway.proxy import caller_identity, downstreams
-from gateway.ratelimit import AssistantQuota
-from gateway.schemas import ExplainRequest, Explanation, ExplanationFacts, error_responses
+from gateway.plumbing.errors import error_responses
+from gateway.plumbing.proxy import caller_identity, downstreams
+from gateway.plumbing.ratelimit import AssistantQuota
 
 router = APIRouter(prefix="/api/v1/predictions", tags=["assistant"])
 

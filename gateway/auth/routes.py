@@ -7,10 +7,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
-from gateway.deps import Admin, Reader
-from gateway.proxy import forward
-from gateway.ratelimit import limit_login
-from gateway.schemas import (
+from gateway.auth.schemas import (
     RefreshRequest,
     Role,
     TokenPair,
@@ -18,8 +15,11 @@ from gateway.schemas import (
     UserCreate,
     UserPage,
     UserUpdate,
-    error_responses,
 )
+from gateway.deps import Admin, Reader
+from gateway.plumbing.errors import error_responses
+from gateway.plumbing.proxy import forward
+from gateway.plumbing.ratelimit import limit_login
 
 router = APIRouter(prefix="/api/v1")
 

@@ -5,8 +5,9 @@ from datetime import datetime
 from fastapi import APIRouter, Request, Response
 
 from gateway.deps import Admin, Reader
-from gateway.proxy import forward
-from gateway.schemas import Stats, error_responses
+from gateway.insights.schemas import Stats
+from gateway.plumbing.errors import error_responses
+from gateway.plumbing.proxy import forward
 
 router = APIRouter(prefix="/api/v1")
 

@@ -10,17 +10,11 @@ from pydantic import TypeAdapter, ValidationError
 from common.errors import ServiceError
 from common.uploads import image_upload_openapi, looks_like_image, not_an_image, read_upload
 from gateway.deps import Clinical, Reader
-from gateway.flow import PredictionFlow, Upload
-from gateway.proxy import caller_identity, downstreams, forward, raise_for_answer, relay
-from gateway.ratelimit import PredictionQuota
-from gateway.schemas import (
-    Label,
-    Prediction,
-    PredictionPage,
-    Review,
-    ReviewCreate,
-    error_responses,
-)
+from gateway.plumbing.errors import error_responses
+from gateway.plumbing.proxy import caller_identity, downstreams, forward, raise_for_answer, relay
+from gateway.plumbing.ratelimit import PredictionQuota
+from gateway.predictions.flow import PredictionFlow, Upload
+from gateway.predictions.schemas import Label, Prediction, PredictionPage, Review, ReviewCreate
 
 router = APIRouter(prefix="/api/v1/predictions", tags=["predictions"])
 

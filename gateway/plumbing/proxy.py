@@ -1,14 +1,14 @@
 """Passing a request on to a downstream service and its answer back.
 
 Only the headers a downstream needs go in, and only those a caller should see come back;
-failures to reach the service are the 503/504 envelopes of `gateway.downstream`.
+failures to reach the service are the 503/504 envelopes of `gateway.plumbing.downstream`.
 """
 
 import httpx
 from fastapi import Request, Response
 
 from common.errors import ServiceError
-from gateway.downstream import Downstreams
+from gateway.plumbing.downstream import Downstreams
 
 # What a caller may tell a downstream service; everything else (cookies, hop-by-hop
 # headers, anything spoofing our own) stays at the gateway.

@@ -5,8 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from gateway.deps import Admin, Reader
-from gateway.proxy import forward
-from gateway.schemas import ModelVersion, ModelVersionDetail, error_responses
+from gateway.models.schemas import ModelVersion, ModelVersionDetail
+from gateway.plumbing.errors import error_responses
+from gateway.plumbing.proxy import forward
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 Version = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]

@@ -6,8 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from gateway.deps import Clinical, Reader
-from gateway.proxy import forward
-from gateway.schemas import Patient, PatientCreate, PatientPage, PatientUpdate, error_responses
+from gateway.patients.schemas import Patient, PatientCreate, PatientPage, PatientUpdate
+from gateway.plumbing.errors import error_responses
+from gateway.plumbing.proxy import forward
 
 router = APIRouter(prefix="/api/v1/patients", tags=["patients"])
 READ_ERRORS = error_responses(401, 422, 429, 503, 504)
