@@ -12,12 +12,13 @@ from common.auth import jwks_token_verifier
 from gateway.assistant.routes import router as assistant_router
 from gateway.assistant.service import Assistant, provider_from_settings
 from gateway.auth.routes import router as auth_router
+from gateway.deps import limit_general
 from gateway.insights.routes import router as insights_router
 from gateway.models.routes import router as models_router
 from gateway.patients.routes import router as patients_router
 from gateway.plumbing.downstream import Downstreams
 from gateway.plumbing.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from gateway.plumbing.ratelimit import RateLimits, limit_general
+from gateway.plumbing.ratelimit import RateLimits
 from gateway.predictions.flow import PredictionFlow
 from gateway.predictions.routes import router as predictions_router
 from gateway.settings import GatewaySettings, get_settings
@@ -97,7 +98,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     downstreams = state["downstreams"] = Downstreams(settings, app.state.metrics_registry)
     app.state.downstreams = downstreams
-    app.state.rate_limits = RateLimits(settings, app.state.metrics_registry)
+    rate_limits = app.state.rate_limits = RateLimits(settings, app.state.metrics_registry)
     app.state.prediction_flow = PredictionFlow(downstreams, settings.predict_timeout_s)
     app.state.assistant = state["assistant"] = Assistant(
         provider_from_settings(settings),
@@ -112,5 +113,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     for name in downstreams.clients:
         app.state.readiness_checks[name] = downstreams.readiness_check(name)
     if settings.redis_url:
-        app.state.readiness_checks["rate_limit_store"] = app.state.rate_limits.check
+        app.state.readiness_checks["rate_limit_store"] = rate_limits.check
     return app

@@ -9,17 +9,12 @@ from fastapi import APIRouter, Body, Request
 from gateway.assistant.facts import gather_facts
 from gateway.assistant.prompt import Turn
 from gateway.assistant.schemas import ExplainRequest, Explanation, ExplanationFacts
-from gateway.assistant.service import Assistant
 from gateway.assistant.wording import CAVEAT
+from gateway.deps import AssistantDep, AssistantQuota, DownstreamsDep
 from gateway.plumbing.errors import error_responses
-from gateway.plumbing.proxy import caller_identity, downstreams
-from gateway.plumbing.ratelimit import AssistantQuota
+from gateway.plumbing.proxy import caller_identity
 
 router = APIRouter(prefix="/api/v1/predictions", tags=["assistant"])
-
-
-def assistant(request: Request) -> Assistant:
-    return request.app.state.assistant
 
 
 @router.post(
@@ -39,17 +34,17 @@ def assistant(request: Request) -> Assistant:
 )
 async def explain_prediction(
     request: Request,
+    downstreams: DownstreamsDep,
+    assistant: AssistantDep,
     prediction_id: uuid.UUID,
     _: AssistantQuota,
     body: Annotated[ExplainRequest | None, Body()] = None,
 ) -> Explanation:
     body = body or ExplainRequest()
     headers = caller_identity(request)
-    gathered = await gather_facts(downstreams(request), prediction_id, headers)
+    gathered = await gather_facts(downstreams, prediction_id, headers)
     history = [Turn(turn.role, turn.content) for turn in body.history]
-    reply = await assistant(request).exchange(
-        prediction_id, gathered, body.question, history, headers
-    )
+    reply = await assistant.exchange(prediction_id, gathered, body.question, history, headers)
     facts = gathered.facts
     return Explanation(
         prediction_id=prediction_id,
