@@ -1,7 +1,6 @@
 """`/api/v1/predictions/{id}/explain`: the clinician assistant."""
 
 import uuid
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
@@ -56,13 +55,13 @@ async def explain_prediction(
         replaced_reason=reply.replaced_reason,  # type: ignore[arg-type]
         attempted_provider=reply.attempted_provider,
         facts=ExplanationFacts(
-            label=facts.label,  # type: ignore[arg-type]
+            label=facts.label,
             probability=facts.probability,
             probabilities=facts.probabilities,
             threshold=facts.threshold,
             model_version=facts.model_version,
             reviewed=facts.reviewed,
-            heatmap_focus=asdict(facts.heatmap) if facts.heatmap else None,  # type: ignore[arg-type]
+            heatmap_focus=facts.heatmap,
         ),
         caveat=CAVEAT,
         prompt_sha256=reply.prompt.sha256(),

@@ -1,5 +1,7 @@
 """Predictions and their reviews as API consumers see them in `/openapi.json`. A review is
-checked against these before the data service is called; answers are documented with them."""
+checked against these before the data service is called; answers are documented with them.
+`HeatmapFocus` is the one definition of where a Grad-CAM map concentrates: the assistant
+reads a stored prediction's summary with it too."""
 
 import uuid
 from datetime import datetime
