@@ -9,13 +9,29 @@ from starlette.middleware.cors import CORSMiddleware
 
 from common.app import create_service_app
 from common.auth import jwks_token_verifier
+from gateway.assistant.routes import router as assistant_router
 from gateway.assistant.service import Assistant, provider_from_settings
-from gateway.downstream import Downstreams
-from gateway.flow import PredictionFlow
-from gateway.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from gateway.ratelimit import RateLimits, limit_general
-from gateway.routes import assistant, auth, insights, models, patients, predictions
+from gateway.auth.routes import router as auth_router
+from gateway.deps import limit_general
+from gateway.insights.routes import router as insights_router
+from gateway.models.routes import router as models_router
+from gateway.patients.routes import router as patients_router
+from gateway.plumbing.downstream import Downstreams
+from gateway.plumbing.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from gateway.plumbing.ratelimit import RateLimits
+from gateway.predictions.flow import PredictionFlow
+from gateway.predictions.routes import router as predictions_router
 from gateway.settings import GatewaySettings, get_settings
+
+# Every public feature's routes, in the order the API docs list them.
+FEATURE_ROUTERS = (
+    auth_router,
+    predictions_router,
+    assistant_router,
+    patients_router,
+    insights_router,
+    models_router,
+)
 
 UPLOAD_PATHS = frozenset({"/api/v1/predictions"})
 # What a browser on an allowed origin may send and read.
@@ -82,7 +98,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     downstreams = state["downstreams"] = Downstreams(settings, app.state.metrics_registry)
     app.state.downstreams = downstreams
-    app.state.rate_limits = RateLimits(settings, app.state.metrics_registry)
+    rate_limits = app.state.rate_limits = RateLimits(settings, app.state.metrics_registry)
     app.state.prediction_flow = PredictionFlow(downstreams, settings.predict_timeout_s)
     app.state.assistant = state["assistant"] = Assistant(
         provider_from_settings(settings),
@@ -92,10 +108,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.metrics_registry,
     )
     app.state.token_verifier = jwks_token_verifier(downstreams.clients["auth"], settings)
-    for module in (auth, predictions, assistant, patients, insights, models):
-        app.include_router(module.router, dependencies=[Depends(limit_general)])
+    for router in FEATURE_ROUTERS:
+        app.include_router(router, dependencies=[Depends(limit_general)])
     for name in downstreams.clients:
         app.state.readiness_checks[name] = downstreams.readiness_check(name)
     if settings.redis_url:
-        app.state.readiness_checks["rate_limit_store"] = app.state.rate_limits.check
+        app.state.readiness_checks["rate_limit_store"] = rate_limits.check
     return app

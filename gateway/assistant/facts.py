@@ -8,9 +8,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from common.errors import ServiceError
-from gateway.downstream import Downstreams
-from gateway.proxy import raise_for_answer
+from gateway.plumbing.downstream import Downstreams
+from gateway.plumbing.proxy import raise_for_answer
+from gateway.predictions.schemas import HeatmapFocus, Label
 
 MALIGNANT = "malignant"
 
@@ -28,25 +31,6 @@ class ModelFacts:
 
 
 @dataclass(frozen=True)
-class HeatmapFacts:
-    region: str | None
-    peak_region: str | None
-    hot_area_fraction: float
-    spread: str
-    areas: int = 1
-
-    @classmethod
-    def read(cls, focus: dict[str, Any]) -> "HeatmapFacts":
-        return cls(
-            region=focus.get("region"),
-            peak_region=focus.get("peak_region"),
-            hot_area_fraction=float(focus.get("hot_area_fraction") or 0.0),
-            spread=str(focus.get("spread") or "none"),
-            areas=int(focus.get("areas") or 1),
-        )
-
-
-@dataclass(frozen=True)
 class ReviewFacts:
     agreed: int  # current reviews agreeing with the model
     corrections: tuple[str, ...]  # labels of current reviews disagreeing
@@ -54,7 +38,7 @@ class ReviewFacts:
 
 @dataclass(frozen=True)
 class PredictionFacts:
-    label: str
+    label: Label
     probability: float  # of `label`
     probabilities: dict[str, float]
     threshold: float  # P(malignant) at or above which the label is malignant
@@ -62,7 +46,7 @@ class PredictionFacts:
     model: ModelFacts | None  # None when the registry could not tell (see model_note)
     model_note: str | None
     has_heatmap: bool
-    heatmap: HeatmapFacts | None  # None without a heatmap or for older predictions
+    heatmap: HeatmapFocus | None  # None without a heatmap or for older predictions
     review: ReviewFacts
 
     @property
@@ -111,13 +95,24 @@ def review_facts(reviews: list[dict[str, Any]]) -> ReviewFacts:
     )
 
 
+def heatmap_focus(prediction: dict[str, Any]) -> HeatmapFocus | None:
+    """The stored prediction's summary of its Grad-CAM map, read as the API documents it."""
+    focus = prediction.get("heatmap_focus")
+    if focus is None:
+        return None
+    try:
+        return HeatmapFocus.model_validate(focus)
+    except ValidationError:
+        # A summary of another shape says nothing reliable: explained as if none was kept.
+        return None
+
+
 def facts_from(
     prediction: dict[str, Any],
     reviews: list[dict[str, Any]],
     model_detail: dict[str, Any] | None,
     model_note: str | None = None,
 ) -> PredictionFacts:
-    focus = prediction.get("heatmap_focus")
     model = None
     if model_detail:
         try:
@@ -134,7 +129,7 @@ def facts_from(
         model=model,
         model_note=model_note,
         has_heatmap=prediction.get("heatmap_ref") is not None,
-        heatmap=HeatmapFacts.read(focus) if isinstance(focus, dict) else None,
+        heatmap=heatmap_focus(prediction),
         review=review_facts(reviews),
     )
 

@@ -24,8 +24,8 @@ from gateway.assistant.providers import (
     ProviderError,
     VendorSettings,
 )
-from gateway.downstream import Downstreams
-from gateway.proxy import raise_for_answer
+from gateway.plumbing.downstream import Downstreams
+from gateway.plumbing.proxy import raise_for_answer
 from gateway.settings import GatewaySettings
 
 logger = logging.getLogger("gateway.assistant")

@@ -3,6 +3,11 @@
 Streamlit's AppTest runs the page script in this process, so a test sets `CURRENT` and the
 script's client talks to it through httpx's MockTransport. The browser tests run the same
 pages against the real stack.
+
+Every answer is checked against the real gateway's routes: a success against the response
+model (and media type) of the route it fakes, an error against the error envelope. An
+answer the gateway could not give raises `ContractDrift` (and is kept in `drift`, for the
+pages that show a failure instead of raising it), so the fake cannot drift from the API.
 """
 
 import csv
@@ -16,13 +21,61 @@ from typing import Any
 
 import httpx
 import streamlit as st
+from fastapi.routing import APIRoute
+from pydantic import TypeAdapter, ValidationError
 
 from frontend.utils.gateway_client import GatewayClient
+from gateway.main import FEATURE_ROUTERS
+from gateway.models.schemas import ModelVersion
+from gateway.plumbing.errors import ErrorEnvelope
 from tests.support.images import png_bytes
 
 PASSWORD = "copper meadow lantern 58"
 CURRENT: "FakeGateway | None" = None
 CAVEAT = "This model assists and does not diagnose: a pathologist's reading decides."
+GATEWAY_ROUTES = [
+    route for router in FEATURE_ROUTERS for route in router.routes if isinstance(route, APIRoute)
+]
+
+
+class ContractDrift(AssertionError):
+    """The fake answered what the real gateway could not."""
+
+
+def gateway_route(method: str, path: str) -> APIRoute | None:
+    return next(
+        (r for r in GATEWAY_ROUTES if method in r.methods and r.path_regex.match(path)), None
+    )
+
+
+def contract_problem(request: httpx.Request, response: httpx.Response) -> str | None:
+    """Why the real gateway could not give `response` to `request`, or None when it could."""
+    method, path, status = request.method, request.url.path, response.status_code
+    if path == "/ready":
+        return None  # the readiness answer of every service (common/health.py), no feature's
+    route = gateway_route(method, path)
+    if status >= 400 and route is None:
+        model: Any = ErrorEnvelope
+    elif route is None:
+        return f"{method} {path} answered {status}, but the gateway has no such route"
+    elif status not in {route.status_code or 200, *route.responses}:
+        return f"{method} {route.path} answered {status}, which the gateway does not document"
+    elif status >= 400:
+        model = ErrorEnvelope
+    else:
+        documented = route.responses.get(status, {})
+        media_types = documented.get("content")
+        media_type = response.headers.get("content-type", "").split(";")[0]
+        if media_types and media_type not in media_types:
+            return f"{method} {route.path} answered {media_type}, not one of {list(media_types)}"
+        model = documented.get("model", route.response_model)
+    if model is None or status == 204:
+        return None
+    try:
+        TypeAdapter(model).validate_json(response.content)
+    except ValidationError as exc:
+        return f"{method} {path} answered {status} with what the gateway's model refuses: {exc}"
+    return None
 
 
 def envelope(status: int, code: str, message: str) -> httpx.Response:
@@ -150,6 +203,7 @@ class FakeGateway:
         self.assistant_replaced: tuple[str, str] | None = None  # (attempted provider, reason)
         self.assistant_text: str | None = None
         self.assistant_retry_after_s: int | None = None
+        self.drift: list[str] = []  # answers the real gateway could not give (ContractDrift)
 
     # -- set-up helpers ---------------------------------------------------------------------
 
@@ -220,9 +274,17 @@ class FakeGateway:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        response = self.answer(request)
+        problem = contract_problem(request, response)
+        if problem is not None:
+            self.drift.append(problem)
+            raise ContractDrift(problem)
+        return response
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
         path, method = request.url.path, request.method
         if any(path.startswith(prefix) for prefix in self.down):
-            return envelope(503, "downstream_unavailable", "The data service is unavailable.")
+            return envelope(503, "service_unavailable", "The data service is unavailable.")
         if path == "/ready":
             return self.ready()
         if path == "/api/v1/auth/token":
@@ -247,11 +309,7 @@ class FakeGateway:
             ("POST", r"/api/v1/predictions/(?P<id>[^/]+)/explain", self.explain),
             ("GET", r"/api/v1/stats", self.stats),
             ("GET", r"/api/v1/exports/labels", self.export),
-            (
-                "GET",
-                r"/api/v1/models",
-                lambda r, c: httpx.Response(200, json=list(self.models.values())),
-            ),
+            ("GET", r"/api/v1/models", self.list_models),
             ("GET", r"/api/v1/models/(?P<v>[^/]+)", self.model),
             ("GET", r"/api/v1/models/(?P<v>[^/]+)/figures/.+", self.image),
             ("POST", r"/api/v1/models/(?P<v>[^/]+)/activate", self.activate),
@@ -497,6 +555,14 @@ class FakeGateway:
         return httpx.Response(
             200, content=out.getvalue().encode(), headers={"content-type": "text/csv"}
         )
+
+    def list_models(self, request, caller) -> httpx.Response:
+        """The registry's list: each version's summary, without its card and reports."""
+        summaries = [
+            {field: value for field, value in detail.items() if field in ModelVersion.model_fields}
+            for detail in self.models.values()
+        ]
+        return httpx.Response(200, json=summaries)
 
     def model(self, request, caller) -> httpx.Response:
         version = request.extensions["match"]["v"]

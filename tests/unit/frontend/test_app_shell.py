@@ -24,7 +24,8 @@ def fake(monkeypatch):
         "client_for_session",
         lambda base_url, timeout_s, store, client_address=None: gateway.client(store),
     )
-    return gateway
+    yield gateway
+    assert gateway.drift == []  # a page shows a failure; the fake's drift must fail the test
 
 
 def start() -> AppTest:

@@ -16,7 +16,8 @@ from tests.unit.frontend.fake_gateway import FakeGateway
 def fake():
     fake_gateway.CURRENT = FakeGateway()
     yield fake_gateway.CURRENT
-    fake_gateway.CURRENT = None
+    drift, fake_gateway.CURRENT = fake_gateway.CURRENT.drift, None
+    assert drift == []  # every answer the pages got, the real gateway could have given
 
 
 def script(component: str, role: str | None) -> None:
@@ -119,7 +120,9 @@ def test_history_shows_review_comments_as_plain_text(fake):
     prediction = fake.add_prediction("malignant", 0.9, patient["id"])
     fake.reviews.append(
         {
+            "id": "0b9f2a56-8f0e-4c55-9d5e-2d6f3c1a7e41",
             "prediction_id": prediction["id"],
+            "reviewer": fake.users["clinician@example.com"]["user"]["id"],
             "verdict": "agree",
             "corrected_label": None,
             "comment": "![pixel](https://tracker.example/p.png) **urgent**",

@@ -16,7 +16,7 @@ from gateway.assistant.offline import OfflineProvider
 from gateway.assistant.prompt import REDACTED, Turn, build_prompt, estimated_tokens
 from gateway.assistant.providers import Exchange, OpenAIProvider, VendorSettings
 from gateway.assistant.service import Assistant, provider_from_settings
-from gateway.downstream import Downstreams
+from gateway.plumbing.downstream import Downstreams
 from gateway.settings import GatewaySettings
 from tests.support.llm_server import Reply, openai_completion, openai_error, scripted_llm_server
 

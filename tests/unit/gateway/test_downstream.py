@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from devstack.postgres import free_port
-from gateway.downstream import Downstreams, DownstreamTimeout, DownstreamUnavailable
+from gateway.plumbing.downstream import Downstreams, DownstreamTimeout, DownstreamUnavailable
 from gateway.settings import GatewaySettings
 from tests.unit.gateway.test_readiness import FakeDownstream
 

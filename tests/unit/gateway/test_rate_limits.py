@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from common.health import NotReady
 from devstack.postgres import free_port
-from gateway.ratelimit import RateLimited, RateLimits
+from gateway.plumbing.ratelimit import RateLimited, RateLimits
 from gateway.settings import GatewaySettings
 from tests.support.redis import redis_url
 

@@ -8,6 +8,8 @@ under an idempotency key: the caller's `Idempotency-Key`, or one made here so th
 repeating the store after a lost connection cannot store it twice. A caller repeating a key
 gets the prediction stored the first time, without the model running again; a key reused
 for a different image is refused.
+
+`stored_image` reads back what the flow stored: the analysed image or its overlay.
 """
 
 import asyncio
@@ -15,11 +17,13 @@ import base64
 import hashlib
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+import httpx
 
 from common.errors import ServiceError
-from gateway.downstream import Downstreams
-from gateway.proxy import raise_for_answer
+from gateway.plumbing.downstream import Downstreams
+from gateway.plumbing.proxy import raise_for_answer
 
 
 class KeyReused(ServiceError):
@@ -137,3 +141,25 @@ class PredictionFlow:
         )
         raise_for_answer(answer)
         return answer.json()
+
+
+async def stored_image(
+    downstreams: Downstreams,
+    prediction_id: uuid.UUID,
+    which: Literal["image_id", "heatmap_ref"],
+    headers: dict[str, str],
+) -> httpx.Response:
+    """The data service's answer with the content of the prediction's image or overlay
+    (`which`), read with the caller's rights (`headers`, as for `PredictionFlow.run`)."""
+    answer = await downstreams.call(
+        "data", "GET", f"/predictions/{prediction_id}", idempotent=True, headers=headers
+    )
+    raise_for_answer(answer)
+    image_id = answer.json()[which]
+    if image_id is None:
+        raise ServiceError(404, "This prediction has no heatmap.", code="heatmap_not_found")
+    content = await downstreams.call(
+        "data", "GET", f"/images/{image_id}/content", idempotent=True, headers=headers
+    )
+    raise_for_answer(content)
+    return content

@@ -9,18 +9,19 @@ from pydantic import TypeAdapter, ValidationError
 
 from common.errors import ServiceError
 from common.uploads import image_upload_openapi, looks_like_image, not_an_image, read_upload
-from gateway.deps import Clinical, Reader
-from gateway.flow import PredictionFlow, Upload
-from gateway.proxy import caller_identity, downstreams, forward, raise_for_answer, relay
-from gateway.ratelimit import PredictionQuota
-from gateway.schemas import (
-    Label,
-    Prediction,
-    PredictionPage,
-    Review,
-    ReviewCreate,
-    error_responses,
+from gateway.deps import (
+    DownstreamsDep,
+    PredictionFlowDep,
+    PredictionQuota,
+    ProxyDep,
+    Reader,
+    SettingsDep,
+    Writer,
 )
+from gateway.plumbing.errors import error_responses
+from gateway.plumbing.proxy import caller_identity, relay
+from gateway.predictions.flow import Upload, stored_image
+from gateway.predictions.schemas import Label, Prediction, PredictionPage, Review, ReviewCreate
 
 router = APIRouter(prefix="/api/v1/predictions", tags=["predictions"])
 
@@ -28,10 +29,6 @@ READ_ERRORS = error_responses(401, 422, 429, 503, 504)
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,128}$"
 
 UPLOAD_OPENAPI = image_upload_openapi({"patient_id": {"type": "string", "format": "uuid"}})
-
-
-def flow(request: Request) -> PredictionFlow:
-    return request.app.state.prediction_flow
 
 
 def _patient_id(form_value: str | None, query_value: uuid.UUID | None) -> uuid.UUID | None:
@@ -76,6 +73,8 @@ def _patient_id(form_value: str | None, query_value: uuid.UUID | None) -> uuid.U
 )
 async def create_prediction(
     request: Request,
+    settings: SettingsDep,
+    flow: PredictionFlowDep,
     principal: PredictionQuota,
     patient_id: Annotated[uuid.UUID | None, Query(description="for a raw-body upload")] = None,
     heatmap: Annotated[bool, Query(description="store a Grad-CAM overlay")] = True,
@@ -84,14 +83,13 @@ async def create_prediction(
         Header(pattern=IDEMPOTENCY_KEY, description="Any unique string up to 128 characters"),
     ] = None,
 ) -> Response:
-    settings = request.app.state.settings
     [data], fields = await read_upload(request, "file", 1, settings.max_upload_bytes)
     if not looks_like_image(data):
         raise not_an_image()
     upload = Upload(
         data, _patient_id(fields.get("patient_id"), patient_id), heatmap, idempotency_key
     )
-    result = await flow(request).run(upload, caller_identity(request))
+    result = await flow.run(upload, caller_identity(request))
     prediction_id = result.prediction["id"]
     headers = {"Location": f"/api/v1/predictions/{prediction_id}"}
     if not result.created:
@@ -108,7 +106,7 @@ async def create_prediction(
     "", response_model=PredictionPage, summary="Newest first, filtered", responses=READ_ERRORS
 )
 async def list_predictions(
-    request: Request,
+    proxy: ProxyDep,
     _: Reader,
     patient_id: uuid.UUID | None = None,
     label: Label | None = None,
@@ -119,7 +117,7 @@ async def list_predictions(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    return await forward(request, "data", "/predictions", idempotent=True)
+    return await proxy.forward("data", "/predictions", idempotent=True)
 
 
 @router.get(
@@ -128,25 +126,8 @@ async def list_predictions(
     summary="One prediction",
     responses={**READ_ERRORS, **error_responses(404)},
 )
-async def get_prediction(request: Request, prediction_id: uuid.UUID, _: Reader):
-    return await forward(request, "data", f"/predictions/{prediction_id}", idempotent=True)
-
-
-async def _stored_image(request: Request, prediction_id: uuid.UUID, which: str) -> Response:
-    data = downstreams(request)
-    headers = caller_identity(request)
-    answer = await data.call(
-        "data", "GET", f"/predictions/{prediction_id}", idempotent=True, headers=headers
-    )
-    raise_for_answer(answer)
-    image_id = answer.json()[which]
-    if image_id is None:
-        raise ServiceError(404, "This prediction has no heatmap.", code="heatmap_not_found")
-    content = await data.call(
-        "data", "GET", f"/images/{image_id}/content", idempotent=True, headers=headers
-    )
-    raise_for_answer(content)
-    return relay(content)
+async def get_prediction(proxy: ProxyDep, prediction_id: uuid.UUID, _: Reader):
+    return await proxy.forward("data", f"/predictions/{prediction_id}", idempotent=True)
 
 
 IMAGE_RESPONSES = {
@@ -162,8 +143,11 @@ IMAGE_RESPONSES = {
     responses=IMAGE_RESPONSES,
     summary="The Grad-CAM overlay (PNG) at the image's own size",
 )
-async def get_heatmap(request: Request, prediction_id: uuid.UUID, _: Reader):
-    return await _stored_image(request, prediction_id, "heatmap_ref")
+async def get_heatmap(
+    request: Request, downstreams: DownstreamsDep, prediction_id: uuid.UUID, _: Reader
+):
+    headers = caller_identity(request)
+    return relay(await stored_image(downstreams, prediction_id, "heatmap_ref", headers))
 
 
 @router.get(
@@ -172,8 +156,11 @@ async def get_heatmap(request: Request, prediction_id: uuid.UUID, _: Reader):
     responses=IMAGE_RESPONSES,
     summary="The analysed image, as uploaded",
 )
-async def get_image(request: Request, prediction_id: uuid.UUID, _: Reader):
-    return await _stored_image(request, prediction_id, "image_id")
+async def get_image(
+    request: Request, downstreams: DownstreamsDep, prediction_id: uuid.UUID, _: Reader
+):
+    headers = caller_identity(request)
+    return relay(await stored_image(downstreams, prediction_id, "image_id", headers))
 
 
 @router.post(
@@ -183,13 +170,8 @@ async def get_image(request: Request, prediction_id: uuid.UUID, _: Reader):
     summary="Agree, or disagree with the corrected label; the latest review counts",
     responses={**error_responses(401, 403, 404, 422, 429, 503, 504)},
 )
-async def review_prediction(
-    request: Request,
-    prediction_id: uuid.UUID,
-    _: ReviewCreate,
-    __: Clinical,
-):
-    return await forward(request, "data", f"/predictions/{prediction_id}/reviews", idempotent=False)
+async def review_prediction(proxy: ProxyDep, prediction_id: uuid.UUID, _: ReviewCreate, __: Writer):
+    return await proxy.forward("data", f"/predictions/{prediction_id}/reviews", idempotent=False)
 
 
 @router.get(
@@ -198,5 +180,5 @@ async def review_prediction(
     summary="Every review of the prediction, oldest first",
     responses={**READ_ERRORS, **error_responses(404)},
 )
-async def review_history(request: Request, prediction_id: uuid.UUID, _: Reader):
-    return await forward(request, "data", f"/predictions/{prediction_id}/reviews", idempotent=True)
+async def review_history(proxy: ProxyDep, prediction_id: uuid.UUID, _: Reader):
+    return await proxy.forward("data", f"/predictions/{prediction_id}/reviews", idempotent=True)

@@ -3,11 +3,11 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
-from gateway.deps import Clinical, Reader
-from gateway.proxy import forward
-from gateway.schemas import Patient, PatientCreate, PatientPage, PatientUpdate, error_responses
+from gateway.deps import ProxyDep, Reader, Writer
+from gateway.patients.schemas import Patient, PatientCreate, PatientPage, PatientUpdate
+from gateway.plumbing.errors import error_responses
 
 router = APIRouter(prefix="/api/v1/patients", tags=["patients"])
 READ_ERRORS = error_responses(401, 422, 429, 503, 504)
@@ -21,21 +21,21 @@ WRITE_ERRORS = error_responses(401, 403, 422, 429, 503, 504)
     summary="Register a patient",
     responses={**WRITE_ERRORS, **error_responses(409, s409="The reference is taken")},
 )
-async def create_patient(request: Request, _: PatientCreate, __: Clinical) -> Response:
-    return await forward(request, "data", "/patients", idempotent=False)
+async def create_patient(proxy: ProxyDep, _: PatientCreate, __: Writer) -> Response:
+    return await proxy.forward("data", "/patients", idempotent=False)
 
 
 @router.get(
     "", response_model=PatientPage, summary="Patients, by reference prefix", responses=READ_ERRORS
 )
 async def list_patients(
-    request: Request,
+    proxy: ProxyDep,
     _: Reader,
     search: Annotated[str | None, Query(max_length=64, description="reference prefix")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
-    return await forward(request, "data", "/patients", idempotent=True)
+    return await proxy.forward("data", "/patients", idempotent=True)
 
 
 @router.get(
@@ -44,8 +44,8 @@ async def list_patients(
     summary="One patient",
     responses={**READ_ERRORS, **error_responses(404)},
 )
-async def get_patient(request: Request, patient_id: uuid.UUID, _: Reader) -> Response:
-    return await forward(request, "data", f"/patients/{patient_id}", idempotent=True)
+async def get_patient(proxy: ProxyDep, patient_id: uuid.UUID, _: Reader) -> Response:
+    return await proxy.forward("data", f"/patients/{patient_id}", idempotent=True)
 
 
 @router.patch(
@@ -55,6 +55,6 @@ async def get_patient(request: Request, patient_id: uuid.UUID, _: Reader) -> Res
     responses={**WRITE_ERRORS, **error_responses(404, 409, s409="The reference is taken")},
 )
 async def update_patient(
-    request: Request, patient_id: uuid.UUID, _: PatientUpdate, __: Clinical
+    proxy: ProxyDep, patient_id: uuid.UUID, _: PatientUpdate, __: Writer
 ) -> Response:
-    return await forward(request, "data", f"/patients/{patient_id}", idempotent=True)
+    return await proxy.forward("data", f"/patients/{patient_id}", idempotent=True)

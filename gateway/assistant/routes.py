@@ -1,24 +1,19 @@
 """`/api/v1/predictions/{id}/explain`: the clinician assistant."""
 
 import uuid
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
 
 from gateway.assistant.facts import gather_facts
 from gateway.assistant.prompt import Turn
-from gateway.assistant.service import Assistant
+from gateway.assistant.schemas import ExplainRequest, Explanation, ExplanationFacts
 from gateway.assistant.wording import CAVEAT
-from gateway.proxy import caller_identity, downstreams
-from gateway.ratelimit import AssistantQuota
-from gateway.schemas import ExplainRequest, Explanation, ExplanationFacts, error_responses
+from gateway.deps import AssistantDep, AssistantQuota, DownstreamsDep
+from gateway.plumbing.errors import error_responses
+from gateway.plumbing.proxy import caller_identity
 
 router = APIRouter(prefix="/api/v1/predictions", tags=["assistant"])
-
-
-def assistant(request: Request) -> Assistant:
-    return request.app.state.assistant
 
 
 @router.post(
@@ -38,17 +33,17 @@ def assistant(request: Request) -> Assistant:
 )
 async def explain_prediction(
     request: Request,
+    downstreams: DownstreamsDep,
+    assistant: AssistantDep,
     prediction_id: uuid.UUID,
     _: AssistantQuota,
     body: Annotated[ExplainRequest | None, Body()] = None,
 ) -> Explanation:
     body = body or ExplainRequest()
     headers = caller_identity(request)
-    gathered = await gather_facts(downstreams(request), prediction_id, headers)
+    gathered = await gather_facts(downstreams, prediction_id, headers)
     history = [Turn(turn.role, turn.content) for turn in body.history]
-    reply = await assistant(request).exchange(
-        prediction_id, gathered, body.question, history, headers
-    )
+    reply = await assistant.exchange(prediction_id, gathered, body.question, history, headers)
     facts = gathered.facts
     return Explanation(
         prediction_id=prediction_id,
@@ -60,13 +55,13 @@ async def explain_prediction(
         replaced_reason=reply.replaced_reason,  # type: ignore[arg-type]
         attempted_provider=reply.attempted_provider,
         facts=ExplanationFacts(
-            label=facts.label,  # type: ignore[arg-type]
+            label=facts.label,
             probability=facts.probability,
             probabilities=facts.probabilities,
             threshold=facts.threshold,
             model_version=facts.model_version,
             reviewed=facts.reviewed,
-            heatmap_focus=asdict(facts.heatmap) if facts.heatmap else None,  # type: ignore[arg-type]
+            heatmap_focus=facts.heatmap,
         ),
         caveat=CAVEAT,
         prompt_sha256=reply.prompt.sha256(),

@@ -1,14 +1,16 @@
 """Passing a request on to a downstream service and its answer back.
 
 Only the headers a downstream needs go in, and only those a caller should see come back;
-failures to reach the service are the 503/504 envelopes of `gateway.downstream`.
+failures to reach the service are the 503/504 envelopes of `gateway.plumbing.downstream`.
 """
+
+from urllib.parse import urlencode
 
 import httpx
 from fastapi import Request, Response
 
 from common.errors import ServiceError
-from gateway.downstream import Downstreams
+from gateway.plumbing.downstream import Downstreams
 
 # What a caller may tell a downstream service; everything else (cookies, hop-by-hop
 # headers, anything spoofing our own) stays at the gateway.
@@ -23,10 +25,6 @@ RESPONSE_HEADERS = (
     "www-authenticate",
     "location",
 )
-
-
-def downstreams(request: Request) -> Downstreams:
-    return request.app.state.downstreams
 
 
 def caller_identity(request: Request) -> dict[str, str]:
@@ -69,30 +67,33 @@ def raise_for_answer(answer: httpx.Response) -> None:
     raise ServiceError(answer.status_code, message, code=code, headers=headers or None)
 
 
-async def forward(
-    request: Request,
-    service: str,
-    path: str,
-    *,
-    idempotent: bool,
-    content: bytes | None = None,
-    content_type: str | None = None,
-    timeout_s: float | None = None,
-) -> Response:
-    """Send `request` (or `content`, when the route re-encoded the body) to `path` of
-    `service`, with the caller's query string, and relay the answer."""
-    headers = caller_headers(request)
-    if content_type is not None:
-        headers["content-type"] = content_type
-    body = content if content is not None else await request.body()
-    answer = await downstreams(request).call(
-        service,
-        request.method,
-        path,
-        idempotent=idempotent,
-        timeout_s=timeout_s,
-        params=request.query_params,
-        content=body,
-        headers=headers,
-    )
-    return relay(answer)
+class Proxy:
+    """The request a route is answering, to be passed on to a downstream service."""
+
+    def __init__(self, request: Request, downstreams: Downstreams) -> None:
+        self.request = request
+        self.downstreams = downstreams
+
+    async def forward(
+        self, service: str, path: str, *, idempotent: bool, form: dict[str, str] | None = None
+    ) -> Response:
+        """Send the request to `path` of `service`, with the caller's query string, and relay
+        the answer. With `form` (the fields of a form the route has parsed) the body is that
+        form, encoded again."""
+        request = self.request
+        headers = caller_headers(request)
+        if form is None:
+            body = await request.body()
+        else:
+            body = urlencode(form).encode()
+            headers["content-type"] = "application/x-www-form-urlencoded"
+        answer = await self.downstreams.call(
+            service,
+            request.method,
+            path,
+            idempotent=idempotent,
+            params=request.query_params,
+            content=body,
+            headers=headers,
+        )
+        return relay(answer)

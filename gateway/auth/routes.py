@@ -2,15 +2,11 @@
 
 import uuid
 from typing import Annotated
-from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
-from gateway.deps import Admin, Reader
-from gateway.proxy import forward
-from gateway.ratelimit import limit_login
-from gateway.schemas import (
+from gateway.auth.schemas import (
     RefreshRequest,
     Role,
     TokenPair,
@@ -18,8 +14,9 @@ from gateway.schemas import (
     UserCreate,
     UserPage,
     UserUpdate,
-    error_responses,
 )
+from gateway.deps import Admin, ProxyDep, Reader, limit_login
+from gateway.plumbing.errors import error_responses
 
 router = APIRouter(prefix="/api/v1")
 
@@ -37,7 +34,7 @@ ADMIN_ERRORS = {**ERRORS, **error_responses(403, s403="The caller is not an admi
     ),
     dependencies=[Depends(limit_login)],
 )
-async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]):
+async def token(proxy: ProxyDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]):
     # The form was parsed here (for the docs' "Authorize" button); pass the same fields on.
     fields = {
         "grant_type": form.grant_type or "password",
@@ -45,14 +42,7 @@ async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Dep
         "password": form.password,
         "scope": " ".join(form.scopes),
     }
-    return await forward(
-        request,
-        "auth",
-        "/token",
-        idempotent=False,
-        content=urlencode(fields).encode(),
-        content_type="application/x-www-form-urlencoded",
-    )
+    return await proxy.forward("auth", "/token", idempotent=False, form=fields)
 
 
 @router.post(
@@ -62,22 +52,22 @@ async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Dep
     summary="Rotate a refresh token (reusing an old one ends the whole session)",
     responses=ERRORS,
 )
-async def refresh(request: Request, _: RefreshRequest) -> Response:
-    return await forward(request, "auth", "/refresh", idempotent=False)
+async def refresh(proxy: ProxyDep, _: RefreshRequest) -> Response:
+    return await proxy.forward("auth", "/refresh", idempotent=False)
 
 
 @router.post(
     "/auth/logout", tags=["auth"], status_code=204, summary="End this session", responses=ERRORS
 )
-async def logout(request: Request, _: RefreshRequest) -> Response:
-    return await forward(request, "auth", "/logout", idempotent=True)
+async def logout(proxy: ProxyDep, _: RefreshRequest) -> Response:
+    return await proxy.forward("auth", "/logout", idempotent=True)
 
 
 @router.get(
     "/auth/me", tags=["auth"], response_model=User, summary="The logged-in user", responses=ERRORS
 )
-async def me(request: Request, _: Reader) -> Response:
-    return await forward(request, "auth", "/me", idempotent=True)
+async def me(proxy: ProxyDep, _: Reader) -> Response:
+    return await proxy.forward("auth", "/me", idempotent=True)
 
 
 @router.get(
@@ -88,14 +78,14 @@ async def me(request: Request, _: Reader) -> Response:
     responses=ADMIN_ERRORS,
 )
 async def list_users(
-    request: Request,
+    proxy: ProxyDep,
     _: Admin,
     role: Role | None = None,
     is_active: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
-    return await forward(request, "auth", "/users", idempotent=True)
+    return await proxy.forward("auth", "/users", idempotent=True)
 
 
 @router.post(
@@ -109,8 +99,8 @@ async def list_users(
         **error_responses(409, 422, s409="Email taken", s422="Invalid field or weak password"),
     },
 )
-async def create_user(request: Request, _: Admin, __: UserCreate) -> Response:
-    return await forward(request, "auth", "/users", idempotent=False)
+async def create_user(proxy: ProxyDep, _: Admin, __: UserCreate) -> Response:
+    return await proxy.forward("auth", "/users", idempotent=False)
 
 
 @router.get(
@@ -120,8 +110,8 @@ async def create_user(request: Request, _: Admin, __: UserCreate) -> Response:
     summary="One user",
     responses={**ADMIN_ERRORS, **error_responses(404)},
 )
-async def get_user(request: Request, user_id: uuid.UUID, _: Admin) -> Response:
-    return await forward(request, "auth", f"/users/{user_id}", idempotent=True)
+async def get_user(proxy: ProxyDep, user_id: uuid.UUID, _: Admin) -> Response:
+    return await proxy.forward("auth", f"/users/{user_id}", idempotent=True)
 
 
 @router.patch(
@@ -131,10 +121,5 @@ async def get_user(request: Request, user_id: uuid.UUID, _: Admin) -> Response:
     summary="Change role or name, deactivate or reactivate, reset the password",
     responses={**ADMIN_ERRORS, **error_responses(404, 409, s409="Would leave no active admin")},
 )
-async def update_user(
-    request: Request,
-    user_id: uuid.UUID,
-    _: Admin,
-    __: UserUpdate,
-) -> Response:
-    return await forward(request, "auth", f"/users/{user_id}", idempotent=True)
+async def update_user(proxy: ProxyDep, user_id: uuid.UUID, _: Admin, __: UserUpdate) -> Response:
+    return await proxy.forward("auth", f"/users/{user_id}", idempotent=True)

@@ -2,11 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 
-from gateway.deps import Admin, Reader
-from gateway.proxy import forward
-from gateway.schemas import ModelVersion, ModelVersionDetail, error_responses
+from gateway.deps import Admin, ProxyDep, Reader
+from gateway.models.schemas import ModelVersion, ModelVersionDetail
+from gateway.plumbing.errors import error_responses
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 Version = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
@@ -21,8 +21,8 @@ READ_ERRORS = error_responses(401, 422, 429, 503, 504)
     summary="Registered model versions with their test metrics",
     responses=READ_ERRORS,
 )
-async def list_versions(request: Request, _: Reader) -> Response:
-    return await forward(request, "inference", "/models", idempotent=True)
+async def list_versions(proxy: ProxyDep, _: Reader) -> Response:
+    return await proxy.forward("inference", "/models", idempotent=True)
 
 
 @router.get(
@@ -31,8 +31,8 @@ async def list_versions(request: Request, _: Reader) -> Response:
     summary="One version: its card, with the reports of its training run",
     responses={**READ_ERRORS, **error_responses(404)},
 )
-async def get_version(request: Request, version: Version, _: Reader) -> Response:
-    return await forward(request, "inference", f"/models/{version}", idempotent=True)
+async def get_version(proxy: ProxyDep, version: Version, _: Reader) -> Response:
+    return await proxy.forward("inference", f"/models/{version}", idempotent=True)
 
 
 @router.get(
@@ -45,10 +45,8 @@ async def get_version(request: Request, version: Version, _: Reader) -> Response
         **error_responses(404),
     },
 )
-async def get_figure(request: Request, version: Version, figure: Figure, _: Reader) -> Response:
-    return await forward(
-        request, "inference", f"/models/{version}/figures/{figure}", idempotent=True
-    )
+async def get_figure(proxy: ProxyDep, version: Version, figure: Figure, _: Reader) -> Response:
+    return await proxy.forward("inference", f"/models/{version}/figures/{figure}", idempotent=True)
 
 
 @router.post(
@@ -59,6 +57,6 @@ async def get_figure(request: Request, version: Version, figure: Figure, _: Read
         401, 403, 404, 422, 429, 503, 504, s422="The version's files changed since registration"
     ),
 )
-async def activate(request: Request, version: Version, _: Admin) -> Response:
+async def activate(proxy: ProxyDep, version: Version, _: Admin) -> Response:
     # Activating the active version again changes nothing: safe to repeat.
-    return await forward(request, "inference", f"/models/{version}/activate", idempotent=True)
+    return await proxy.forward("inference", f"/models/{version}/activate", idempotent=True)

@@ -2,11 +2,11 @@
 
 from datetime import datetime
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
-from gateway.deps import Admin, Reader
-from gateway.proxy import forward
-from gateway.schemas import Stats, error_responses
+from gateway.deps import Admin, ProxyDep, Reader
+from gateway.insights.schemas import Stats
+from gateway.plumbing.errors import error_responses
 
 router = APIRouter(prefix="/api/v1")
 
@@ -19,12 +19,12 @@ router = APIRouter(prefix="/api/v1")
     responses=error_responses(401, 422, 429, 503, 504),
 )
 async def stats(
-    request: Request,
+    proxy: ProxyDep,
     _: Reader,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
 ) -> Response:
-    return await forward(request, "data", "/stats", idempotent=True)
+    return await proxy.forward("data", "/stats", idempotent=True)
 
 
 @router.get(
@@ -37,5 +37,5 @@ async def stats(
         **error_responses(401, 403, 429, 503, 504),
     },
 )
-async def export_labels(request: Request, _: Admin) -> Response:
-    return await forward(request, "data", "/exports/labels", idempotent=True)
+async def export_labels(proxy: ProxyDep, _: Admin) -> Response:
+    return await proxy.forward("data", "/exports/labels", idempotent=True)

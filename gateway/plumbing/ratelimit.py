@@ -3,25 +3,23 @@ client address on login and on every `/api/v1` route.
 
 Counts live in memory (one gateway process) or in Redis when `REDIS_URL` is set, so that
 several gateway replicas share them. The sliding-window counter strategy keeps one or two
-counters per key and window, so checking costs the same however busy a user is.
+counters per key and window, so checking costs the same however busy a user is. Routes count
+against the limits through the dependencies in `gateway.deps`.
 """
 
 import logging
 import math
 import time
-from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Request
 from limits import RateLimitItem, parse_many
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from prometheus_client import CollectorRegistry, Counter
 
-from common.auth import Principal
 from common.errors import ServiceError
 from common.health import NotReady
-from gateway.deps import Clinical
 from gateway.settings import GatewaySettings
 
 logger = logging.getLogger("gateway.ratelimit")
@@ -113,31 +111,8 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _remember(request: Request, headers: dict[str, str]) -> None:
-    # The security-headers middleware adds them to whatever answer the route gives.
+def remember(request: Request, headers: dict[str, str]) -> None:
+    """Keep a hit's `X-RateLimit-*` headers for the security-headers middleware, which adds
+    them to whatever answer the route gives."""
     if headers:
         request.state.rate_limit_headers = headers
-
-
-async def limit_general(request: Request) -> None:
-    _remember(request, await request.app.state.rate_limits.hit("general", client_address(request)))
-
-
-async def limit_login(request: Request) -> None:
-    _remember(request, await request.app.state.rate_limits.hit("login", client_address(request)))
-
-
-def per_user_limit(name: str):
-    """A dependency: a clinician or admin, within their quota of limit `name` (checked in
-    that order: 401, 403, then 429)."""
-
-    async def within_quota(request: Request, principal: Clinical) -> Principal:
-        headers = await request.app.state.rate_limits.hit(name, principal.subject)
-        _remember(request, headers)
-        return principal
-
-    return within_quota
-
-
-PredictionQuota = Annotated[Principal, Depends(per_user_limit("predictions"))]
-AssistantQuota = Annotated[Principal, Depends(per_user_limit("assistant"))]

@@ -1,0 +1,1 @@
+"""Logging in, tokens and user administration: the auth service's public routes."""

@@ -1,0 +1,1 @@
+"""Model versions: the inference service's registry, their cards and reports, activation."""

@@ -1,0 +1,1 @@
+"""Pseudonymised patients: a hospital reference, never a name."""

@@ -1,0 +1,1 @@
+"""Assessing an image (the prediction flow), and listing, opening and reviewing predictions."""
