@@ -5,11 +5,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from auth_service.login.service import LoginContext
-from common.auth import Principal, require_roles
-
-
-def login_context(request: Request) -> LoginContext:
-    return request.app.state.login
+from common.auth import Admin as Admin  # the same rule in every service
+from common.deps import app_state
 
 
 def client_address(request: Request) -> str:
@@ -17,6 +14,5 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-LoginContextDep = Annotated[LoginContext, Depends(login_context)]
+LoginContextDep = Annotated[LoginContext, Depends(app_state("login"))]
 ClientAddress = Annotated[str, Depends(client_address)]
-Admin = Annotated[Principal, Depends(require_roles("admin"))]

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -18,7 +18,7 @@ from auth_service.tokens.keys import Keyring, KeyringError
 from auth_service.tokens.routes import router as keys_router
 from auth_service.users import service as users
 from auth_service.users.routes import router as users_router
-from common.app import create_service_app
+from common.app import create_service_app, stop_tasks
 from common.db import Database
 from common.errors import ServiceError
 
@@ -78,10 +78,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         )
         purging = asyncio.create_task(purge_periodically(database, policy))
         yield
-        for task in (app.state.admin_bootstrap, purging):
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(app.state.admin_bootstrap, purging)
 
     app = create_service_app(
         service="auth",

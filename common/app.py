@@ -1,7 +1,8 @@
 """The skeleton every service's app factory starts from."""
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from starlette.middleware import Middleware
@@ -75,3 +76,11 @@ def create_service_app(
     # Outermost, so every later layer (logs, throttling) sees the real client address.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app
+
+
+async def stop_tasks(*tasks: asyncio.Task) -> None:
+    """Cancel a service's background tasks at shutdown and wait until each has stopped."""
+    for task in tasks:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task

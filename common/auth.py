@@ -238,3 +238,9 @@ def require_roles(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
         return principal
 
     return dependency
+
+
+# Who may call a route, in the words every service uses: the same name is the same rule.
+Reader = Annotated[Principal, Depends(require_roles(*ROLES))]  # any role, viewers included
+Writer = Annotated[Principal, Depends(require_roles("admin", "clinician"))]
+Admin = Annotated[Principal, Depends(require_roles("admin"))]

@@ -24,7 +24,10 @@ def is_acceptable_request_id(value: str) -> bool:
     return bool(_ACCEPTABLE_REQUEST_ID.match(value))
 
 
-class AccessLogMiddleware:
+class HttpMiddleware:
+    """A plain ASGI middleware (no response buffering, so streams stay streamed) for HTTP
+    requests: anything else, such as the lifespan messages, passes straight through."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -32,6 +35,14 @@ class AccessLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class AccessLogMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status_holder = {"status": 500}
 

@@ -4,28 +4,19 @@ app factory set up for them (settings, the image files)."""
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
-from common.auth import Principal, require_roles
+# Who may call: the same three rules in every service.
+from common.auth import Admin as Admin
+from common.auth import Reader as Reader
+from common.auth import Writer as Writer
+from common.deps import app_state
 from common.errors import ServiceError
 from data_service.images.storage import ImageStore
 from data_service.settings import DataSettings
 
-Reader = Annotated[Principal, Depends(require_roles("admin", "clinician", "viewer"))]
-Writer = Annotated[Principal, Depends(require_roles("admin", "clinician"))]
-Admin = Annotated[Principal, Depends(require_roles("admin"))]
-
-
-def app_settings(request: Request) -> DataSettings:
-    return request.app.state.settings
-
-
-def app_image_store(request: Request) -> ImageStore:
-    return request.app.state.image_store
-
-
-SettingsDep = Annotated[DataSettings, Depends(app_settings)]
-ImageStoreDep = Annotated[ImageStore, Depends(app_image_store)]
+SettingsDep = Annotated[DataSettings, Depends(app_state("settings"))]
+ImageStoreDep = Annotated[ImageStore, Depends(app_state("image_store"))]
 
 
 def page_limit(limit: int, maximum: int) -> int:

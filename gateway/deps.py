@@ -6,7 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from common.auth import CurrentPrincipal, Principal, require_roles
+from common.auth import Admin as Admin
+from common.auth import Principal
+from common.auth import Reader as Reader
+from common.auth import Writer as Writer
+from common.deps import app_state
 from gateway.assistant.service import Assistant
 from gateway.plumbing.downstream import Downstreams
 from gateway.plumbing.proxy import Proxy
@@ -14,40 +18,15 @@ from gateway.plumbing.ratelimit import RateLimits, client_address, remember
 from gateway.predictions.flow import PredictionFlow
 from gateway.settings import GatewaySettings
 
-# -- who may call -----------------------------------------------------------------------------
-
-Reader = CurrentPrincipal  # any signed-in role, viewers included (the token names only these)
-Writer = Annotated[Principal, Depends(require_roles("admin", "clinician"))]
-Admin = Annotated[Principal, Depends(require_roles("admin"))]
+# Who may call: Reader, Writer and Admin, the same three rules in every service (common.auth).
 
 # -- what the app holds -----------------------------------------------------------------------
 
-
-def _settings(request: Request) -> GatewaySettings:
-    return request.app.state.settings
-
-
-def _downstreams(request: Request) -> Downstreams:
-    return request.app.state.downstreams
-
-
-def _prediction_flow(request: Request) -> PredictionFlow:
-    return request.app.state.prediction_flow
-
-
-def _assistant(request: Request) -> Assistant:
-    return request.app.state.assistant
-
-
-def _rate_limits(request: Request) -> RateLimits:
-    return request.app.state.rate_limits
-
-
-SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
-DownstreamsDep = Annotated[Downstreams, Depends(_downstreams)]
-PredictionFlowDep = Annotated[PredictionFlow, Depends(_prediction_flow)]
-AssistantDep = Annotated[Assistant, Depends(_assistant)]
-RateLimitsDep = Annotated[RateLimits, Depends(_rate_limits)]
+SettingsDep = Annotated[GatewaySettings, Depends(app_state("settings"))]
+DownstreamsDep = Annotated[Downstreams, Depends(app_state("downstreams"))]
+PredictionFlowDep = Annotated[PredictionFlow, Depends(app_state("prediction_flow"))]
+AssistantDep = Annotated[Assistant, Depends(app_state("assistant"))]
+RateLimitsDep = Annotated[RateLimits, Depends(app_state("rate_limits"))]
 
 
 def _proxy(request: Request, downstreams: DownstreamsDep) -> Proxy:

@@ -3,11 +3,11 @@
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from common.app import create_service_app
+from common.app import create_service_app, stop_tasks
 from common.auth import jwks_token_verifier
 from common.http import create_http_client
 from inference_service.registry import service as registry
@@ -52,10 +52,7 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         ]
         await prepare_model(app, settings)
         yield
-        for task in tasks:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(*tasks)
         await auth_client.aclose()
 
     app = create_service_app(

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import ServiceError, code_for_status
 from common.logging import current_request_id
+from common.middleware import HttpMiddleware
 
 # API answers are data, never a page: nothing may load, run or frame them.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -27,18 +28,11 @@ DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
 HSTS = "max-age=63072000; includeSubDomains"
 
 
-class SecurityHeadersMiddleware:
+class SecurityHeadersMiddleware(HttpMiddleware):
     """Adds the security headers, the rate-limit headers a route's limit left in the
     request state, and `Cache-Control: no-store` where the answer set no caching rule."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
@@ -74,7 +68,7 @@ class BodyTooLarge(ServiceError):
         )
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(HttpMiddleware):
     """Refuses a body over its limit: at once when Content-Length says so, else as soon as
     the bytes received pass it (the route reading the body gets `BodyTooLarge`, which the
     error handlers answer with 413). The upload routes have a limit of their own.
@@ -86,15 +80,12 @@ class BodyLimitMiddleware:
     def __init__(
         self, app: ASGIApp, default_limit: int, upload_limit: int, upload_paths: frozenset[str]
     ) -> None:
-        self.app = app
+        super().__init__(app)
         self.default_limit = default_limit
         self.upload_limit = upload_limit
         self.upload_paths = upload_paths
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.upload_limit if scope["path"] in self.upload_paths else self.default_limit
         declared, chunked = _body_framing(scope)
         if declared is not None and declared > limit:

@@ -14,8 +14,8 @@ from common.db import async_url
 from common.migrations import alembic_config, downgrade, upgrade
 from data_service import models as _data_models  # noqa: F401
 from data_service.database import Base as DataBase
+from inference_service import models as _inference_models  # noqa: F401
 from inference_service.database import Base as InferenceBase
-from inference_service.registry import models as _inference_models  # noqa: F401
 from tests.conftest import SERVICE_DIRS
 from tests.support.sql import fetch
 
