@@ -5,7 +5,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from auth_service.login.service import LoginContext
-from common.auth import Admin as Admin  # the same rule in every service
+
+# Who may call: the same rules in every service.
+from common.auth import Admin as Admin
+from common.auth import Reader as Reader
 from common.deps import app_state
 
 

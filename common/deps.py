@@ -1,16 +1,17 @@
 """Dependencies on what an app factory keeps on `app.state`, for each service's `deps.py`."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
 
 
-def app_state(name: str) -> Callable[[Request], Any]:
+def app_state(name: str) -> Callable[[Request], Awaitable[Any]]:
     """A dependency that returns `request.app.state.<name>`; wrap it in `Annotated` with the
-    attribute's type, so a route takes it typed."""
+    attribute's type, so a route takes it typed. Async, so FastAPI calls it on the event loop
+    rather than sending a plain lookup to its thread pool."""
 
-    def dependency(request: Request) -> Any:
+    async def dependency(request: Request) -> Any:
         return getattr(request.app.state, name)
 
     dependency.__name__ = f"app_state_{name}"

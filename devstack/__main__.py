@@ -1,6 +1,7 @@
 """`python -m devstack run`: what `make run` does. See the package docstring."""
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ from devstack.launcher import BANNER_LAST_LINE, ready_file
 from devstack.postgres import PrivatePostgres, port_is_free, resolve_server
 from devstack.secrets import (
     admin_credentials_file,
-    admin_login_refused,
+    admin_credentials_refused,
     admin_refused_message,
     admin_settings,
     signing_key_settings,
@@ -198,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
             supervisor = None
             private = None  # it belongs to the running instance
             return 0
+        ready_file(var_dir).unlink(missing_ok=True)  # left by a run that was killed
         say(f"PostgreSQL: {'private server, ' if private else ''}{_safe(server_url)}")
         migrate(stack)
         bootstrap_model(stack)
@@ -206,15 +208,13 @@ def run(args: argparse.Namespace) -> int:
         supervisor.start()
         if not wait_until_ready(stack, supervisor, ready_timeout_s):
             return 1
+        auth_database = stack.env["AUTH_DATABASE_URL"]
         admin_works = not (
-            generated_admin and admin_login_refused(stack.url("auth"), generated_admin)
+            generated_admin
+            and asyncio.run(admin_credentials_refused(auth_database, generated_admin))
         )
         if not admin_works:
-            say(
-                admin_refused_message(
-                    admin_credentials_file(var_dir), stack.env["AUTH_DATABASE_URL"]
-                )
-            )
+            say(admin_refused_message(admin_credentials_file(var_dir), auth_database))
         print_urls(stack, supervisor.prometheus_binary is not None, admin_works)
         write_ready(stack, supervisor.prometheus_binary is not None)
         return supervisor.process.wait() if supervisor.process else 1

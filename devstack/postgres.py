@@ -29,17 +29,22 @@ def with_database(server_url: str, database: str) -> str:
     return make_url(server_url).set(database=database).render_as_string(hide_password=False)
 
 
-async def _answers(url: str, timeout_s: float) -> bool:
+async def connect(url: str, timeout_s: float = 10.0) -> asyncpg.Connection:
+    """An asyncpg connection to the database a SQLAlchemy-style URL names."""
     parsed = make_url(url)
+    return await asyncpg.connect(
+        user=parsed.username,
+        password=parsed.password,
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        database=parsed.database or "postgres",
+        timeout=timeout_s,
+    )
+
+
+async def _answers(url: str, timeout_s: float) -> bool:
     try:
-        connection = await asyncpg.connect(
-            user=parsed.username,
-            password=parsed.password,
-            host=parsed.host or "127.0.0.1",
-            port=parsed.port or 5432,
-            database=parsed.database or "postgres",
-            timeout=timeout_s,
-        )
+        connection = await connect(url, timeout_s)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         return False
     await connection.close()

@@ -6,10 +6,13 @@ import os
 import secrets
 from pathlib import Path
 
-import httpx
+import asyncpg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from dotenv import dotenv_values
 
 from auth_service.tokens.keys import ensure_key_file
+from devstack.postgres import connect
 
 DEV_ADMIN_EMAIL = "admin@example.com"
 
@@ -51,19 +54,33 @@ def admin_settings(env: dict[str, str], var_dir: Path) -> dict[str, str]:
     }
 
 
-def admin_login_refused(auth_url: str, settings: dict[str, str], transport=None) -> bool:
-    """Whether the auth service refuses the credentials file's admin. The service creates the
-    first admin only while none exists, so a database kept from another checkout or an
-    earlier credentials file still has that run's admin and password."""
-    with httpx.Client(transport=transport, timeout=30) as client:
-        answer = client.post(
-            f"{auth_url}/token",
-            data={
-                "username": settings["AUTH_ADMIN_EMAIL"],
-                "password": settings["AUTH_ADMIN_PASSWORD"],
-            },
+async def admin_credentials_refused(auth_database_url: str, settings: dict[str, str]) -> bool:
+    """Whether the auth database will refuse the credentials file's admin. The auth service
+    creates the first admin only while no active admin exists, so a database kept from
+    another checkout (or an earlier credentials file) keeps that run's admin. Read from the
+    database rather than by logging in, which would count as a failed login against the
+    admin and the address; no verdict while the account is still to be created."""
+    try:
+        connection = await connect(auth_database_url)
+    except (OSError, TimeoutError, asyncpg.PostgresError):
+        return False  # the services reached it a moment ago; no verdict without it
+    try:
+        stored = await connection.fetchval(
+            "SELECT password_hash FROM users WHERE lower(email) = lower($1)",
+            settings["AUTH_ADMIN_EMAIL"],
         )
-    return answer.status_code == 401
+        other_admin = await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND is_active)"
+        )
+    finally:
+        await connection.close()
+    if stored is None:
+        return bool(other_admin)  # the service will not create this one
+    try:
+        PasswordHasher().verify(stored, settings["AUTH_ADMIN_PASSWORD"])  # parameters in the hash
+    except (VerificationError, InvalidHashError):
+        return True
+    return False
 
 
 def admin_refused_message(credentials: Path, database_url: str) -> str:

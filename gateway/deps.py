@@ -29,7 +29,7 @@ AssistantDep = Annotated[Assistant, Depends(app_state("assistant"))]
 RateLimitsDep = Annotated[RateLimits, Depends(app_state("rate_limits"))]
 
 
-def _proxy(request: Request, downstreams: DownstreamsDep) -> Proxy:
+async def _proxy(request: Request, downstreams: DownstreamsDep) -> Proxy:
     return Proxy(request, downstreams)
 
 

@@ -5,6 +5,10 @@ from typing import Annotated
 
 from fastapi import Depends
 
+# Who may call: the same three rules in every service.
+from common.auth import Admin as Admin
+from common.auth import Reader as Reader
+from common.auth import Writer as Writer
 from common.deps import app_state
 from inference_service.serving.service import Serving
 from inference_service.settings import InferenceSettings

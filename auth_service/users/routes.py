@@ -3,17 +3,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from auth_service.deps import Admin, LoginContextDep
+from auth_service.deps import Admin, LoginContextDep, Reader
 from auth_service.users import service
 from auth_service.users.schemas import Role, UserCreate, UserOut, UserPage, UserUpdate
-from common.auth import CurrentPrincipal, InvalidToken
+from common.auth import InvalidToken
 from common.db import SessionDep
 
 router = APIRouter(tags=["users"])
 
 
 @router.get("/me", response_model=UserOut, summary="The user the access token belongs to")
-async def me(principal: CurrentPrincipal, session: SessionDep) -> UserOut:
+async def me(principal: Reader, session: SessionDep) -> UserOut:
     try:
         user = await service.get(session, uuid.UUID(principal.subject))
     except (ValueError, service.UserNotFound):

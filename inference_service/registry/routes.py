@@ -1,11 +1,8 @@
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, status
 from fastapi.responses import FileResponse
 
-from common.auth import CurrentPrincipal, Principal, require_roles
 from common.db import SessionDep
-from inference_service.deps import SettingsDep
+from inference_service.deps import Admin, Reader, SettingsDep
 from inference_service.registry import service
 from inference_service.registry.schemas import (
     ModelVersionDetail,
@@ -14,11 +11,10 @@ from inference_service.registry.schemas import (
 )
 
 router = APIRouter(prefix="/models", tags=["models"])
-Admin = Annotated[Principal, Depends(require_roles("admin"))]
 
 
 @router.get("", response_model=list[ModelVersionOut], summary="Registered model versions")
-async def list_versions(_: CurrentPrincipal, session: SessionDep) -> list[ModelVersionOut]:
+async def list_versions(_: Reader, session: SessionDep) -> list[ModelVersionOut]:
     return [ModelVersionOut.model_validate(v) for v in await service.list_all(session)]
 
 
@@ -28,7 +24,7 @@ async def list_versions(_: CurrentPrincipal, session: SessionDep) -> list[ModelV
     summary="One version with its card and training reports",
 )
 async def get_version(
-    version: str, _: CurrentPrincipal, session: SessionDep, settings: SettingsDep
+    version: str, _: Reader, session: SessionDep, settings: SettingsDep
 ) -> ModelVersionDetail:
     found = await service.get(session, version)
     detail = ModelVersionDetail.model_validate(found)
@@ -45,7 +41,7 @@ async def get_version(
     summary="One PNG figure of the version's training reports",
 )
 async def get_figure(
-    version: str, figure: str, _: CurrentPrincipal, session: SessionDep, settings: SettingsDep
+    version: str, figure: str, _: Reader, session: SessionDep, settings: SettingsDep
 ) -> FileResponse:
     found = await service.get(session, version)
     path = service.report_figure(settings.models_dir, found, figure)

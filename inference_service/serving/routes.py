@@ -1,14 +1,12 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 
-from common.auth import Principal, require_roles
 from common.uploads import IMAGE_UPLOAD_OPENAPI, read_images
-from inference_service.deps import ServingDep, SettingsDep
+from inference_service.deps import ServingDep, SettingsDep, Writer
 from inference_service.serving.schemas import BatchPredictionOut, PredictionOut
 
 router = APIRouter(tags=["predictions"])
-Predicting = Annotated[Principal, Depends(require_roles("admin", "clinician"))]
 
 ERRORS = {
     400: {"description": "Empty upload"},
@@ -28,7 +26,7 @@ ERRORS = {
 )
 async def predict(
     request: Request,
-    _: Predicting,
+    _: Writer,
     service: ServingDep,
     settings: SettingsDep,
     heatmap: Annotated[bool, Query(description="add a Grad-CAM overlay PNG")] = False,
@@ -46,7 +44,7 @@ async def predict(
 )
 async def predict_batch(
     request: Request,
-    _: Predicting,
+    _: Writer,
     service: ServingDep,
     settings: SettingsDep,
     heatmap: bool = False,

@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from devstack import ROOT
 from devstack.launcher import LaunchedStack
+from tests.support.tokens import bearer
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 # Without these, Chromium keeps trying Google's hosts, which a closed network refuses.
@@ -91,7 +92,7 @@ def new_user(stack, admin_credentials):
             created = api.post(
                 "/api/v1/admin/users",
                 json={"email": made, "full_name": f"Dr {role}", "role": role, "password": PASSWORD},
-                headers={"Authorization": f"Bearer {token}"},
+                headers=bearer(token),
             )
             assert created.status_code == 201, created.text
         return made

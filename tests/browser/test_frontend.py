@@ -22,6 +22,7 @@ from tests.browser.ui import (
 )
 from tests.support.images import png_bytes
 from tests.support.launcher import RESTART_TIMEOUT_S, get, wait_for
+from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.timeout(900)
 LABEL = re.compile(r"^(BENIGN|MALIGNANT)$")
@@ -171,7 +172,7 @@ def test_every_page_renders_for_an_admin(browser, stack, admin_credentials, scre
             "/api/v1/auth/token",
             data={"username": admin_credentials[0], "password": admin_credentials[1]},
         ).json()["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
+        auth = bearer(token)
         patient = api.post("/api/v1/patients", json={"external_ref": reference}, headers=auth)
         stored = api.post(
             "/api/v1/predictions",

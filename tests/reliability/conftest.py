@@ -11,6 +11,7 @@ from devstack.postgres import with_database
 from tests.support.launcher import UNLIMITED, running_stack
 from tests.support.private_postgres import running_private_postgres
 from tests.support.stack_login import RenewingLogin
+from tests.support.tokens import bearer, issued_token
 
 PASSWORD = "granite harbour kettle 31"
 # Short enough that a test sees the circuit close again within its stream.
@@ -51,8 +52,7 @@ def api(stack):
 
 def login(api: httpx.Client, email: str, password: str) -> dict[str, str]:
     answer = api.post("/api/v1/auth/token", data={"username": email, "password": password})
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    return bearer(issued_token(answer))
 
 
 @pytest.fixture(scope="package")

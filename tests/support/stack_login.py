@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator, Mapping
 
 import httpx
 
+from tests.support.tokens import bearer
+
 # Renewed this long before expiry, so a request that takes a while never carries a token
 # that expires on its way; a quarter of the lifetime for lifetimes shorter than four times it.
 RENEW_MARGIN_S = 60.0
@@ -49,7 +51,7 @@ class RenewingLogin(Mapping[str, str]):
         return self.tokens()["refresh_token"]
 
     def _header(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access_token}"}
+        return bearer(self.access_token)
 
     def __getitem__(self, key: str) -> str:
         return self._header()[key]

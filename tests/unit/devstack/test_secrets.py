@@ -1,13 +1,9 @@
 """`make run` makes the dev signing key and first admin's password once and reuses them."""
 
-from urllib.parse import parse_qsl
-
-import httpx
 from dotenv import dotenv_values
 
 from devstack.secrets import (
     admin_credentials_file,
-    admin_login_refused,
     admin_refused_message,
     admin_settings,
     signing_key_settings,
@@ -49,30 +45,7 @@ def test_a_signing_key_is_made_once_unless_one_is_configured(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def auth_answering(status: int, seen: list[dict]) -> httpx.MockTransport:
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append({"path": request.url.path, **dict(parse_qsl(request.content.decode()))})
-        return httpx.Response(status, json={})
-
-    return httpx.MockTransport(answer)
-
-
-def test_an_admin_the_auth_service_refuses_is_reported(tmp_path):
-    """A database kept from another checkout keeps that checkout's admin: this checkout's new
-    credentials file does not open it, and `make run` says so instead of pointing at it."""
-    settings = admin_settings({}, tmp_path)
-    seen: list[dict] = []
-    assert admin_login_refused("http://auth", settings, auth_answering(401, seen))
-    assert seen == [
-        {
-            "path": "/token",
-            "username": "admin@example.com",
-            "password": settings["AUTH_ADMIN_PASSWORD"],
-        }
-    ]
-    assert not admin_login_refused("http://auth", settings, auth_answering(200, []))
-    # Throttled or failing: not a verdict on the password, so nothing is claimed.
-    assert not admin_login_refused("http://auth", settings, auth_answering(429, []))
+def test_the_refusal_names_the_file_and_database_and_not_the_password(tmp_path):
     message = admin_refused_message(
         admin_credentials_file(tmp_path), "postgresql+asyncpg://u:secret@db:5432/auth"
     )

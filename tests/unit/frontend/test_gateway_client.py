@@ -145,7 +145,7 @@ def test_signing_out_with_the_gateway_down_still_ends_the_local_session():
 def test_an_access_token_still_valid_is_used_when_auth_cannot_refresh_it():
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/api/v1/auth/refresh":
-            error = {"code": "downstream_unavailable", "message": "auth is unavailable"}
+            error = {"code": "service_unavailable", "message": "auth is unavailable"}
             return httpx.Response(503, json={"error": error})
         assert request.headers["authorization"] == "Bearer still-good"
         return httpx.Response(200, json=[])
