@@ -8,6 +8,7 @@ under those names the files train with `make train DATA=...`.
 
 import csv
 import io
+import re
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import distinct_on
@@ -38,6 +39,17 @@ EXTENSIONS = {
     "image/webp": "webp",
     "image/gif": "gif",
 }
+# What may not stay in a file name: anything but letters, digits, `.` and `-` (so `_`, which
+# ends the patient in `ml.datasets`, separators and control characters), a run of dots, and a
+# leading dot. References are refused such characters when patients are created or changed;
+# rows stored before that are made safe here.
+NOT_IN_NAME = re.compile(r"[^A-Za-z0-9.-]")
+DOTS = re.compile(r"\.{2,}|^\.")
+
+
+def patient_group(reference: str) -> str:
+    """The `<patient>` part of an exported file name: one file name, never a path."""
+    return DOTS.sub("-", NOT_IN_NAME.sub("-", reference))
 
 
 async def reviewed_labels_csv(session: AsyncSession, actor: str) -> str:
@@ -69,7 +81,7 @@ async def reviewed_labels_csv(session: AsyncSession, actor: str) -> str:
     count = 0
     for prediction, image, reference, verdict, corrected, reviewer, reviewed_at in rows:
         label = prediction.label if verdict == "agree" else corrected
-        group = (reference or f"unassigned-{image.id.hex[:8]}").replace("_", "-")
+        group = patient_group(reference or f"unassigned-{image.id.hex[:8]}")
         extension = EXTENSIONS.get(image.content_type, "img")
         writer.writerow(
             [

@@ -54,7 +54,7 @@ def tables(databases):
 @pytest.mark.parametrize("text", NASTY, ids=IDS)
 def test_patient_fields(api, databases, clinician, viewer, tables, text):
     ref = api.post("/api/v1/patients", json={"external_ref": text}, headers=clinician.headers)
-    assert_client_error(ref, 422)  # references are codes: letters, digits and ._/- only
+    assert_client_error(ref, 422)  # references are codes: letters, digits and ._- only
     created = api.post(
         "/api/v1/patients",
         json={"external_ref": f"INJ-{uuid.uuid4().hex[:8]}", "notes": text},

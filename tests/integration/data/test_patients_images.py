@@ -56,6 +56,32 @@ async def test_patient_bad_input(data):
     assert far.status_code == 422
 
 
+async def test_references_that_could_name_another_file_are_refused(data, data_db):
+    # The reference becomes part of a file name in the label export.
+    reasons = {
+        "../../etc/cron.d/x": "'/' or '\\'",
+        "H-1/../../x": "'/' or '\\'",
+        "H\\..\\x": "'/' or '\\'",
+        "H..1": "'..'",
+        ".H-1": "start with '.'",
+        "H-1\n": "control characters",
+        "H\x1b[31m": "control characters",
+    }
+    patient = await data.patient("H-2026.001")  # single dots are a hospital's own
+    for reference, reason in reasons.items():
+        for method, path in (("POST", "/patients"), ("PATCH", f"/patients/{patient['id']}")):
+            refused = await data.client.request(
+                method, path, json={"external_ref": reference}, headers=data.clinician
+            )
+            assert refused.status_code == 422, (method, reference)
+            error = refused.json()["error"]
+            assert error["code"] == "validation_error", (method, reference)
+            assert "a patient reference must not" in error["message"], (method, reference)
+            assert reason in error["message"], (method, reference)
+    stored = await fetch_async(data_db, "SELECT external_ref FROM patients")
+    assert [row["external_ref"] for row in stored] == ["H-2026.001"]
+
+
 async def test_the_same_bytes_are_stored_once(data, data_db, tmp_path):
     patient = await data.patient("H-7")
     first = await data.client.post(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from ml.datasets import FOLDER_LABELS
+from ml.datasets import FOLDER_LABELS, read_class_folders
 from tests.support.sql import fetch_async
 from tests.support.tokens import bearer, mint_token
 
@@ -249,6 +249,68 @@ async def test_reviewed_labels_export_for_retraining(data):
         assert folder in FOLDER_LABELS  # what ml.datasets' `folders` reader takes
         assert name.split("_", 1)[1].startswith(row["image_id"])
     assert rows[0]["path"].split("/")[1].split("_")[0] == "H-77"
+
+
+async def test_the_export_names_one_file_in_its_label_folder_whatever_the_reference(
+    data, data_db, tmp_path
+):
+    # References an older version let through, or that reached the table another way.
+    hostile = [
+        "../../../etc/cron.d/retrain",
+        "H-1/../../../../tmp/x",
+        "..\\..\\windows\\x",
+        ".hidden",
+        "..",
+        "H-2\n../x\r\x1b[2J\t",
+    ]
+    ordinary = ["H-2026.001", "H_78", "X-9"]
+    expected_paths = {}
+    for seed, reference in enumerate(hostile + ordinary, start=50):
+        if reference in hostile:
+            rows = await fetch_async(
+                data_db,
+                "INSERT INTO patients (id, external_ref) VALUES (gen_random_uuid(), $1) "
+                "RETURNING id",
+                reference,
+            )
+            patient_id = str(rows[0]["id"])
+        else:
+            patient_id = (await data.patient(reference))["id"]
+        image = await data.image(seed, patient_id)
+        prediction = (await data.prediction(image["id"], "benign")).json()
+        review = await data.client.post(
+            f"/predictions/{prediction['id']}/reviews",
+            json={"verdict": "agree"},
+            headers=data.clinician,
+        )
+        assert review.status_code == 201, review.text
+        if reference in ordinary:  # as exported before references were checked
+            expected_paths[image["id"]] = f"benign/{reference.replace('_', '-')}_{image['id']}.png"
+    response = await data.client.get("/exports/labels", headers=bearer(mint_token("admin")))
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [r["patient"] for r in rows] == hostile + ordinary  # the stored reference, as is
+    root = tmp_path / "export"
+    for row in rows:
+        path = row["path"]
+        assert ".." not in path and "\\" not in path, path
+        assert path.isprintable(), path
+        folder, name = path.split("/")  # the layout's own separator, and no other
+        assert folder == "benign", path
+        patient, rest = name.split("_", 1)
+        assert patient and not patient.startswith(".") and rest == f"{row['image_id']}.png", path
+        if row["image_id"] in expected_paths:
+            assert path == expected_paths[row["image_id"]]
+        file = root / path
+        assert file.resolve().is_relative_to(root.resolve()), path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(b"")
+    # Written out under those names, the training side reads one patient per reference.
+    samples = read_class_folders(root)
+    assert len(samples) == len(rows) and {s.label for s in samples} == {0}
+    groups = {s.path.relative_to(root).as_posix(): s.group for s in samples}
+    assert [groups[r["path"]] for r in rows][len(hostile) :] == ["H-2026.001", "H-78", "X-9"]
+    assert len({groups[r["path"]] for r in rows}) == len(rows)
 
 
 async def test_every_write_produced_an_audit_event_and_the_trail_is_append_only(data, data_db):
