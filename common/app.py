@@ -29,6 +29,8 @@ def create_service_app(
     lifespan: Lifespan | None = None,
     description: str = "",
     readiness_timeout_s: float = 3.0,
+    readiness_cache_s: float = 0.0,
+    readiness_public: bool = False,
     middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     """A FastAPI app with logging, request ids, the error envelope, metrics, health and ready.
@@ -36,6 +38,10 @@ def create_service_app(
     With `database_url` the app owns a `Database` (`app.state.database`), checked by `/ready`
     and disposed at shutdown. The service adds its routers and further readiness checks
     (`app.state.readiness_checks[name]`), and its own `lifespan` for anything else it runs.
+    `/ready` shares one run of the checks among concurrent callers and reuses its result for
+    `readiness_cache_s`; a `readiness_public` service answers without the reasons (see
+    `common.health`).
+
     `middleware` (outermost first) runs inside the request-id and access-log layers, so
     what it answers by itself is logged and carries the request id.
     """
@@ -65,6 +71,8 @@ def create_service_app(
     app.state.database = database
     app.state.readiness_checks = {"database": database.check} if database else {}
     app.state.readiness_timeout_s = readiness_timeout_s
+    app.state.readiness_cache = health.ReadinessCache(readiness_cache_s)
+    app.state.readiness_public = readiness_public
     install_error_handlers(app)
     if database is not None:
         install_db_error_handlers(app)

@@ -94,6 +94,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
         # Each downstream's own check takes up to this long; ours must wait a little longer.
         readiness_timeout_s=settings.readiness_timeout_s + 1.0,
+        readiness_cache_s=settings.readiness_cache_s,
+        # Our /ready is reachable from outside: it names each check and its status, and the
+        # reasons (exception text, addresses, a downstream's own reason) go to the log only.
+        # The services behind us keep the reason in their answer (they are not published),
+        # so that it reaches the log line we write when one of them is down.
+        readiness_public=True,
         middleware=edge_middleware(settings),
     )
     downstreams = state["downstreams"] = Downstreams(settings, app.state.metrics_registry)

@@ -19,6 +19,9 @@ class GatewaySettings(TokenCheckingSettings):
     predict_timeout_s: float = 30.0
     # How long `/ready` waits for each downstream's own `/ready`.
     readiness_timeout_s: float = 3.0
+    # How long the gateway's public `/ready` answer is reused: a flood of calls reaches the
+    # downstreams at most once per interval.
+    readiness_cache_s: float = Field(default=1.0, ge=0, le=10)
 
     # Idempotent calls that failed on the way (refused, reset) are tried this often in all,
     # with exponential backoff from retry_backoff_s.

@@ -172,6 +172,7 @@ class Downstreams:
 
 
 def _not_ready_reason(response: httpx.Response) -> str:
+    """The downstream's own reason, for our log; our public `/ready` never shows it."""
     try:
         message = response.json()["error"]["message"]
     except (ValueError, KeyError, TypeError):

@@ -1,8 +1,12 @@
-"""The gateway's /ready aggregates its downstreams' own /ready answers."""
+"""The gateway's /ready aggregates its downstreams' own /ready answers; it is public, so it
+says which service is up or down and the reasons go to the log."""
 
+import asyncio
+import json
 import threading
 import time
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
@@ -19,6 +23,7 @@ class FakeDownstream:
 
     def __init__(self) -> None:
         self.ready = True
+        self.not_ready_message = "Not ready: database: timed out"
         self.seen_request_ids: list[str | None] = []
         app = FastAPI()
 
@@ -27,7 +32,7 @@ class FakeDownstream:
             self.seen_request_ids.append(request.headers.get("x-request-id"))
             if self.ready:
                 return JSONResponse({"status": "ready", "checks": {}})
-            message = "Not ready: database: timed out"
+            message = self.not_ready_message
             body = {"status": "not_ready", "error": {"code": "not_ready", "message": message}}
             return JSONResponse(body, status_code=503)
 
@@ -56,15 +61,28 @@ def downstreams():
         yield {"auth": auth, "inference": inference, "data": data}
 
 
-def gateway_for(urls: dict[str, str]) -> FastAPI:
+def gateway_for(urls: dict[str, str], **settings: float) -> FastAPI:
     return create_app(
         GatewaySettings(
             auth_url=urls["auth"],
             inference_url=urls["inference"],
             data_url=urls["data"],
             readiness_timeout_s=1.0,
+            **settings,
         )
     )
+
+
+def warnings_logged(text: str) -> list[dict]:
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["level"] == "WARNING"]
+
+
+async def wait_until(condition, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
 
 
 def test_ready_when_every_downstream_is_ready_and_request_id_passed_on(downstreams):
@@ -80,28 +98,120 @@ def test_ready_when_every_downstream_is_ready_and_request_id_passed_on(downstrea
     assert all(d.seen_request_ids == ["gw-ready-1"] for d in downstreams.values())
 
 
-def test_not_ready_when_a_downstream_says_so_with_its_reason(downstreams):
+def test_not_ready_when_a_downstream_says_so_its_reason_only_in_the_log(downstreams, capsys):
     downstreams["data"].ready = False
     app = gateway_for({name: d.url for name, d in downstreams.items()})
     with TestClient(app) as client:
-        response = client.get("/ready")
+        response = client.get("/ready", headers={"X-Request-ID": "gw-ready-2"})
     assert response.status_code == 503
     body = response.json()
     assert body["checks"]["auth"]["status"] == "up"
     assert body["checks"]["data"]["status"] == "down"
-    assert "database: timed out" in body["checks"]["data"]["reason"]
+    assert "reason" not in body["checks"]["data"]
+    assert "database: timed out" not in response.text
     assert body["error"]["message"].startswith("Not ready: data:")
+    [logged] = warnings_logged(capsys.readouterr().out)
+    assert (logged["check"], logged["request_id"]) == ("data", "gw-ready-2")
+    assert "database: timed out" in logged["reason"]
 
 
-def test_not_ready_when_a_downstream_is_unreachable(downstreams):
+def test_not_ready_when_a_downstream_is_unreachable(downstreams, capsys):
     urls = {name: d.url for name, d in downstreams.items()}
     urls["inference"] = f"http://127.0.0.1:{free_port()}"
     with TestClient(gateway_for(urls)) as client:
         response = client.get("/ready")
     assert response.status_code == 503
     inference = response.json()["checks"]["inference"]
-    assert inference["status"] == "down"
-    assert inference["reason"].startswith("unreachable (")
+    assert inference == {"status": "down"}
+    assert "unreachable" not in response.text
+    [logged] = warnings_logged(capsys.readouterr().out)
+    assert logged["check"] == "inference"
+    assert logged["reason"].startswith("unreachable (")
+
+
+def test_a_downstreams_addresses_and_secrets_stay_out_of_the_public_answer(downstreams, capsys):
+    leaky = "Not ready: database: connection to 10.0.3.7:5432 failed for svc:hunter2"
+    downstreams["auth"].ready = False
+    downstreams["auth"].not_ready_message = leaky
+    app = gateway_for({name: d.url for name, d in downstreams.items()})
+    with TestClient(app) as client:
+        response = client.get("/ready", headers={"X-Request-ID": "gw-ready-3"})
+    assert response.status_code == 503
+    body = response.json()
+    latency = {name: check.get("latency_ms") for name, check in body["checks"].items()}
+    assert body == {
+        "service": "gateway",
+        "status": "not_ready",
+        "checks": {
+            "auth": {"status": "down"},
+            "inference": {"status": "up", "latency_ms": latency["inference"]},
+            "data": {"status": "up", "latency_ms": latency["data"]},
+        },
+        "error": {
+            "code": "not_ready",
+            "message": "Not ready: auth: down",
+            "request_id": "gw-ready-3",
+        },
+    }
+    for leaked in ("10.0.3.7", "hunter2", "database", "127.0.0.1"):
+        assert leaked not in response.text
+    [logged] = warnings_logged(capsys.readouterr().out)
+    assert (logged["check"], logged["request_id"]) == ("auth", "gw-ready-3")
+    assert "10.0.3.7:5432" in logged["reason"] and "hunter2" in logged["message"]
+
+
+async def test_a_flood_of_ready_calls_asks_each_downstream_once_per_interval(downstreams):
+    app = gateway_for({name: d.url for name, d in downstreams.items()}, readiness_cache_s=1.0)
+    now = [1000.0]
+    app.state.readiness_cache.clock = lambda: now[0]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        answers = await asyncio.gather(*(client.get("/ready") for _ in range(50)))
+        assert {answer.status_code for answer in answers} == {200}
+        assert [len(d.seen_request_ids) for d in downstreams.values()] == [1, 1, 1]
+
+        now[0] += 0.9
+        assert (await client.get("/ready")).status_code == 200
+        assert [len(d.seen_request_ids) for d in downstreams.values()] == [1, 1, 1]
+
+        now[0] += 0.2
+        downstreams["data"].ready = False
+        assert (await client.get("/ready")).status_code == 503
+        assert [len(d.seen_request_ids) for d in downstreams.values()] == [2, 2, 2]
+    await app.state.downstreams.close()
+
+
+async def test_concurrent_callers_share_the_check_that_is_under_way():
+    dead = f"http://127.0.0.1:{free_port()}"
+    app = gateway_for({"auth": dead, "inference": dead, "data": dead})
+    runs = 0
+    release = asyncio.Event()
+
+    async def counted() -> None:
+        nonlocal runs
+        runs += 1
+        await release.wait()
+
+    app.state.readiness_checks.clear()
+    app.state.readiness_checks["auth"] = counted
+    cache = app.state.readiness_cache
+    arrived = 0
+    get = cache.get
+
+    async def arriving(run):
+        nonlocal arrived
+        arrived += 1
+        return await get(run)
+
+    cache.get = arriving  # type: ignore[method-assign]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        calls = [asyncio.create_task(client.get("/ready")) for _ in range(50)]
+        await wait_until(lambda: arrived == 50 and runs == 1)
+        release.set()
+        answers = await asyncio.gather(*calls)
+    assert {answer.json()["checks"]["auth"]["status"] for answer in answers} == {"up"}
+    assert runs == 1
 
 
 def test_health_does_not_depend_on_downstreams():
