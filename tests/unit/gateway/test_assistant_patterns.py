@@ -4,6 +4,7 @@ request cannot hold up the others."""
 
 import asyncio
 import re
+import threading
 import time
 import uuid
 
@@ -137,52 +138,48 @@ def slow_assistant(text_deadline_s: float) -> tuple[Assistant, Downstreams]:
     return assistant, downstreams
 
 
-def blocking(seconds: float):
+def held_until(entered: threading.Event, release: threading.Event):
+    """A stand-in that holds its thread, as a backtracking pattern would, until released."""
+
     def build_prompt_slowly(*args, **kwargs):
-        time.sleep(seconds)  # holds its thread, as a backtracking pattern would
+        entered.set()
+        release.wait(timeout=600)
         raise AssertionError("the deadline should have been missed first")
 
     return build_prompt_slowly
 
 
 async def test_a_slow_redaction_misses_its_deadline_without_stopping_the_gateway(monkeypatch):
-    monkeypatch.setattr(service, "build_prompt", blocking(1.5))
+    entered, release = threading.Event(), threading.Event()
+    monkeypatch.setattr(service, "build_prompt", held_until(entered, release))
     assistant, downstreams = slow_assistant(text_deadline_s=0.5)
     app = create_app(
         GatewaySettings(_env_file=None, auth_url=DEAD, inference_url=DEAD, data_url=DEAD)
     )
     transport = httpx.ASGITransport(app=app)
-
-    async def health_while_redacting() -> float:
-        await asyncio.sleep(0.1)  # the exchange is in its thread by now
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            started = time.perf_counter()
-            answer = await client.get("/health")
-            assert answer.status_code == 200
-            return time.perf_counter() - started
-
-    async def exchange() -> None:
-        facts = make_facts(0.873)
-        await assistant.exchange(
-            uuid.UUID(PREDICTION_ID), Gathered(facts, ()), "Is the patient?", [], {}
-        )
-
-    started = time.perf_counter()
+    facts = make_facts(0.873)
+    exchange = asyncio.create_task(
+        assistant.exchange(uuid.UUID(PREDICTION_ID), Gathered(facts, ()), "Is the patient?", [], {})
+    )
     try:
-        outcome, health_s = await asyncio.gather(
-            exchange(), health_while_redacting(), return_exceptions=True
-        )
+        assert await asyncio.to_thread(entered.wait, 120), "the redaction never started"
+        # The redaction still holds its thread: an answer now means the event loop is free.
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            assert (await client.get("/health")).status_code == 200
+        assert not release.is_set()
+        with pytest.raises(TextProcessingTimeout) as missed:
+            await exchange  # the deadline, while the redaction is still held
+        assert missed.value.status_code == 503 and "identifiers" in missed.value.message
     finally:
+        release.set()
         await downstreams.close()
-    assert isinstance(outcome, TextProcessingTimeout)
-    assert outcome.status_code == 503 and "identifiers" in outcome.message
-    assert time.perf_counter() - started < 1.2  # the deadline, not the slow redaction
-    assert isinstance(health_s, float) and health_s < 0.3
 
 
 async def test_an_answer_that_cannot_be_checked_in_time_is_not_used(monkeypatch, caplog):
+    release = threading.Event()
+
     def check_slowly(*args):
-        time.sleep(1.0)
+        release.wait(timeout=600)  # held past the deadline, whatever the machine's speed
         return []
 
     monkeypatch.setattr(grounding, "problems", check_slowly)
@@ -197,6 +194,7 @@ async def test_an_answer_that_cannot_be_checked_in_time_is_not_used(monkeypatch,
         exchange = Exchange(build_prompt(facts, None, [], (), 4000), facts)
         _, reason = await assistant._answer(exchange)
     finally:
+        release.set()
         await downstreams.close()
     assert reason == "provider_error"
     assert "not checked within 0.3 s" in caplog.text
