@@ -15,23 +15,34 @@ from gateway.assistant.wording import METRIC_NAMES, fact_sheet, percent
 
 EXPLAIN_REQUEST = "Explain this prediction to me."
 REDACTED = "[redacted]"
-MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+# Every pattern here reads what a clinician typed, so each must take time linear in its
+# length: runs of spaces or letters are matched possessively (`*+`, `++`) where giving
+# characters back could not make the match succeed anyway, and a run that a pattern may start
+# anywhere in is bounded. `re` holds the GIL while it matches, so no thread or deadline can
+# interrupt one long match: the patterns themselves must be linear.
+MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*+\.?"
 # What may identify a person or a record when a clinician types it into a question: ids,
 # e-mail addresses, dates, record numbers, and numbers of five digits or more. This is a
 # safety net, not a licence: the page asks not to type identifiers at all.
 IDENTIFIER_PATTERNS = (
     re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
-    re.compile(r"\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b"),
+    # The part before the @ is at most 64 characters (RFC 5321): unbounded, "a.a.a..." with
+    # no @ in it was read to its end from every word.
+    re.compile(r"\b[\w.+-]{1,64}@[\w-]+(\.[\w-]+)+\b"),
     re.compile(r"\b\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\b"),
-    re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{MONTH},?\s+\d{{2,4}}\b", re.I),
-    re.compile(rf"\b{MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b", re.I),
+    re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s++{MONTH},?\s++\d{{2,4}}\b", re.I),
+    re.compile(rf"\b{MONTH}\s++\d{{1,2}}(?:st|nd|rd|th)?,?\s++\d{{2,4}}\b", re.I),
+    # Three optional runs of spaces in a row were split every possible way before failing:
+    # "patient" and 985 spaces took seconds. Each run is now taken whole, once.
     re.compile(
-        r"\b(?:mrn|nhs|record|hospital|patient|case|chart|file|id|no)\b\.?\s*"
-        r"(?:no\.?|number|nr\.?|#)?\s*[:#]?\s*[A-Za-z]{0,4}\d[\w/-]*",
+        r"\b(?:mrn|nhs|record|hospital|patient|case|chart|file|id|no)\b\.?\s*+"
+        r"(?:no\.?|number|nr\.?|#)?\s*+[:#]?\s*+[A-Za-z]{0,4}\d[\w/-]*",
         re.I,
     ),
     re.compile(r"\b\d(?:[ ./-]?\d){4,}\b"),
 )
+# A number right after a redacted word belongs to it ("MRN 77" with "MRN" redacted).
+REDACTED_NUMBER = re.compile(rf"{re.escape(REDACTED)}[\s:#-]*+\d[\w/-]*")
 CHARACTERS_PER_TOKEN = 4
 
 RULES = """You are the assistant of a breast histopathology decision-support system. You talk \
@@ -87,8 +98,7 @@ def redact(text: str, identifiers: tuple[str, ...]) -> str:
         text = re.sub(whole_word, REDACTED, text, flags=re.IGNORECASE)
     for pattern in IDENTIFIER_PATTERNS:
         text = pattern.sub(REDACTED, text)
-    # A number right after a redacted word belongs to it ("MRN 77" with "MRN" redacted).
-    return re.sub(rf"{re.escape(REDACTED)}[\s:#-]*\d[\w/-]*", REDACTED, text)
+    return REDACTED_NUMBER.sub(REDACTED, text)
 
 
 def estimated_tokens(text: str) -> int:

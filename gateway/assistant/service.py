@@ -6,11 +6,14 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import SecretStr
 
+from common.errors import ServiceError
 from gateway.assistant import grounding
 from gateway.assistant.facts import Gathered
 from gateway.assistant.offline import OfflineProvider
@@ -29,6 +32,23 @@ from gateway.plumbing.proxy import raise_for_answer
 from gateway.settings import GatewaySettings
 
 logger = logging.getLogger("gateway.assistant")
+# How long redacting what the clinician typed, or checking a model's answer against the facts,
+# may take. Both run in a worker thread so that the event loop keeps answering other requests
+# meanwhile; on linear patterns they take milliseconds, so missing this means something is
+# wrong, not that the machine is busy. A thread cannot be stopped: one that misses it runs on
+# in the background, and its result is dropped.
+TEXT_DEADLINE_S = 3.0
+T = TypeVar("T")
+
+
+class TextProcessingTimeout(ServiceError):
+    def __init__(self, deadline_s: float) -> None:
+        super().__init__(
+            503,
+            f"The assistant could not remove identifiers from the question and conversation "
+            f"within {deadline_s:g} s; try again with a shorter question or fewer turns.",
+            code="service_unavailable",
+        )
 
 
 @dataclass(frozen=True)
@@ -87,9 +107,11 @@ class Assistant:
         max_input_tokens: int,
         deadline_s: float,
         registry: CollectorRegistry,
+        text_deadline_s: float = TEXT_DEADLINE_S,
     ) -> None:
         self.provider = provider
         self.deadline_s = deadline_s
+        self.text_deadline_s = text_deadline_s
         self.offline = OfflineProvider()
         self.downstreams = downstreams
         self.max_input_tokens = max_input_tokens
@@ -108,9 +130,18 @@ class Assistant:
         history: list[Turn],
         headers: dict[str, str],
     ) -> Reply:
-        prompt = build_prompt(
-            gathered.facts, question, history, gathered.identifiers, self.max_input_tokens
-        )
+        try:
+            prompt = await self._off_the_loop(
+                build_prompt,
+                gathered.facts,
+                question,
+                history,
+                gathered.identifiers,
+                self.max_input_tokens,
+            )
+        except TimeoutError:
+            logger.warning("assistant prompt not redacted within %g s", self.text_deadline_s)
+            raise TextProcessingTimeout(self.text_deadline_s) from None
         exchange = Exchange(prompt, gathered.facts)
         started = time.perf_counter()
         completion, reason = await self._answer(exchange)
@@ -147,7 +178,18 @@ class Assistant:
             return Completion("", provider.name, provider.model), "provider_error"
         if provider.name == self.offline.name:
             return completion, None
-        found = grounding.problems(completion.text, exchange.facts, exchange.question)
+        try:
+            found = await self._off_the_loop(
+                grounding.problems, completion.text, exchange.facts, exchange.question
+            )
+        except TimeoutError:
+            # An answer that cannot be checked is not used.
+            logger.warning(
+                "assistant answer from %s not checked within %g s",
+                provider.name,
+                self.text_deadline_s,
+            )
+            return completion, "provider_error"
         if found:
             # What was wrong, with at most a few words of the answer; never all of it.
             logger.warning(
@@ -158,6 +200,10 @@ class Assistant:
             )
             return completion, "contradicts_facts"
         return completion, None
+
+    async def _off_the_loop(self, function: Callable[..., T], *args: object) -> T:
+        """`function(*args)` in a worker thread, within the text deadline (TimeoutError)."""
+        return await asyncio.wait_for(asyncio.to_thread(function, *args), self.text_deadline_s)
 
     async def _record(
         self,
