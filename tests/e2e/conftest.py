@@ -14,9 +14,13 @@ def database_urls(new_database_url):
 
 @pytest.fixture(scope="package")
 def stack(database_urls, pg_server_url):
-    # The auth module logs in often from one address; the login limit has its own test.
+    # The auth module logs in often from one address; the login limit has its own test. Each
+    # /ready reaches every service (the request-id test follows one through), so no caching:
+    # the cache has its own tests (tests/unit/gateway/test_readiness.py).
     launched = LaunchedStack(
-        database_urls, pg_server_url, {"GATEWAY_RATE_LIMIT_LOGIN": "1000/minute"}
+        database_urls,
+        pg_server_url,
+        {"GATEWAY_RATE_LIMIT_LOGIN": "1000/minute", "GATEWAY_READINESS_CACHE_S": "0"},
     )
     try:
         yield launched.start()
