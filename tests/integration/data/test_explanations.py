@@ -54,6 +54,10 @@ async def test_an_exchange_is_recorded_as_an_audit_event(data, data_db):
             )
         finally:
             await connection.close()
+    # Even by the table's owner, and TRUNCATE skips row triggers: a statement trigger stops it.
+    with pytest.raises(asyncpg.RaiseError, match="TRUNCATE is refused"):
+        await fetch_async(data_db, "TRUNCATE audit_events")
+    assert await fetch_async(data_db, "SELECT id FROM audit_events WHERE id = $1", event["id"])
 
 
 async def test_bad_exchanges_are_refused_and_nothing_is_recorded(data, data_db):
