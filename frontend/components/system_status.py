@@ -5,6 +5,8 @@ import streamlit as st
 from frontend.utils.gateway_client import GatewayClient, GatewayError
 
 SERVICE_LABELS = {"auth": "Authentication", "inference": "Inference", "data": "Data"}
+# The gateway's public /ready says which service is down, never why (SECURITY.md).
+NOT_ANSWERING = "Not answering. The reason is in the gateway's log."
 
 
 def render_system_status(client: GatewayClient) -> None:
@@ -24,5 +26,7 @@ def render_system_status(client: GatewayClient) -> None:
         label = SERVICE_LABELS.get(name, name)
         with column:
             st.metric(label, "ready" if up else "down")
-            if not up:
-                st.caption(check.get("reason", ""))
+            if up and "latency_ms" in check:
+                st.caption(f"answered in {check['latency_ms']:.0f} ms")
+            elif not up:
+                st.caption(NOT_ANSWERING)

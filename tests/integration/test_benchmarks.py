@@ -56,3 +56,27 @@ def test_training_throughput_prints_ratios_against_its_baseline() -> None:
         rel=1e-3,
         abs=1e-3,
     )
+
+
+def test_assistant_text_prints_redaction_before_and_after_and_health_while_redacting() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.assistant_text", "--spaces", "200", "--history", "300"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    result = json.loads(completed.stdout)
+    assert result["redaction"].keys() >= {"question_patient_spaces", "question_and_history_turn"}
+    for case in result["redaction"].values():
+        assert case["before_ms"] > 0 and case["after_ms"] > 0
+        # From the unrounded times, so only roughly the ratio of the printed ones.
+        assert case["speedup"] == pytest.approx(case["before_ms"] / case["after_ms"], rel=0.2)
+    # The reported inputs: the old patterns try every split of the spaces, the new ones one.
+    assert result["redaction"]["question_and_history_turn"]["speedup"] > 10
+    served = result["health_during_question_and_history"]
+    for side in ("before", "after"):
+        assert served[side]["health_checks"] >= 1
+        assert served[side]["request_ms"] > 0
+    assert served["health_alone_p50_ms"] > 0

@@ -195,7 +195,7 @@ class FakeGateway:
         self.idempotency: dict[str, dict[str, Any]] = {}
         self.models = {"v1": model_detail("v1", "active"), "v2": model_detail("v2", "registered")}
         self.down: set[str] = set()  # path prefixes answering 503
-        self.not_ready: dict[str, str] = {}  # service -> reason, as the gateway's /ready says
+        self.not_ready: set[str] = set()  # services the gateway's /ready says are down
         self.requests: list[httpx.Request] = []
         # What the assistant answers with: who answers, whether that replaced a language
         # model's answer (and why), a fixed text instead of the built one, a rate limit.
@@ -325,16 +325,17 @@ class FakeGateway:
         return envelope(404, "not_found", f"No route {method} {path}.")
 
     def ready(self) -> httpx.Response:
-        """The gateway's own shape (common/health.py): a check per service."""
+        """The gateway's public shape (common/health.py): a status and latency per service,
+        never the reason, which only the gateway's log holds."""
         checks = {
-            name: {"status": "down", "reason": self.not_ready[name]}
+            name: {"status": "down"}
             if name in self.not_ready
-            else {"status": "up"}
+            else {"status": "up", "latency_ms": 1.5}
             for name in ("auth", "inference", "data")
         }
         if not self.not_ready:
             return httpx.Response(200, json={"status": "ready", "checks": checks})
-        reasons = "; ".join(f"{n}: {r}" for n, r in self.not_ready.items())
+        reasons = "; ".join(f"{name}: down" for name in sorted(self.not_ready))
         error = {"code": "not_ready", "message": f"Not ready: {reasons}", "request_id": "r"}
         return httpx.Response(503, json={"status": "not_ready", "checks": checks, "error": error})
 

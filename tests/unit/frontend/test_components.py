@@ -7,6 +7,7 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from frontend.components.system_status import NOT_ANSWERING
 from tests.support.images import png_bytes
 from tests.unit.frontend import fake_gateway
 from tests.unit.frontend.fake_gateway import FakeGateway
@@ -314,12 +315,14 @@ def test_about_says_what_the_system_is_not_and_shows_the_model(fake):
 
 
 def test_about_names_a_service_that_is_down(fake):
-    fake.not_ready = {"data": "unreachable"}
+    fake.not_ready = {"data"}
     app = run("about:render_about", "viewer")
-    assert app.warning[-1].value == "Not ready: data: unreachable"
+    assert app.warning[-1].value == "Not ready: data: down"
     shown = metrics(app)
     assert (shown["Data"], shown["Inference"]) == ("down", "ready")
-    assert "unreachable" in [c.value for c in app.caption]
+    # The public answer has no reason to show: the page says where operators find it.
+    assert NOT_ANSWERING in [c.value for c in app.caption]
+    assert "" not in [c.value for c in app.caption]
 
 
 def test_about_works_signed_out_and_with_the_gateway_down(fake):

@@ -31,15 +31,15 @@ def test_ready_gateway():
     assert status.services == {"auth": {"status": "up"}}
 
 
-def test_not_ready_gateway_carries_its_reason():
+def test_not_ready_gateway_says_which_service_is_down():
     body = {
         "status": "not_ready",
-        "checks": {"auth": {"status": "up"}, "data": {"status": "down", "reason": "unreachable"}},
-        "error": {"code": "not_ready", "message": "Not ready: data: unreachable"},
+        "checks": {"auth": {"status": "up", "latency_ms": 2.0}, "data": {"status": "down"}},
+        "error": {"code": "not_ready", "message": "Not ready: data: down"},
     }
     status = client_answering(503, body).system_status()
     assert status.ready is False
-    assert status.message == "Not ready: data: unreachable"
+    assert status.message == "Not ready: data: down"
     assert status.services["data"]["status"] == "down"
 
 
