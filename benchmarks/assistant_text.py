@@ -41,23 +41,18 @@ from gateway.assistant import prompt
 from gateway.assistant.service import TEXT_DEADLINE_S
 
 IDENTIFIERS = ("PT-0042",)
-# The redaction patterns as they were before they were made linear: three optional runs of
-# spaces in a row, unbounded e-mail local parts, runs that give characters back.
-_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
-BEFORE_PATTERNS = (
-    re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
-    re.compile(r"\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b"),
-    re.compile(r"\b\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\b"),
-    re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH},?\s+\d{{2,4}}\b", re.I),
-    re.compile(rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{2,4}}\b", re.I),
-    re.compile(
-        r"\b(?:mrn|nhs|record|hospital|patient|case|chart|file|id|no)\b\.?\s*"
-        r"(?:no\.?|number|nr\.?|#)?\s*[:#]?\s*[A-Za-z]{0,4}\d[\w/-]*",
-        re.I,
-    ),
-    re.compile(r"\b\d(?:[ ./-]?\d){4,}\b"),
-)
-BEFORE_REDACTED_NUMBER = re.compile(rf"{re.escape(prompt.REDACTED)}[\s:#-]*\d[\w/-]*")
+
+
+def as_before(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """`pattern` as the gateway had it before the patterns were made linear: every run
+    possessive now (`*+`, `++`) gave characters back, and the part of an e-mail address before
+    the @ had no bound."""
+    source = pattern.pattern.replace("*+", "*").replace("++", "+").replace("{1,64}@", "+@")
+    return re.compile(source, pattern.flags)
+
+
+BEFORE_PATTERNS = tuple(as_before(pattern) for pattern in prompt.IDENTIFIER_PATTERNS)
+BEFORE_REDACTED_NUMBER = as_before(prompt.REDACTED_NUMBER)
 
 
 def redact_before(text: str, identifiers: tuple[str, ...]) -> str:

@@ -9,16 +9,21 @@ import pytest
 from devstack import ROOT
 
 
-def test_plumbing_overhead_prints_ratios_against_its_baseline() -> None:
+def run_benchmark(module: str, *arguments: str, timeout_s: float) -> dict:
+    """What `python -m benchmarks.<module> <arguments>` printed, parsed."""
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.plumbing_overhead", "--requests", "200"],
+        [sys.executable, "-m", f"benchmarks.{module}", *arguments],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout_s,
         check=True,
     )
-    result = json.loads(completed.stdout)
+    return json.loads(completed.stdout)
+
+
+def test_plumbing_overhead_prints_ratios_against_its_baseline() -> None:
+    result = run_benchmark("plumbing_overhead", "--requests", "200", timeout_s=120)
     assert result["requests_per_server"] == 200
     for side in ("baseline", "service"):
         assert 0 < result[side]["p50_ms"] <= result[side]["p95_ms"]
@@ -28,26 +33,11 @@ def test_plumbing_overhead_prints_ratios_against_its_baseline() -> None:
 
 
 def test_training_throughput_prints_ratios_against_its_baseline() -> None:
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.training_throughput",
-            "--images",
-            "48",
-            "--size",
-            "32",
-            "--batch",
-            "16",
-            "--skip-bootstrap",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
+    result = run_benchmark(
+        "training_throughput",
+        *("--images", "48", "--size", "32", "--batch", "16", "--skip-bootstrap"),
+        timeout_s=300,
     )
-    result = json.loads(completed.stdout)
     assert result["images"] == 48
     assert result["baseline_in_memory_images_per_s"] > 0
     # The ratio is of the unrounded rates; the printed rates are rounded to 0.1 image/s.
@@ -59,15 +49,7 @@ def test_training_throughput_prints_ratios_against_its_baseline() -> None:
 
 
 def test_assistant_text_prints_redaction_before_and_after_and_health_while_redacting() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.assistant_text", "--spaces", "200", "--history", "300"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    result = json.loads(completed.stdout)
+    result = run_benchmark("assistant_text", "--spaces", "200", "--history", "300", timeout_s=300)
     assert result["redaction"].keys() >= {"question_patient_spaces", "question_and_history_turn"}
     for case in result["redaction"].values():
         assert case["before_ms"] > 0 and case["after_ms"] > 0
