@@ -128,9 +128,10 @@ def app() -> FastAPI:
 def health_latencies_ms(
     client: httpx.Client, until: threading.Event | None, count: int
 ) -> list[float]:
-    """`/health` answer times: `count` of them, or as many as fit until `until` is set."""
+    """`/health` answer times: `count` of them, or, with `until`, at least one and as many
+    more as fit before it is set (a fast request may be answered before the first)."""
     latencies: list[float] = []
-    while (until is None and len(latencies) < count) or (until is not None and not until.is_set()):
+    while not latencies or (len(latencies) < count if until is None else not until.is_set()):
         started = time.perf_counter()
         client.get("/health").raise_for_status()
         latencies.append((time.perf_counter() - started) * 1000)
