@@ -143,6 +143,11 @@ async def update(
         await end_sessions(session, user, reason="password_reset")
     if fields.get("is_active") is False:
         await end_sessions(session, user, reason="deactivated")
+    if fields.get("is_active") is True and not user.is_active:
+        # No token of the deactivated user works, so this ends nothing; but the tokens issued
+        # from now on carry a generation the gateway has not seen with "inactive", and make
+        # it ask again instead of using the answer it keeps from the deactivation.
+        user.token_generation = User.token_generation + 1  # type: ignore[assignment]
     for name in ("full_name", "role", "is_active"):
         if name in fields:
             setattr(user, name, fields[name].strip() if name == "full_name" else fields[name])
