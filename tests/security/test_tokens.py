@@ -236,6 +236,7 @@ def test_access_tokens_from_before_a_password_reset_are_refused_by_the_gateway(
 ):
     user = new_user("viewer")
     token = user.access_token
+    assert api.get("/api/v1/patients", headers=bearer(token)).status_code == 200
     reset = api.patch(
         f"/api/v1/admin/users/{user.id}",
         json={"password": "another lantern meadow 77"},
