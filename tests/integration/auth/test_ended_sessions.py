@@ -222,3 +222,17 @@ async def test_a_status_answer_that_is_not_understood_refuses_with_503(auth):
 def test_the_cache_interval_must_stay_under_30_seconds(seconds):
     with pytest.raises(ValidationError, match="account_status_cache_s"):
         GatewaySettings(account_status_cache_s=seconds)
+
+
+async def test_the_status_route_answers_only_to_an_access_token_and_about_its_user(auth):
+    user, token = await signed_in(auth, "asked@example.com")
+    assert (await auth.client.get(STATUS_PATH)).status_code == 401
+    refresh = (await auth.tokens("asked@example.com", PASSWORD))["refresh_token"]
+    assert (await auth.client.get(STATUS_PATH, headers=bearer(refresh))).status_code == 401
+    mine = await auth.client.get(STATUS_PATH, headers=bearer(token))
+    assert mine.json() == {"active": True, "token_generation": 0}
+    await set_user(auth, user["id"], is_active=False)
+    # Still answered for the ended session's token: the answer is about the user.
+    ended = await auth.client.get(STATUS_PATH, headers=bearer(token))
+    assert ended.status_code == 200
+    assert ended.json() == {"active": False, "token_generation": 1}
