@@ -1,5 +1,5 @@
-"""Housekeeping: expired refresh tokens and stale throttling entries are deleted
-periodically, so neither table grows without bound."""
+"""Housekeeping: expired refresh tokens, stale throttling entries and addresses an account
+has not signed in from for long are deleted periodically, so no table grows without bound."""
 
 import asyncio
 import logging
@@ -21,6 +21,7 @@ async def purge_once(session: AsyncSession, policy: ThrottlePolicy, now: datetim
     removed = {
         "refresh_tokens": await tokens.purge_expired(session, now),
         "login_throttles": await throttling.purge_stale(session, policy, now),
+        "known_login_addresses": await throttling.purge_unknown_addresses(session, policy, now),
     }
     await session.commit()
     return removed

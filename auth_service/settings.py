@@ -30,14 +30,24 @@ class AuthSettings(ServiceSettings):
     argon2_memory_cost_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
 
-    # Login throttling: an account is locked after this many failures in a row, for a delay
-    # that doubles with every further failure; a client address failing across accounts gets
-    # the same treatment from a higher threshold. Failures older than the window are forgotten.
-    throttle_account_failures: int = Field(default=5, ge=1)
+    # Login throttling (see auth_service/throttling/service.py). An account is locked for one
+    # client address after this many failures in a row from it, for a delay that doubles with
+    # every further failure; a client address failing across accounts gets the same
+    # treatment from a higher threshold. Failures older than the window are forgotten.
+    throttle_account_address_failures: int = Field(default=5, ge=1)
     throttle_address_failures: int = Field(default=20, ge=1)
     throttle_base_delay_s: float = Field(default=30.0, gt=0)
     throttle_max_delay_s: float = Field(default=900.0, gt=0)
     throttle_window_s: float = Field(default=3600.0, gt=0)
+    # Guessing spread over many addresses: after this many failures on one account from
+    # addresses it has not signed in from, each further attempt from such an address waits a
+    # delay that doubles from the base up to the max. Seconds, never a lockout: the user
+    # waits at most the max from a new address, and not at all from a known one.
+    throttle_account_failures: int = Field(default=10, ge=1)
+    throttle_account_base_delay_s: float = Field(default=1.0, gt=0)
+    throttle_account_max_delay_s: float = Field(default=30.0, gt=0, le=60)
+    # An address a successful login came from stays known to its account this long.
+    throttle_known_address_days: int = Field(default=90, ge=1)
 
     # The first administrator, created at start when no active admin exists.
     admin_email: str | None = Field(

@@ -72,6 +72,13 @@ class Principal:
     expires_at: datetime
     claims: dict[str, Any]
 
+    @property
+    def token_generation(self) -> int:
+        """The user's token generation the token was issued in (`gen`; 0 in tokens issued
+        before the claim existed, which therefore end with the first change)."""
+        generation = self.claims.get("gen", 0)
+        return generation if type(generation) is int else 0
+
 
 async def decode_token(
     token: str, key_for: KeyLookup, *, issuer: str, audience: str, expected_type: str

@@ -12,6 +12,7 @@ from common.auth import jwks_token_verifier
 from gateway.assistant.routes import router as assistant_router
 from gateway.assistant.service import Assistant, provider_from_settings
 from gateway.auth.routes import router as auth_router
+from gateway.auth.sessions import AccountStatuses, SessionCheckingVerifier
 from gateway.deps import limit_general
 from gateway.insights.routes import router as insights_router
 from gateway.models.routes import router as models_router
@@ -113,7 +114,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         settings.assistant_deadline_s,
         app.state.metrics_registry,
     )
-    app.state.token_verifier = jwks_token_verifier(downstreams.clients["auth"], settings)
+    statuses = app.state.account_statuses = AccountStatuses(
+        downstreams, settings.account_status_cache_s, settings.account_status_cache_size
+    )
+    app.state.token_verifier = SessionCheckingVerifier(
+        jwks_token_verifier(downstreams.clients["auth"], settings), statuses
+    )
     for router in FEATURE_ROUTERS:
         app.include_router(router, dependencies=[Depends(limit_general)])
     for name in downstreams.clients:

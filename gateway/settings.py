@@ -23,6 +23,12 @@ class GatewaySettings(TokenCheckingSettings):
     # downstreams at most once per interval.
     readiness_cache_s: float = Field(default=1.0, ge=0, le=10)
 
+    # Ended sessions: a deactivated user's access token, or one issued before a password
+    # reset, is refused within this many seconds (each user's status is asked of the auth
+    # service at most this often), and at most this many users' statuses are kept.
+    account_status_cache_s: float = Field(default=10.0, ge=0, lt=30)
+    account_status_cache_size: int = Field(default=10_000, ge=1)
+
     # Idempotent calls that failed on the way (refused, reset) are tried this often in all,
     # with exponential backoff from retry_backoff_s.
     retry_attempts: int = Field(default=3, ge=1, le=10)

@@ -2,7 +2,8 @@
 
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from math import ceil
 
@@ -69,14 +70,18 @@ class LoginContext:
     hashing: PasswordHashing
     policy: ThrottlePolicy
     metrics: LoginMetrics
+    # What time it is for logging in: replaceable, so tests step through delays.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 async def login(
     session: AsyncSession, context: LoginContext, email: str, password: str, client: str
 ) -> TokenPair:
-    now = datetime.now(UTC)
-    account, address = throttling.account_key(email), throttling.address_key(client)
-    locked = await throttling.locked_for(session, [account, address], now)
+    now = context.clock()
+    user = await users.get_by_email(session, email)
+    attempt = await throttling.attempt_for(session, context.policy, email, client, now)
+    # Counted (and committed) before the password is checked: see throttling.service.
+    locked = await throttling.admit(session, attempt, context.policy, now)
     if locked is not None:
         context.metrics.logins.labels("throttled").inc()
         audit.warning(
@@ -85,7 +90,6 @@ async def login(
         )
         raise TooManyAttempts(locked)
 
-    user = await users.get_by_email(session, email)
     # An unknown email still costs one Argon2 verification (of a dummy hash).
     verification = await context.hashing.verify(user.password_hash if user else None, password)
     if user is None or not verification.matches or not user.is_active:
@@ -96,10 +100,6 @@ async def login(
             if not verification.matches
             else "inactive_account"
         )
-        policy = context.policy
-        await throttling.record_failure(session, account, policy.account_failures, policy, now)
-        await throttling.record_failure(session, address, policy.address_failures, policy, now)
-        await session.commit()
         context.metrics.logins.labels("invalid_credentials").inc()
         audit.warning(
             "login failed",
@@ -110,8 +110,8 @@ async def login(
     if verification.needs_rehash:
         user.password_hash = await context.hashing.hash(password)
     user.last_login_at = now
-    await throttling.clear(session, account)
-    pair = await tokens.issue_pair(session, context.issuer, user.id, user.role, uuid.uuid4(), now)
+    await throttling.succeeded(session, attempt, now)
+    pair = await tokens.issue_pair(session, context.issuer, user, uuid.uuid4(), now)
     await session.commit()
     context.metrics.logins.labels("success").inc()
     audit.info(
@@ -174,9 +174,7 @@ async def refresh(
         await session.commit()
         raise _refused(context, REVOKED_REFRESH)
     # The role comes from the user as it is now, so a role change takes effect at refresh.
-    pair = await tokens.issue_pair(
-        session, context.issuer, user.id, user.role, stored.family_id, now
-    )
+    pair = await tokens.issue_pair(session, context.issuer, user, stored.family_id, now)
     await session.commit()
     context.metrics.refreshes.labels("success").inc()
     return pair

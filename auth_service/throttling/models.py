@@ -7,10 +7,14 @@ from auth_service.database import Base
 
 
 class LoginThrottle(Base):
-    """Recent failed logins for one account or one client address.
+    """Recent failed logins counted under one key: an account from one client address
+    (`account-address:<account hash>:<client ip>`), an account from every address it has
+    not signed in from (`account:<account hash>`), or one client address across accounts
+    (`address:<client ip>`). The account hash is the SHA-256 of the email in lower case,
+    whether or not the account exists, so an unknown email behaves like a real one.
 
-    `key` is `account:<sha256 of the email, lower case>` (whether or not the account exists,
-    so a locked unknown email behaves like a locked real one) or `address:<client ip>`.
+    An attempt is counted before its password is checked, under a row lock, so concurrent
+    attempts cannot all slip in before the first failure is written.
     """
 
     __tablename__ = "login_throttles"
@@ -22,3 +26,15 @@ class LoginThrottle(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class KnownLoginAddress(Base):
+    """A client address an account signed in from successfully. Attempts from it are not
+    slowed by the account-wide delay that failures from other addresses cause, so a guesser
+    spread over many addresses cannot keep the user out from where they usually work."""
+
+    __tablename__ = "known_login_addresses"
+
+    account: Mapped[str] = mapped_column(String(100), primary_key=True)  # the account key
+    address: Mapped[str] = mapped_column(String(300), primary_key=True)
+    last_login_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -52,8 +52,12 @@ class TokenIssuer:
         )
         return IssuedToken(token, jti, expires_at)
 
-    def access_token(self, user_id: uuid.UUID, role: str, now: datetime) -> IssuedToken:
-        claims = {"sub": str(user_id), "role": role, "typ": "access"}
+    def access_token(
+        self, user_id: uuid.UUID, role: str, generation: int, now: datetime
+    ) -> IssuedToken:
+        # `gen`: the user's token generation when issued; the gateway refuses a token whose
+        # generation the user has left (deactivation, password reset).
+        claims = {"sub": str(user_id), "role": role, "typ": "access", "gen": generation}
         return self._sign(claims, self.settings.access_token_ttl_s, now)
 
     def refresh_token(self, user_id: uuid.UUID, family_id: uuid.UUID, now: datetime) -> IssuedToken:

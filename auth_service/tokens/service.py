@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.tokens.issuing import TokenIssuer
 from auth_service.tokens.models import RefreshToken
 from auth_service.tokens.schemas import TokenPair
+from auth_service.users.models import User
 
 
 def sha256(token: str) -> str:
@@ -19,18 +20,18 @@ def sha256(token: str) -> str:
 async def issue_pair(
     session: AsyncSession,
     issuer: TokenIssuer,
-    user_id: uuid.UUID,
-    role: str,
+    user: User,
     family_id: uuid.UUID,
     now: datetime,
 ) -> TokenPair:
-    access = issuer.access_token(user_id, role, now)
-    refresh = issuer.refresh_token(user_id, family_id, now)
+    """Tokens of `user` as the row is now: its role and token generation."""
+    access = issuer.access_token(user.id, user.role, user.token_generation, now)
+    refresh = issuer.refresh_token(user.id, family_id, now)
     session.add(
         RefreshToken(
             id=refresh.jti,
             family_id=family_id,
-            user_id=user_id,
+            user_id=user.id,
             token_sha256=sha256(refresh.token),
             issued_at=now,
             expires_at=refresh.expires_at,

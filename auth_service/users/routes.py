@@ -5,22 +5,49 @@ from fastapi import APIRouter, Query, status
 
 from auth_service.deps import Admin, LoginContextDep, Reader
 from auth_service.users import service
-from auth_service.users.schemas import Role, UserCreate, UserOut, UserPage, UserUpdate
-from common.auth import InvalidToken
+from auth_service.users.models import User
+from auth_service.users.schemas import (
+    AccountStatus,
+    Role,
+    UserCreate,
+    UserOut,
+    UserPage,
+    UserUpdate,
+)
+from common.auth import InvalidToken, Principal
 from common.db import SessionDep
 
 router = APIRouter(tags=["users"])
 
 
+async def _token_user(session: SessionDep, principal: Principal) -> User | None:
+    try:
+        return await service.get(session, uuid.UUID(principal.subject))
+    except (ValueError, service.UserNotFound):
+        return None
+
+
 @router.get("/me", response_model=UserOut, summary="The user the access token belongs to")
 async def me(principal: Reader, session: SessionDep) -> UserOut:
-    try:
-        user = await service.get(session, uuid.UUID(principal.subject))
-    except (ValueError, service.UserNotFound):
-        user = None
-    if user is None or not user.is_active:
+    user = await _token_user(session, principal)
+    if user is None or not service.token_is_current(user, principal):
         raise InvalidToken("This account no longer exists or is deactivated.")
     return UserOut.model_validate(user)
+
+
+@router.get(
+    "/me/status",
+    response_model=AccountStatus,
+    summary="Whether the token's user is active, and their current token generation "
+    "(the gateway asks, to refuse tokens of ended sessions)",
+)
+async def my_status(principal: Reader, session: SessionDep) -> AccountStatus:
+    # Answered for any correctly signed token, even one of an ended session: the answer is
+    # about the user, and the gateway keeps it for every token of theirs for a few seconds.
+    user = await _token_user(session, principal)
+    if user is None:
+        return AccountStatus(active=False, token_generation=0)
+    return AccountStatus(active=user.is_active, token_generation=user.token_generation)
 
 
 @router.post(

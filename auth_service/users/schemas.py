@@ -46,3 +46,11 @@ class UserPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class AccountStatus(BaseModel):
+    """What decides whether a user's access tokens still work: the account is active, and
+    a token's `gen` claim is not below `token_generation`."""
+
+    active: bool
+    token_generation: int

@@ -14,6 +14,7 @@ from auth_service.passwords.policy import WeakPassword, check_password
 from auth_service.tokens import service as tokens
 from auth_service.users.models import User
 from auth_service.users.schemas import UserCreate, UserUpdate
+from common.auth import Principal
 from common.db import page_with_total
 from common.errors import ServiceError
 
@@ -101,6 +102,21 @@ async def _other_active_admins(session: AsyncSession, user_id: uuid.UUID) -> int
     return sum(1 for other in rows if other != user_id)
 
 
+async def end_sessions(session: AsyncSession, user: User, reason: str) -> None:
+    """Every session of `user` ends: refresh tokens now, access tokens as soon as the
+    gateway sees the new token generation (a SQL increment, so concurrent changes add up)."""
+    await tokens.revoke_all_for_user(session, user.id, reason=reason)
+    user.token_generation = User.token_generation + 1  # type: ignore[assignment]
+
+
+def token_is_current(user: User | None, principal: Principal) -> bool:
+    """Whether `principal`'s token may still act for its user: the account exists, is
+    active, and the token was issued in the user's current token generation."""
+    return (
+        user is not None and user.is_active and principal.token_generation >= user.token_generation
+    )
+
+
 async def update(
     session: AsyncSession,
     hashing: PasswordHashing,
@@ -124,9 +140,14 @@ async def update(
         except WeakPassword as exc:
             raise weak_password_error(exc) from exc
         user.password_hash = await hashing.hash(fields["password"])
-        await tokens.revoke_all_for_user(session, user.id, reason="password_reset")
+        await end_sessions(session, user, reason="password_reset")
     if fields.get("is_active") is False:
-        await tokens.revoke_all_for_user(session, user.id, reason="deactivated")
+        await end_sessions(session, user, reason="deactivated")
+    if fields.get("is_active") is True and not user.is_active:
+        # No token of the deactivated user works, so this ends nothing; but the tokens issued
+        # from now on carry a generation the gateway has not seen with "inactive", and make
+        # it ask again instead of using the answer it keeps from the deactivation.
+        user.token_generation = User.token_generation + 1  # type: ignore[assignment]
     for name in ("full_name", "role", "is_active"):
         if name in fields:
             setattr(user, name, fields[name].strip() if name == "full_name" else fields[name])

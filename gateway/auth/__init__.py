@@ -1,1 +1,2 @@
-"""Logging in, tokens and user administration: the auth service's public routes."""
+"""Logging in, tokens and user administration: the auth service's public routes; and
+the refusal of access tokens whose sessions have ended (`sessions`)."""

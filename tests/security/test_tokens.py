@@ -13,7 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.security.conftest import assert_envelope, logged_in
+from tests.security.conftest import assert_envelope, logged_in, login
+from tests.support.launcher import wait_for
 from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.timeout(300)
@@ -195,3 +196,55 @@ def test_a_refresh_token_is_dead_after_logout(api, stack, new_user):
 def test_malformed_authorization_headers_get_401(api, authorization):
     answer = api.get("/api/v1/auth/me", headers={"Authorization": authorization})
     assert_envelope(answer, 401)
+
+
+def refused_in_the_end(api, token: str, what: str) -> None:
+    """Poll until the gateway refuses `token` (it keeps each user's status for
+    GATEWAY_ACCOUNT_STATUS_CACHE_S, 10 s; the bound itself is proven with a stepped clock in
+    tests/integration/auth/test_ended_sessions.py), then check the refusal's envelope."""
+
+    def refusal():
+        answer = api.get("/api/v1/patients", headers=bearer(token))
+        assert answer.status_code in (200, 401), answer.text
+        return answer if answer.status_code == 401 else None
+
+    error = assert_envelope(wait_for(refusal, 60, what), 401, "invalid_token")
+    assert error["message"] == "This session has ended: log in again."
+
+
+def test_a_deactivated_users_access_token_is_refused_by_the_gateway(api, admin, new_user):
+    user = new_user("clinician")
+    token = user.access_token
+    assert api.get("/api/v1/patients", headers=bearer(token)).status_code == 200
+    off = api.patch(
+        f"/api/v1/admin/users/{user.id}", json={"is_active": False}, headers=admin.headers
+    )
+    assert off.status_code == 200, off.text
+    refused_in_the_end(api, token, "the gateway to refuse a deactivated user's token")
+
+    on = api.patch(
+        f"/api/v1/admin/users/{user.id}", json={"is_active": True}, headers=admin.headers
+    )
+    assert on.status_code == 200, on.text
+    again = logged_in(api, user.id, user.email, user.role)
+    assert api.get("/api/v1/patients", headers=again.headers).status_code == 200
+    assert_envelope(api.get("/api/v1/patients", headers=bearer(token)), 401, "invalid_token")
+
+
+def test_access_tokens_from_before_a_password_reset_are_refused_by_the_gateway(
+    api, admin, new_user
+):
+    user = new_user("viewer")
+    token = user.access_token
+    assert api.get("/api/v1/patients", headers=bearer(token)).status_code == 200
+    reset = api.patch(
+        f"/api/v1/admin/users/{user.id}",
+        json={"password": "another lantern meadow 77"},
+        headers=admin.headers,
+    )
+    assert reset.status_code == 200, reset.text
+    refused_in_the_end(api, token, "the gateway to refuse a token from before the reset")
+    fresh = login(api, user.email, "another lantern meadow 77")
+    assert fresh.status_code == 200, fresh.text
+    me = api.get("/api/v1/patients", headers=bearer(fresh.json()["access_token"]))
+    assert me.status_code == 200

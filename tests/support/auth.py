@@ -2,7 +2,8 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -16,10 +17,25 @@ ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "harbour lantern quietly 72"
 
 
+class SteppedClock:
+    """The auth service's login clock in a test: it starts at the real time and moves only
+    when the test says, so a lock's end is reached without waiting for it."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 @dataclass
 class AuthHarness:
     app: FastAPI
     client: httpx.AsyncClient
+    clock: SteppedClock
 
     async def login(self, email: str, password: str, address: str | None = None) -> httpx.Response:
         headers = {"X-Forwarded-For": address} if address else {}
@@ -62,8 +78,10 @@ async def running_auth(database_url: str, **overrides: object) -> AsyncIterator[
         **overrides,
     }
     app = auth_app(database_url, **settings)
+    clock = SteppedClock()
+    app.state.login = replace(app.state.login, clock=clock)
     async with app.router.lifespan_context(app):
         await app.state.admin_bootstrap
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://auth") as client:
-            yield AuthHarness(app, client)
+            yield AuthHarness(app, client, clock)

@@ -12,7 +12,10 @@ def auth_database(migrated_database_url) -> str:
 @pytest.fixture
 async def auth_database_url(auth_database):
     """The module's auth database, emptied before each test."""
-    await fetch_async(auth_database, "TRUNCATE users, refresh_tokens, login_throttles CASCADE")
+    await fetch_async(
+        auth_database,
+        "TRUNCATE users, refresh_tokens, login_throttles, known_login_addresses CASCADE",
+    )
     return auth_database
 
 
