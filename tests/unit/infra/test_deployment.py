@@ -27,6 +27,9 @@ SECRETS = {
     "AUTH_DB_PASSWORD": "a",
     "INFERENCE_DB_PASSWORD": "i",
     "DATA_DB_PASSWORD": "d",
+    "AUTH_RUNTIME_DB_PASSWORD": "auth-runtime-secret",
+    "INFERENCE_RUNTIME_DB_PASSWORD": "inference-runtime-secret",
+    "DATA_RUNTIME_DB_PASSWORD": "data-runtime-secret",
     "GRAFANA_ADMIN_PASSWORD": "g",
 }
 # compose service -> (settings class, folder with its Dockerfile, extra of pyproject.toml)
@@ -75,6 +78,9 @@ def test_compose_refuses_to_start_without_the_database_passwords():
     assert checked.returncode != 0
     for name in ("POSTGRES_PASSWORD", "AUTH_DB_PASSWORD", "DATA_DB_PASSWORD"):
         assert name in checked.stderr
+    without_runtime = {k: v for k, v in SECRETS.items() if k != "DATA_RUNTIME_DB_PASSWORD"}
+    checked = compose("config", "-q", env=without_runtime)
+    assert checked.returncode != 0 and "DATA_RUNTIME_DB_PASSWORD" in checked.stderr
 
 
 def test_only_the_entry_points_publish_ports(services):
@@ -99,12 +105,26 @@ def test_each_service_waits_for_its_migration_and_dependencies_to_be_healthy(ser
         )
 
 
-def test_each_service_uses_its_own_database_login(services):
+def test_each_service_runs_as_its_runtime_login_and_migrates_as_the_owner(services):
     for name in ("auth", "inference", "data"):
-        for service in (name, f"{name}-migrate"):
-            url = services[service]["environment"][f"{name.upper()}_DATABASE_URL"]
-            assert url.startswith(f"postgresql://{name}:"), url
-            assert url.endswith(f"@postgres:5432/{name}")
+        prefix = name.upper()
+        running = services[name]["environment"]
+        runtime_password = SECRETS[f"{prefix}_RUNTIME_DB_PASSWORD"]
+        assert running[f"{prefix}_DATABASE_URL"] == (
+            f"postgresql://{name}_runtime:{runtime_password}@postgres:5432/{name}"
+        )
+        # The owner's login stays with the migration step: the service never sees it.
+        assert f"{prefix}_MIGRATION_DATABASE_URL" not in running
+        assert not any(f"{name}:{SECRETS[f'{prefix}_DB_PASSWORD']}@" in v for v in running.values())
+        migrating = services[f"{name}-migrate"]["environment"]
+        assert migrating[f"{prefix}_MIGRATION_DATABASE_URL"] == (
+            f"postgresql://{name}:{SECRETS[f'{prefix}_DB_PASSWORD']}@postgres:5432/{name}"
+        )
+        # Names the login to grant; its password is not needed there.
+        assert (
+            migrating[f"{prefix}_DATABASE_URL"]
+            == f"postgresql://{name}_runtime@postgres:5432/{name}"
+        )
 
 
 def test_compose_sets_only_variables_the_services_read(services):
