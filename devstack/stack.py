@@ -1,14 +1,16 @@
 """What runs in the dev stack, and the environment each process gets."""
 
 import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
 
 from devstack import ROOT
-from devstack.postgres import with_database
+from devstack.postgres import runtime_login_name, with_database
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,24 @@ def configured_environment(root: Path = ROOT) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class RuntimeLogin:
+    """A login a service runs as, to be made on the server before the migrations grant it."""
+
+    role: str
+    password: str
+    admin_url: str  # the migration login, allowed to create it
+
+
+@dataclass(frozen=True)
 class Stack:
     env: dict[str, str]  # what every child process gets
     var_dir: Path
+    runtime_logins: tuple[RuntimeLogin, ...] = ()
+
+    @property
+    def service_env(self) -> dict[str, str]:
+        """What the services get: all but the migration logins, which only `migrate` uses."""
+        return {k: v for k, v in self.env.items() if not k.endswith("_MIGRATION_DATABASE_URL")}
 
     def port(self, name: str) -> int:
         if name == "prometheus":
@@ -60,21 +77,47 @@ class Stack:
         )
 
 
+def separate_runtime_login(
+    env: dict[str, str], component: Component, server_url: str
+) -> RuntimeLogin | None:
+    """Run the component as a login of its own, apart from the one that migrates (the
+    configured `<PREFIX>DATABASE_URL`, else the server's): the server's login is usually a
+    superuser, who bypasses every privilege, and an owner could alter its tables. Left alone
+    when both URLs are configured: then whoever set them made the logins."""
+    runtime_key = f"{component.env_prefix}DATABASE_URL"
+    migration_key = f"{component.env_prefix}MIGRATION_DATABASE_URL"
+    if env.get(runtime_key) and env.get(migration_key):
+        return None
+    owner_url = (
+        env.get(migration_key)
+        or env.get(runtime_key)
+        or with_database(server_url, component.database or "")
+    )
+    role = runtime_login_name(owner_url)
+    password = secrets.token_hex(16)  # made anew at each start, as is the login's password
+    env[migration_key] = owner_url
+    env[runtime_key] = (
+        make_url(owner_url)
+        .set(username=role, password=password)
+        .render_as_string(hide_password=False)
+    )
+    return RuntimeLogin(role, password, owner_url)
+
+
 def build_stack(configured: dict[str, str], server_url: str, var_dir: Path) -> Stack:
-    """Fill in every setting the user left unset: ports, database URLs, service URLs."""
+    """Fill in every setting the user left unset: ports, database URLs and logins, service
+    URLs."""
     env = dict(configured)
 
     def default(key: str, value: str) -> None:
         if not env.get(key):
             env[key] = value
 
+    runtime_logins = []
     for component in COMPONENTS:
         default(f"{component.env_prefix}PORT", str(component.default_port))
-        if component.database:
-            default(
-                f"{component.env_prefix}DATABASE_URL",
-                with_database(server_url, component.database),
-            )
+        if component.database and (login := separate_runtime_login(env, component, server_url)):
+            runtime_logins.append(login)
     for name in ("auth", "inference", "data"):
         default(
             f"GATEWAY_{name.upper()}_URL",
@@ -94,4 +137,4 @@ def build_stack(configured: dict[str, str], server_url: str, var_dir: Path) -> S
     default("DATA_AUTH_URL", env["GATEWAY_AUTH_URL"])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
-    return Stack(env=env, var_dir=var_dir)
+    return Stack(env=env, var_dir=var_dir, runtime_logins=tuple(runtime_logins))

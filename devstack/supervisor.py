@@ -120,7 +120,7 @@ serverurl=unix://{self.socket}
         # supervisord, which stops the programs in order.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config_path)],
-            env=self.stack.env,
+            env=self.stack.service_env,
             cwd=ROOT,
             start_new_session=True,
         )

@@ -8,4 +8,4 @@ from common.migrations import main
 from inference_service.settings import get_settings
 
 if __name__ == "__main__":
-    main(Path(__file__).parent, get_settings().database_url, sys.argv[1:])
+    main(Path(__file__).parent, get_settings(), sys.argv[1:])

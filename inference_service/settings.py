@@ -4,10 +4,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from common.settings import TokenCheckingSettings
+from common.settings import DatabaseServiceSettings, TokenCheckingSettings
 
 
-class InferenceSettings(TokenCheckingSettings):
+class InferenceSettings(TokenCheckingSettings, DatabaseServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INFERENCE_")
 
     port: int = 8001

@@ -17,6 +17,8 @@ from common.migrations import drop_database, ensure_database, upgrade
 from devstack import ROOT
 from devstack.postgres import (
     LOCAL_SERVER_URL,
+    drop_login,
+    runtime_login_name,
     server_answers,
     with_database,
 )
@@ -100,6 +102,8 @@ def new_database_url(pg_server_url: str) -> Iterator[Callable[[str], str]]:
     yield make
     for url in made:
         asyncio.run(drop_database(url))
+        # The login a launched stack made to serve it (devstack.stack.separate_runtime_login).
+        asyncio.run(drop_login(url, runtime_login_name(url)))
 
 
 @pytest.fixture(scope="session")

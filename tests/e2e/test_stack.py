@@ -3,13 +3,19 @@
 import json
 import socket
 import uuid
+from pathlib import Path
 
 import pytest
 from dotenv import dotenv_values
 from streamlit.testing.v1 import AppTest
 
 from devstack import ROOT
-from devstack.launcher import BANNER_LAST_LINE, LaunchedStack, StackDidNotStart
+from devstack.launcher import (
+    BANNER_LAST_LINE,
+    LaunchedStack,
+    StackDidNotStart,
+    processes_with_env,
+)
 from frontend.config.settings import get_settings
 from tests.support.launcher import RESTART_TIMEOUT_S, get, wait_for
 from tests.support.sql import fetch
@@ -167,3 +173,57 @@ def test_a_stack_that_cannot_start_says_which_process_and_leaves_nothing_behind(
     for name in broken.ports:
         assert get(f"{broken.url(name)}/health") is None, f"{name} still answers"
     assert not broken.var_dir.exists()
+
+
+def test_the_services_run_as_their_own_runtime_logins(stack, database_urls):
+    """`make run` serves each database as `<database>_runtime`: no superuser, no owner, and on
+    the audit events only INSERT and SELECT. Seen from the server: who is connected."""
+    response = get(f"{stack.url('gateway')}/ready")  # every service queries its database
+    assert response is not None and response.status_code == 200, stack.output()
+    for name, url in database_urls.items():
+        database = url.rsplit("/", 1)[1]
+        role = f"{database}_runtime"
+
+        def connected(url=url, database=database) -> set[str]:
+            rows = fetch(
+                url,
+                "SELECT DISTINCT usename::text AS login FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+            return {row["login"] for row in rows}
+
+        assert wait_for(connected, 30, f"{name}'s connections to {database}") == {role}, name
+        (login,) = fetch(url, "SELECT rolsuper FROM pg_roles WHERE rolname = $1", role)
+        assert login["rolsuper"] is False
+        owners = fetch(
+            url, "SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = 'public'"
+        )
+        assert role not in {row["tableowner"] for row in owners}, name
+    (audit,) = fetch(
+        database_urls["data"],
+        "SELECT has_table_privilege($1, 'audit_events', 'INSERT') AS adds, "
+        "has_table_privilege($1, 'audit_events', 'UPDATE') AS changes, "
+        "has_table_privilege($1, 'audit_events', 'DELETE') AS removes, "
+        "has_table_privilege($1, 'audit_events', 'TRUNCATE') AS truncates",
+        f"{database_urls['data'].rsplit('/', 1)[1]}_runtime",
+    )
+    assert dict(audit) == {"adds": True, "changes": False, "removes": False, "truncates": False}
+
+
+def test_the_data_service_process_has_the_runtime_login_and_not_the_owners(stack, database_urls):
+    """What the launcher passed to the running data service: its environment, from /proc."""
+    environments = []
+    for pid in processes_with_env("DEVSTACK_VAR_DIR", str(stack.var_dir)):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # ended meanwhile
+        variables = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+        environments.append((command, variables))
+    (data,) = [env for command, env in environments if b"data_service" in command]
+    database = database_urls["data"].rsplit("/", 1)[1]
+    assert data["DATA_DATABASE_URL"].startswith(f"postgresql://{database}_runtime:")
+    for _, variables in environments:
+        assert not [k for k in variables if k.endswith("MIGRATION_DATABASE_URL")]

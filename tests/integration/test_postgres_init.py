@@ -15,6 +15,7 @@ from tests.support.private_postgres import running_private_postgres
 
 SCRIPT = ROOT / "infra" / "postgres" / "init" / "01-databases.sh"
 PASSWORDS = {"auth": "auth-secret", "inference": "inference-secret", "data": "data-secret"}
+RUNTIME_PASSWORDS = {f"{name}_runtime": f"{name}-runtime-secret" for name in PASSWORDS}
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +29,25 @@ def connect(server: PrivatePostgres, user: str, database: str):
         host="127.0.0.1",
         port=server.port,
         user=user,
-        password=PASSWORDS.get(user),
+        password={**PASSWORDS, **RUNTIME_PASSWORDS}.get(user),
         database=database,
     )
+
+
+async def can_connect(server: PrivatePostgres, user: str, database: str) -> bool:
+    try:
+        connection = await connect(server, user, database)
+    except asyncpg.InsufficientPrivilegeError:
+        return False
+    await connection.close()
+    return True
+
+
+def all_passwords() -> dict[str, str]:
+    return {
+        **{f"{name.upper()}_DB_PASSWORD": password for name, password in PASSWORDS.items()},
+        **{f"{name.upper()}_DB_PASSWORD": password for name, password in RUNTIME_PASSWORDS.items()},
+    }
 
 
 async def can_use(server: PrivatePostgres, user: str, database: str) -> bool:
@@ -43,6 +60,20 @@ async def can_use(server: PrivatePostgres, user: str, database: str) -> bool:
     finally:
         await connection.close()
     return True
+
+
+def allowed_pairs(check, server: PrivatePostgres, users) -> set[tuple[str, str]]:
+    """The (login, database) pairs for which `check` says yes."""
+
+    async def each() -> set[tuple[str, str]]:
+        return {
+            (user, database)
+            for user in users
+            for database in PASSWORDS
+            if await check(server, user, database)
+        }
+
+    return asyncio.run(each())
 
 
 def script_environment(server: PrivatePostgres) -> dict[str, str]:
@@ -78,26 +109,26 @@ def test_each_service_gets_its_own_database_and_only_that(server):
         "POSTGRES_USER": "postgres",
         "PGHOST": "127.0.0.1",
         "PGPORT": str(server.port),
-        **{f"{name.upper()}_DB_PASSWORD": password for name, password in PASSWORDS.items()},
+        **all_passwords(),
     }
     completed = subprocess.run(
         ["sh", str(SCRIPT)], env=environment, capture_output=True, text=True, check=False
     )
     assert completed.returncode == 0, completed.stderr
 
-    async def access() -> dict[tuple[str, str], bool]:
-        return {
-            (user, database): await can_use(server, user, database)
-            for user in PASSWORDS
-            for database in PASSWORDS
-        }
-
-    allowed = asyncio.run(access())
-    assert {pair for pair, ok in allowed.items() if ok} == {
+    assert allowed_pairs(can_use, server, PASSWORDS) == {
         ("auth", "auth"),
         ("inference", "inference"),
         ("data", "data"),
     }
+    # Each runtime login connects to its service's database alone, and creates nothing there.
+    assert allowed_pairs(can_connect, server, RUNTIME_PASSWORDS) == {
+        ("auth_runtime", "auth"),
+        ("inference_runtime", "inference"),
+        ("data_runtime", "data"),
+    }
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        asyncio.run(can_use(server, "data_runtime", "data"))
 
 
 @pytest.mark.parametrize("service", list(PASSWORDS))
@@ -122,13 +153,37 @@ def test_each_service_migrates_with_its_own_login_alone(server, service):
     )
     assert revoke.returncode == 0, revoke.stderr
     url = f"postgresql://{service}:{PASSWORDS[service]}@127.0.0.1:{server.port}/{service}"
+    runtime = f"postgresql://{service}_runtime@127.0.0.1:{server.port}/{service}"
     migrated = subprocess.run(
         [sys.executable, "-m", f"{service}_service.migrate", "upgrade"],
         cwd=ROOT,
-        env={**os.environ, f"{service.upper()}_DATABASE_URL": url},
+        env={
+            **os.environ,
+            f"{service.upper()}_MIGRATION_DATABASE_URL": url,
+            f"{service.upper()}_DATABASE_URL": runtime,
+        },
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
     )
     assert migrated.returncode == 0, migrated.stdout[-2000:] + migrated.stderr[-2000:]
+
+    async def runtime_rights() -> None:
+        """The migration granted the runtime login its rows, and not the schema."""
+        connection = await connect(server, f"{service}_runtime", service)
+        try:
+            assert await connection.fetchval("SELECT version_num FROM alembic_version")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await connection.execute("DROP TABLE alembic_version")
+            if service == "data":
+                await connection.execute(
+                    "INSERT INTO audit_events (action, resource_type, resource_id, details) "
+                    "VALUES ('probe.recorded', 'probe', 'init', '{}')"
+                )
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await connection.execute("DELETE FROM audit_events")
+        finally:
+            await connection.close()
+
+    asyncio.run(runtime_rights())

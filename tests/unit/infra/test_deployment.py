@@ -27,6 +27,9 @@ SECRETS = {
     "AUTH_DB_PASSWORD": "a",
     "INFERENCE_DB_PASSWORD": "i",
     "DATA_DB_PASSWORD": "d",
+    "AUTH_RUNTIME_DB_PASSWORD": "auth-runtime-secret",
+    "INFERENCE_RUNTIME_DB_PASSWORD": "inference-runtime-secret",
+    "DATA_RUNTIME_DB_PASSWORD": "data-runtime-secret",
     "GRAFANA_ADMIN_PASSWORD": "g",
 }
 # compose service -> (settings class, folder with its Dockerfile, extra of pyproject.toml)
@@ -75,6 +78,9 @@ def test_compose_refuses_to_start_without_the_database_passwords():
     assert checked.returncode != 0
     for name in ("POSTGRES_PASSWORD", "AUTH_DB_PASSWORD", "DATA_DB_PASSWORD"):
         assert name in checked.stderr
+    without_runtime = {k: v for k, v in SECRETS.items() if k != "DATA_RUNTIME_DB_PASSWORD"}
+    checked = compose("config", "-q", env=without_runtime)
+    assert checked.returncode != 0 and "DATA_RUNTIME_DB_PASSWORD" in checked.stderr
 
 
 def test_only_the_entry_points_publish_ports(services):
@@ -99,12 +105,26 @@ def test_each_service_waits_for_its_migration_and_dependencies_to_be_healthy(ser
         )
 
 
-def test_each_service_uses_its_own_database_login(services):
+def test_each_service_runs_as_its_runtime_login_and_migrates_as_the_owner(services):
     for name in ("auth", "inference", "data"):
-        for service in (name, f"{name}-migrate"):
-            url = services[service]["environment"][f"{name.upper()}_DATABASE_URL"]
-            assert url.startswith(f"postgresql://{name}:"), url
-            assert url.endswith(f"@postgres:5432/{name}")
+        prefix = name.upper()
+        running = services[name]["environment"]
+        runtime_password = SECRETS[f"{prefix}_RUNTIME_DB_PASSWORD"]
+        assert running[f"{prefix}_DATABASE_URL"] == (
+            f"postgresql://{name}_runtime:{runtime_password}@postgres:5432/{name}"
+        )
+        # The owner's login stays with the migration step: the service never sees it.
+        assert f"{prefix}_MIGRATION_DATABASE_URL" not in running
+        assert not any(f"{name}:{SECRETS[f'{prefix}_DB_PASSWORD']}@" in v for v in running.values())
+        migrating = services[f"{name}-migrate"]["environment"]
+        assert migrating[f"{prefix}_MIGRATION_DATABASE_URL"] == (
+            f"postgresql://{name}:{SECRETS[f'{prefix}_DB_PASSWORD']}@postgres:5432/{name}"
+        )
+        # Names the login to grant; its password is not needed there.
+        assert (
+            migrating[f"{prefix}_DATABASE_URL"]
+            == f"postgresql://{name}_runtime@postgres:5432/{name}"
+        )
 
 
 def test_compose_sets_only_variables_the_services_read(services):
@@ -207,3 +227,144 @@ def test_make_up_down_logs_wrap_compose():
     makefile = (ROOT / "Makefile").read_text()
     assert "$(COMPOSE) up --build --detach --wait" in makefile
     assert "$(COMPOSE) down" in makefile and "$(COMPOSE) logs --follow" in makefile
+
+
+# --- supply chain ----------------------------------------------------------------------
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+DOCKERFILES = [ROOT / folder / "Dockerfile" for _, folder, _ in COMPONENTS.values()]
+# An image reference is pinned when it names its content: `name[:tag]@sha256:<64 hex>`.
+PINNED_IMAGE = re.compile(r"^[\w./:-]+@sha256:[0-9a-f]{64}$")
+# Referenced by tag only, and why (README, "Supply chain"): no digest of them could be checked
+# when the others were pinned. Our own images (cds/...) are built here and tagged per commit.
+UNPINNED_IMAGES = {
+    "docker/dockerfile:1": "BuildKit's Dockerfile frontend, a moving tag by design",
+    "ghcr.io/astral-sh/uv:0.13.9": "no published digest of it could be checked",
+    "ngrok/ngrok:3": "no published digest of it could be checked",
+}
+
+
+def workflow_steps(path: Path) -> list[dict]:
+    jobs = yaml.safe_load(path.read_text())["jobs"]
+    return [step for job in jobs.values() for step in job.get("steps", [])]
+
+
+def external_images() -> dict[str, str]:
+    """Every image pulled from a registry -> where it is named."""
+    found: dict[str, str] = {}
+    for dockerfile in DOCKERFILES:
+        text = dockerfile.read_text()
+        where = str(dockerfile.relative_to(ROOT))
+        for image in re.findall(r"^# syntax=(\S+)", text, re.MULTILINE):
+            found[image] = where
+        for image in re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE):
+            found[image] = where
+        stages = set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", text, re.MULTILINE))
+        for image in set(re.findall(r"COPY\s+--from=(\S+)", text)) - stages:
+            found[image] = where
+    for path in WORKFLOWS:
+        jobs = yaml.safe_load(path.read_text())["jobs"]
+        for job in jobs.values():
+            container = job.get("container")
+            if container:
+                found[container if isinstance(container, str) else container["image"]] = path.name
+            for service in job.get("services", {}).values():
+                found[service["image"]] = path.name
+    compose_file = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name, service in compose_file["services"].items():
+        if "build" not in service:  # our own images are built from this repository
+            found[service["image"]] = f"docker-compose.yml: {name}"
+    return found
+
+
+def test_every_action_is_pinned_by_a_full_commit_sha_with_its_tag_beside_it():
+    uses = [(path, s["uses"]) for path in WORKFLOWS for s in workflow_steps(path) if "uses" in s]
+    assert len(uses) >= 7, uses
+    for path, action in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", action), f"{path.name}: {action}"
+    for path in WORKFLOWS:
+        for line in path.read_text().splitlines():
+            if "uses:" in line:
+                assert re.search(r"@[0-9a-f]{40} # v\d+(\.\d+)*$", line), f"{path.name}: {line}"
+
+
+def test_every_pulled_image_is_pinned_by_digest_or_a_known_exception():
+    images = external_images()
+    # The ones that must be there, so a parser that finds nothing cannot pass.
+    names = {image.split("@")[0] for image in images}
+    assert {"python:3.11-slim", "postgres:16-alpine", "prom/prometheus:v3.5.0"} <= names
+    for image, where in images.items():
+        if image in UNPINNED_IMAGES:
+            continue
+        assert PINNED_IMAGE.match(image), f"{where}: {image} is not pinned by digest"
+    # An exception that got pinned (or removed) leaves the list.
+    assert set(UNPINNED_IMAGES) <= set(images)
+
+
+def test_the_same_base_image_has_the_same_digest_everywhere():
+    digests: dict[str, set[str]] = {}
+    for image in external_images():
+        name, _, digest = image.partition("@")
+        digests.setdefault(name, set()).add(digest)
+    assert {name: d for name, d in digests.items() if len(d) > 1} == {}
+
+
+def test_dependabot_keeps_the_pins_fresh():
+    config = ROOT / ".github" / "dependabot.yml"
+    checked = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    updates = yaml.safe_load(config.read_text())["updates"]
+    ecosystems = {u["package-ecosystem"]: u for u in updates}
+    assert {"github-actions", "docker", "docker-compose"} <= set(ecosystems)
+    folders = {f"/{dockerfile.parent.name}" for dockerfile in DOCKERFILES}
+    assert set(ecosystems["docker"]["directories"]) == folders
+
+
+def test_every_compose_container_is_read_only_without_capabilities(services):
+    for name, service in services.items():
+        assert service.get("read_only") is True, name
+        assert service.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert "/tmp" in service.get("tmpfs", []), name
+        if name != "postgres":
+            assert not service.get("cap_add"), name
+    # PostgreSQL's entrypoint gives its data folder to `postgres` as root, then switches user.
+    assert set(services["postgres"]["cap_add"]) == {
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "SETGID",
+        "SETUID",
+    }
+    assert "/var/run/postgresql" in services["postgres"]["tmpfs"]
+
+
+def test_what_compose_containers_keep_is_on_volumes(services):
+    """With a read-only root, state lives only on named volumes: the ones that hold data."""
+    expected = {
+        "postgres": "/var/lib/postgresql/data",
+        "auth": "/var/lib/auth/keys",
+        "data": "/data/images",
+        "prometheus": "/prometheus",
+        "grafana": "/var/lib/grafana",
+    }
+    for name, target in expected.items():
+        volumes = {v["target"]: v for v in services[name].get("volumes", [])}
+        assert volumes[target]["type"] == "volume", name
+        assert not volumes[target].get("read_only"), name
+
+
+def test_ci_audits_the_locked_dependencies_and_make_test_does_not():
+    ci = ROOT / ".github" / "workflows" / "ci.yml"
+    runs = [step.get("run", "") for step in workflow_steps(ci)]
+    (audit,) = [run for run in runs if "pip-audit" in run]
+    assert "uv export --frozen --all-extras" in audit
+    assert "--requirement locked-requirements.txt" in audit and "--strict" in audit
+    # The advisory database is not reachable offline: the local suite never calls it.
+    for path in (ROOT / "Makefile", ROOT / ".ci" / "run", ROOT / "pyproject.toml"):
+        assert "pip-audit" not in path.read_text(), path

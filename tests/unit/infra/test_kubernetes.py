@@ -481,3 +481,22 @@ def test_the_example_secrets_are_placeholders():
         assert value and ("CHANGE_ME" in value or "example" in value), key
     assert "CHANGE_ME" in (EXAMPLE / "signing-key.example").read_text()
     assert "PRIVATE KEY" not in (EXAMPLE / "signing-key.example").read_text()
+
+
+@pytest.mark.parametrize("component", DATABASE_OWNERS)
+def test_only_the_migration_gets_the_owners_login(example, component):
+    """The service runs as its runtime login; the owner's URL, which could alter or drop the
+    tables (and so disable the audit triggers), reaches the migration initContainer alone."""
+    prefix = COMPONENTS[component][0].model_config["env_prefix"]
+    deployment = of_kind(example, "Deployment")[component]
+    (migrate,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    migrate_env = {v["name"]: v for v in migrate["env"]}
+    reference = migrate_env[f"{prefix}MIGRATION_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert reference["key"] == f"{prefix}MIGRATION_DATABASE_URL"
+    assert f"{prefix}DATABASE_URL" in migrate_env  # names the runtime login to grant
+    service_env = container_env(main_container(deployment), example)
+    assert f"{prefix}MIGRATION_DATABASE_URL" not in service_env
+    placeholders = dotenv_values(EXAMPLE / "secrets.example.env")
+    name = component.lower()
+    assert placeholders[f"{prefix}MIGRATION_DATABASE_URL"].startswith(f"postgresql://{name}:")
+    assert placeholders[f"{prefix}DATABASE_URL"].startswith(f"postgresql://{name}_runtime:")
