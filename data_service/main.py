@@ -10,7 +10,9 @@ from fastapi import FastAPI
 from common.app import create_service_app, stop_tasks
 from common.auth import jwks_token_verifier
 from common.http import create_http_client
+from common.service_tokens import ServiceTokenVerifier, load_public_key
 from data_service.audit.routes import router as audit_router
+from data_service.deps import GATEWAY_ISSUER, STORE_PREDICTIONS_AUDIENCE
 from data_service.explanations.routes import router as explanations_router
 from data_service.exports.routes import router as exports_router
 from data_service.images import service as images
@@ -63,6 +65,16 @@ def create_app(settings: DataSettings | None = None) -> FastAPI:
     app.state.readiness_checks["storage"] = storage_check
     app.state.image_store = store
     app.state.token_verifier = jwks_token_verifier(auth_client, settings)
+    gateway_key = load_public_key(
+        settings.gateway_service_public_key, settings.gateway_service_public_key_file
+    )
+    if gateway_key is None:
+        logger.warning("no gateway service public key: storing predictions is refused")
+    app.state.gateway_token_verifier = (
+        ServiceTokenVerifier(gateway_key, GATEWAY_ISSUER, STORE_PREDICTIONS_AUDIENCE)
+        if gateway_key
+        else None
+    )
     for router in (
         patients_router,
         images_router,

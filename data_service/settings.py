@@ -19,6 +19,10 @@ class DataSettings(TokenCheckingSettings, DatabaseServiceSettings):
     max_page_size: int = Field(default=100, ge=1)
     # Files without a row older than this are removed (left by a crash before the commit).
     orphan_grace_s: float = Field(default=3600.0, gt=0)
+    # The gateway's service-token public key (PEM text, or a file): only requests the
+    # gateway signed with its private key may store predictions. Without it, none may.
+    gateway_service_public_key: str | None = None
+    gateway_service_public_key_file: Path | None = None
 
 
 @lru_cache

@@ -21,6 +21,7 @@ from devstack.secrets import (
     admin_credentials_refused,
     admin_refused_message,
     admin_settings,
+    gateway_service_key_settings,
     signing_key_settings,
 )
 from devstack.stack import COMPONENTS, Stack, build_stack, configured_environment
@@ -197,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         server_url, private = resolve_server(configured, var_dir)
         stack = build_stack(configured, server_url, var_dir)
         stack.env.update(signing_key_settings(stack.env, var_dir))
+        stack.env.update(gateway_service_key_settings(stack.env, var_dir))
         generated_admin = admin_settings(stack.env, var_dir)
         stack.env.update(generated_admin)
         supervisor = Supervisor(stack, log_dir)

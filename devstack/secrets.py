@@ -1,6 +1,7 @@
 """Secrets a developer machine needs and nobody should have to invent: the auth service's
-signing key and the first admin's password. Made once under the var folder (git-ignored),
-readable by their owner only, and reused by every later run."""
+signing key, the gateway's service-token key pair and the first admin's password. Made once
+under the var folder (git-ignored), readable by their owner only, and reused by every later
+run."""
 
 import os
 import secrets
@@ -12,6 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from dotenv import dotenv_values
 
 from auth_service.tokens.keys import ensure_key_file
+from common.service_tokens import ensure_key_pair
 from devstack.postgres import connect
 
 DEV_ADMIN_EMAIL = "admin@example.com"
@@ -24,6 +26,31 @@ def signing_key_settings(env: dict[str, str], var_dir: Path) -> dict[str, str]:
     keys_dir = Path(env.get("AUTH_KEYS_DIR") or var_dir / "keys")
     ensure_key_file(keys_dir)
     return {"AUTH_KEYS_DIR": str(keys_dir)}
+
+
+def gateway_service_key_settings(env: dict[str, str], var_dir: Path) -> dict[str, str]:
+    """The gateway's service-token key pair (the gateway signs, the data service checks),
+    made once under var/gateway-keys, unless both sides are configured already."""
+    gateway_side = env.get("GATEWAY_SERVICE_SIGNING_KEY") or env.get(
+        "GATEWAY_SERVICE_SIGNING_KEY_FILE"
+    )
+    data_side = env.get("DATA_GATEWAY_SERVICE_PUBLIC_KEY") or env.get(
+        "DATA_GATEWAY_SERVICE_PUBLIC_KEY_FILE"
+    )
+    if gateway_side and data_side:
+        return {}
+    if gateway_side or data_side:
+        raise ValueError(
+            "configure both GATEWAY_SERVICE_SIGNING_KEY(_FILE) and "
+            "DATA_GATEWAY_SERVICE_PUBLIC_KEY(_FILE), or neither (make run then makes the pair)"
+        )
+    folder = var_dir / "gateway-keys"
+    private, public = folder / "service-signing.pem", folder / "service-public.pem"
+    ensure_key_pair(private, public)
+    return {
+        "GATEWAY_SERVICE_SIGNING_KEY_FILE": str(private),
+        "DATA_GATEWAY_SERVICE_PUBLIC_KEY_FILE": str(public),
+    }
 
 
 def admin_credentials_file(var_dir: Path) -> Path:

@@ -9,6 +9,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from common.app import create_service_app
 from common.auth import jwks_token_verifier
+from common.service_tokens import ServiceTokenSigner, load_private_key
 from gateway.assistant.routes import router as assistant_router
 from gateway.assistant.service import Assistant, provider_from_settings
 from gateway.auth.routes import router as auth_router
@@ -20,7 +21,7 @@ from gateway.patients.routes import router as patients_router
 from gateway.plumbing.downstream import Downstreams
 from gateway.plumbing.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from gateway.plumbing.ratelimit import RateLimits
-from gateway.predictions.flow import PredictionFlow
+from gateway.predictions.flow import SERVICE_ISSUER, PredictionFlow
 from gateway.predictions.routes import router as predictions_router
 from gateway.settings import GatewaySettings, get_settings
 
@@ -106,7 +107,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     downstreams = state["downstreams"] = Downstreams(settings, app.state.metrics_registry)
     app.state.downstreams = downstreams
     rate_limits = app.state.rate_limits = RateLimits(settings, app.state.metrics_registry)
-    app.state.prediction_flow = PredictionFlow(downstreams, settings.predict_timeout_s)
+    service_key = load_private_key(
+        settings.service_signing_key.get_secret_value() if settings.service_signing_key else None,
+        settings.service_signing_key_file,
+    )
+    app.state.prediction_flow = PredictionFlow(
+        downstreams,
+        settings.predict_timeout_s,
+        ServiceTokenSigner(service_key, SERVICE_ISSUER) if service_key else None,
+    )
     app.state.assistant = state["assistant"] = Assistant(
         provider_from_settings(settings),
         downstreams,

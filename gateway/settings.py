@@ -1,4 +1,5 @@
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -54,6 +55,12 @@ class GatewaySettings(TokenCheckingSettings):
     # Request bodies beyond these are cut off while they stream in (413).
     max_upload_bytes: int = 20 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
+
+    # The gateway's own Ed25519 private key (PEM text, or a file), with which it signs the
+    # service token that lets it alone store predictions in the data service (which holds
+    # the public key). Without it, predictions cannot be stored.
+    service_signing_key: SecretStr | None = None
+    service_signing_key_file: Path | None = None
 
     # The clinician assistant. "auto": OpenAI when its key is set, else Anthropic when its
     # key is set, else the offline templates. A provider named without its key is refused.

@@ -12,7 +12,6 @@ import argparse
 import base64
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.algorithms import OKPAlgorithm
+
+from common.keyfiles import write_new_private_key
 
 ALGORITHM = "EdDSA"
 _KEY_FILE = re.compile(r"^(\d{8}T\d{6}Z)\.pem$")
@@ -129,14 +130,7 @@ def create_key_file(directory: Path, now: datetime | None = None) -> Path:
     path = directory / f"{now.strftime(_TIME_FORMAT)}.pem"
     if path.exists():
         raise KeyringError(f"{path} exists; wait a second before rotating again")
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(pem)
+    write_new_private_key(path)
     return path
 
 

@@ -3,7 +3,9 @@
 One row per reviewed prediction's image with the reviewed label: the model's label when the
 latest current review agrees, the correction when it disagrees. The `path` column follows
 the `folders` layout of `ml.datasets` (`<label>/<patient>_<image>.png`), so written out
-under those names the files train with `make train DATA=...`.
+under those names the files train with `make train DATA=...`. Each upload of an image is
+its own record, so the same bytes uploaded for two patients are two rows, each under its
+patient. No cell can start a spreadsheet formula (`spreadsheet_safe`).
 """
 
 import csv
@@ -45,6 +47,16 @@ EXTENSIONS = {
 # rows stored before that are made safe here.
 NOT_IN_NAME = re.compile(r"[^A-Za-z0-9.-]")
 DOTS = re.compile(r"\.{2,}|^\.")
+# A cell starting with one of these is a formula to a spreadsheet (`=HYPERLINK(...)`,
+# `+1+1`, `@SUM(1)`, `-2+3`; tab and carriage return start one in some programs). Each such
+# cell gets a leading `'`, which makes it text, as OWASP advises for CSV files.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> str:
+    """The cell's text, made inert if a spreadsheet would run it as a formula."""
+    text = str(value)
+    return f"'{text}" if text.startswith(FORMULA_START) else text
 
 
 def patient_group(reference: str) -> str:
@@ -83,19 +95,18 @@ async def reviewed_labels_csv(session: AsyncSession, actor: str) -> str:
         label = prediction.label if verdict == "agree" else corrected
         group = patient_group(reference or f"unassigned-{image.id.hex[:8]}")
         extension = EXTENSIONS.get(image.content_type, "img")
-        writer.writerow(
-            [
-                f"{label}/{group}_{image.id}.{extension}",
-                image.id,
-                image.sha256,
-                label,
-                reference or "",
-                reviewer,
-                reviewed_at.isoformat(),
-                prediction.label,
-                prediction.model_version,
-            ]
-        )
+        cells = [
+            f"{label}/{group}_{image.id}.{extension}",
+            image.id,
+            image.sha256,
+            label,
+            reference or "",
+            reviewer,
+            reviewed_at.isoformat(),
+            prediction.label,
+            prediction.model_version,
+        ]
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
         count += 1
     await record(session, actor, "labels.exported", "export", "reviewed-labels", {"rows": count})
     return buffer.getvalue()

@@ -2,7 +2,7 @@ import asyncio
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from common.db import SessionDep
 from common.uploads import IMAGE_UPLOAD_OPENAPI, read_images
@@ -18,10 +18,11 @@ router = APIRouter(prefix="/images", tags=["images"])
     response_model=ImageOut,
     openapi_extra=IMAGE_UPLOAD_OPENAPI,
     responses={
-        200: {"description": "These bytes were stored before: that record"},
-        201: {"description": "Stored"},
+        200: {"description": "Same Idempotency-Key: the record stored the first time"},
+        201: {"description": "Recorded (the bytes are stored once, shared by every record)"},
+        422: {"description": "Not a usable image, or an Idempotency-Key reused for another"},
     },
-    summary="Store an image (once per content)",
+    summary="Record an upload of an image (its bytes stored once per content)",
 )
 async def upload_image(
     request: Request,
@@ -31,10 +32,11 @@ async def upload_image(
     store: ImageStoreDep,
     response: Response,
     patient_id: Annotated[uuid.UUID | None, Query()] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=160)] = None,
 ) -> ImageOut:
     [data] = await read_images(request, "file", 1, settings.max_upload_bytes)
     image, created = await service.store(
-        session, store, data, patient_id, who.subject, settings.max_pixels
+        session, store, data, patient_id, who.subject, settings.max_pixels, idempotency_key
     )
     await session.commit()
     response.status_code = 201 if created else 200

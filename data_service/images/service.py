@@ -1,4 +1,9 @@
-"""Images: checked, stored once per content, recorded; orphan files cleaned up."""
+"""Images: checked, recorded once per upload, their bytes stored once per content; orphan
+files cleaned up.
+
+Each upload is its own record (who, which patient, when), so a prediction is filed under the
+patient it was requested for even when the same bytes were sent for another patient before.
+Only the file is shared: it is named by the SHA-256 of the bytes."""
 
 import asyncio
 import hashlib
@@ -50,6 +55,29 @@ async def get(session: AsyncSession, image_id: uuid.UUID) -> Image:
     return image
 
 
+class UploadKeyReused(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(
+            422,
+            "This Idempotency-Key was used for another upload (other bytes or another "
+            "patient); use a new key.",
+            code="idempotency_key_reused",
+        )
+
+
+async def by_key(session: AsyncSession, uploader: uuid.UUID, key: str) -> Image | None:
+    return await session.scalar(
+        select(Image).where(Image.uploaded_by == uploader, Image.idempotency_key == key)
+    )
+
+
+def _same_upload(earlier: Image, sha256: str, patient_id: uuid.UUID | None) -> Image:
+    """The record stored under a repeated key, when the repeat is the same upload."""
+    if earlier.sha256 != sha256 or earlier.patient_id != patient_id:
+        raise UploadKeyReused()
+    return earlier
+
+
 async def store(
     session: AsyncSession,
     files: ImageStore,
@@ -57,13 +85,17 @@ async def store(
     patient_id: uuid.UUID | None,
     uploader: str,
     max_pixels: int,
+    idempotency_key: str | None = None,
 ) -> tuple[Image, bool]:
-    """The image record for `data`, and whether it was created now. The same bytes uploaded
-    again (even concurrently) give the existing record."""
+    """A new record of this upload, and True; or, when the uploader repeats an
+    `idempotency_key` (even concurrently), the record stored under it the first time, and
+    False. Bytes stored before are not written again: their records share the file."""
     sha256 = hashlib.sha256(data).hexdigest()
-    existing = await session.scalar(select(Image).where(Image.sha256 == sha256))
-    if existing is not None:
-        return existing, False
+    requester = uuid.UUID(uploader)
+    if idempotency_key is not None:
+        earlier = await by_key(session, requester, idempotency_key)
+        if earlier is not None:
+            return _same_upload(earlier, sha256, patient_id), False
     content_type, width, height = await asyncio.to_thread(inspect, data, max_pixels)
     if patient_id is not None:
         await patients.get(session, patient_id)
@@ -77,27 +109,39 @@ async def store(
         height=height,
         byte_size=len(data),
         patient_id=patient_id,
-        uploaded_by=uuid.UUID(uploader),
+        uploaded_by=requester,
+        idempotency_key=idempotency_key,
     )
     session.add(image)
     try:
         await session.flush()
     except IntegrityError:
-        await session.rollback()  # another upload of the same bytes won the race
-        winner = await session.scalar(select(Image).where(Image.sha256 == sha256))
-        if winner is None:
+        await session.rollback()  # the same key sent twice at once: the other one won
+        earlier = await by_key(session, requester, idempotency_key) if idempotency_key else None
+        if earlier is None:
             raise
-        return winner, False
+        return _same_upload(earlier, sha256, patient_id), False
     await record(
-        session, uploader, "image.stored", "image", image.id, {"sha256": sha256, "bytes": len(data)}
+        session,
+        uploader,
+        "image.stored",
+        "image",
+        image.id,
+        {
+            "sha256": sha256,
+            "bytes": len(data),
+            "patient_id": str(patient_id) if patient_id else None,
+        },
     )
     await session.refresh(image)
     return image, True
 
 
 async def purge_orphans(session: AsyncSession, files: ImageStore, grace_s: float) -> int:
-    """Delete files no row refers to (and abandoned temporary files), once older than
-    `grace_s`, so an upload still between its file and its commit is left alone."""
+    """Delete files no record refers to (and abandoned temporary files), once older than
+    `grace_s`, so an upload still between its file and its commit is left alone (writing
+    bytes that are already stored renews the file's time for the same reason). A file
+    shared by several records stays while any of them refers to it."""
     candidates = await asyncio.to_thread(lambda: list(files.files_older_than(grace_s)))
     removed = 0
     for start in range(0, len(candidates), 1000):
@@ -105,7 +149,8 @@ async def purge_orphans(session: AsyncSession, files: ImageStore, grace_s: float
         names = [name for name, _ in chunk if not name.startswith(TEMP_PREFIX)]
         known = set(await session.scalars(select(Image.sha256).where(Image.sha256.in_(names))))
         for name, path in chunk:
-            if name not in known:
+            # Looked at again: an upload of these bytes may have renewed it since the listing.
+            if name not in known and files.older_than(path, grace_s):
                 path.unlink(missing_ok=True)
                 removed += 1
     if removed:

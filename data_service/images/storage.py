@@ -21,6 +21,9 @@ class ImageStore:
     def write(self, sha256: str, data: bytes) -> Path:
         target = self.path_for(sha256)
         if target.exists():  # same name, same bytes
+            # Renewed, so that the orphan sweep's grace period covers this upload too: the
+            # file may be an orphan left by a crash, about to gain a record.
+            os.utime(target)
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
@@ -45,12 +48,18 @@ class ImageStore:
 
     def files_older_than(self, seconds: float) -> Iterator[tuple[str, Path]]:
         """(name, path) of every stored or temporary file last changed before `seconds` ago."""
-        cutoff = time.time() - seconds
         if not self.root.is_dir():
             return
         for path in self.root.glob("*/*"):
-            if path.is_file() and path.stat().st_mtime < cutoff:
+            if path.is_file() and self.older_than(path, seconds):
                 yield path.name, path
+
+    @staticmethod
+    def older_than(path: Path, seconds: float) -> bool:
+        try:
+            return path.stat().st_mtime < time.time() - seconds
+        except FileNotFoundError:
+            return False
 
     def check_writable(self) -> str | None:
         """Raise unless a file can be created, synced and removed here (readiness)."""

@@ -42,7 +42,10 @@ class Prediction(Base):
     probabilities: Mapped[dict[str, float]] = mapped_column(JSONB)
     threshold: Mapped[float] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
-    heatmap_ref: Mapped[str | None] = mapped_column(String(256))
+    # The stored image of the Grad-CAM overlay.
+    heatmap_ref: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("images.id")
+    )
     # Where the Grad-CAM map concentrates (region, spread); None without a heatmap. Its
     # shape is `HeatmapFocus` (predictions/schemas.py), checked when the prediction arrives.
     heatmap_focus: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

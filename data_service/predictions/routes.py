@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 
 from common.db import SessionDep
-from data_service.deps import Reader, SettingsDep, Writer, page_limit
+from data_service.deps import GatewayCall, Reader, SettingsDep, Writer, page_limit
 from data_service.predictions import service
 from data_service.predictions.models import Prediction
 from data_service.predictions.schemas import PredictionCreate, PredictionOut, PredictionPage
@@ -23,11 +23,15 @@ def out(prediction: Prediction, reviewed: bool) -> PredictionOut:
     responses={
         200: {"description": "Same Idempotency-Key: the first prediction"},
         201: {"description": "Stored"},
+        401: {"description": "No valid bearer token, or no valid gateway service token"},
+        403: {"description": "Not a clinician or admin, or a service token for another request"},
+        404: {"description": "image_id or heatmap_ref names no stored image"},
     },
+    summary="Store a prediction (the gateway only)",
 )
 async def store_prediction(
     body: PredictionCreate,
-    who: Writer,
+    who: GatewayCall,
     session: SessionDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,

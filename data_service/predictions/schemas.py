@@ -17,23 +17,32 @@ class HeatmapFocus(BaseModel):
     areas: int = Field(default=1, ge=0)
 
 
+# The classes every model version predicts (ml.datasets.CLASSES, a model card's `classes`).
+Label = Literal["benign", "malignant"]
+LABELS: tuple[Label, ...] = ("benign", "malignant")
+
+
 class PredictionCreate(BaseModel):
+    """What the gateway stores after the model answered (only the gateway may: see
+    `deps.GatewayCall`)."""
+
     model_config = ConfigDict(extra="forbid")
 
     image_id: uuid.UUID
-    model_version: str = Field(min_length=1, max_length=64)
-    label: str = Field(min_length=1, max_length=32)
+    model_version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    label: Label
     probability: float = Field(ge=0, le=1)
-    probabilities: dict[str, float] = Field(min_length=2)
+    probabilities: dict[Label, float]
     threshold: float = Field(ge=0, le=1)
     latency_ms: float = Field(ge=0)
-    heatmap_ref: str | None = Field(default=None, max_length=256)
+    # The stored image of the Grad-CAM overlay, of the same patient as `image_id`.
+    heatmap_ref: uuid.UUID | None = None
     heatmap_focus: HeatmapFocus | None = None
 
     @model_validator(mode="after")
-    def _label_is_a_class(self) -> "PredictionCreate":
-        if self.label not in self.probabilities:
-            raise ValueError("label must be one of the classes in probabilities")
+    def _every_class_once(self) -> "PredictionCreate":
+        if set(self.probabilities) != set(LABELS):
+            raise ValueError(f"probabilities must give each class: {', '.join(LABELS)}")
         if any(not 0 <= p <= 1 for p in self.probabilities.values()):
             raise ValueError("probabilities must lie between 0 and 1")
         return self
@@ -51,7 +60,7 @@ class PredictionOut(BaseModel):
     probabilities: dict[str, float]
     threshold: float
     latency_ms: float
-    heatmap_ref: str | None
+    heatmap_ref: uuid.UUID | None
     heatmap_focus: HeatmapFocus | None = None
     requested_by: uuid.UUID
     created_at: datetime

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.errors import ServiceError
 from data_service.audit.service import record
 from data_service.images import service as images
+from data_service.images.models import Image
 from data_service.predictions.models import Prediction
 from data_service.predictions.schemas import PredictionCreate
 from data_service.reviews.models import Review
@@ -49,6 +50,8 @@ async def create(
         if earlier is not None:
             return earlier, False
     image = await images.get(session, data.image_id)
+    if data.heatmap_ref is not None:
+        await _check_heatmap(session, data.heatmap_ref, image)
     prediction = Prediction(
         **data.model_dump(),
         patient_id=image.patient_id,
@@ -74,6 +77,24 @@ async def create(
     )
     await session.refresh(prediction)
     return prediction, True
+
+
+class HeatmapNotFound(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(404, "heatmap_ref names no stored image.", code="heatmap_not_found")
+
+
+async def _check_heatmap(session: AsyncSession, heatmap_ref: uuid.UUID, image: Image) -> None:
+    """The overlay is a stored image of the same patient as the analysed one."""
+    heatmap = await session.get(Image, heatmap_ref)
+    if heatmap is None:
+        raise HeatmapNotFound()
+    if heatmap.patient_id != image.patient_id:
+        raise ServiceError(
+            422,
+            "The heatmap belongs to another patient than the image.",
+            code="heatmap_patient_mismatch",
+        )
 
 
 @dataclass(frozen=True)

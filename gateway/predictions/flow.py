@@ -9,12 +9,18 @@ repeating the store after a lost connection cannot store it twice. A caller repe
 gets the prediction stored the first time, without the model running again; a key reused
 for a different image is refused.
 
+Each upload is its own record in the data service, for the patient it was sent for (the
+bytes are stored once); the image and its overlay are stored under keys made from the
+prediction's, so that a repeated or retried request finds the records it stored before.
+Only the gateway may store a prediction: it sends its service token with that call.
+
 `stored_image` reads back what the flow stored: the analysed image or its overlay.
 """
 
 import asyncio
 import base64
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,16 +28,30 @@ from typing import Any, Literal
 import httpx
 
 from common.errors import ServiceError
+from common.service_tokens import SERVICE_TOKEN_HEADER, ServiceTokenSigner
 from gateway.plumbing.downstream import Downstreams
 from gateway.plumbing.proxy import raise_for_answer
+
+# The data service says the same: only tokens of this issuer and audience store predictions.
+SERVICE_ISSUER = "gateway"
+STORE_PREDICTIONS_AUDIENCE = "data-service:predictions"
 
 
 class KeyReused(ServiceError):
     def __init__(self) -> None:
         super().__init__(
             422,
-            "This Idempotency-Key was used for a different image; use a new key.",
+            "This Idempotency-Key was used for a different image or patient; use a new key.",
             code="idempotency_key_reused",
+        )
+
+
+class NoServiceKey(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "Predictions cannot be stored: the gateway's service signing key is not configured.",
+            code="service_key_not_configured",
         )
 
 
@@ -50,20 +70,30 @@ class FlowResult:
 
 
 class PredictionFlow:
-    def __init__(self, downstreams: Downstreams, predict_timeout_s: float) -> None:
+    def __init__(
+        self,
+        downstreams: Downstreams,
+        predict_timeout_s: float,
+        signer: ServiceTokenSigner | None,
+    ) -> None:
         self.downstreams = downstreams
         self.predict_timeout_s = predict_timeout_s
+        self.signer = signer
 
-    async def run(self, upload: Upload, headers: dict[str, str]) -> FlowResult:
-        """`headers`: the caller's Authorization (and X-Forwarded-For) for every call."""
+    async def run(self, upload: Upload, caller: str, headers: dict[str, str]) -> FlowResult:
+        """`caller`: the subject of the caller's token; `headers`: the caller's
+        Authorization (and X-Forwarded-For) for every call."""
+        if self.signer is None:
+            raise NoServiceKey()  # before anything is stored or the model runs
         if upload.idempotency_key is not None:
             earlier = await self._stored_under_key(upload, headers)
             if earlier is not None:
                 return FlowResult(earlier, created=False)
+        key = upload.idempotency_key or f"gateway-{uuid.uuid4().hex}"
         image: dict[str, Any] | BaseException
         prediction: dict[str, Any] | BaseException
         image, prediction = await asyncio.gather(
-            self._store_image(upload.data, upload.patient_id, headers),
+            self._store_image(upload.data, upload.patient_id, f"{key}:image", headers),
             self._predict(upload.data, upload.heatmap, headers),
             return_exceptions=True,
         )
@@ -76,16 +106,25 @@ class PredictionFlow:
         heatmap_ref = None
         overlay = prediction.pop("heatmap_png_base64", None)
         if overlay:
-            heatmap = await self._store_image(base64.b64decode(overlay), upload.patient_id, headers)
+            heatmap = await self._store_image(
+                base64.b64decode(overlay), upload.patient_id, f"{key}:heatmap", headers
+            )
             heatmap_ref = heatmap["id"]
-        key = upload.idempotency_key or f"gateway-{uuid.uuid4().hex}"
+        body = json.dumps({**prediction, "image_id": image["id"], "heatmap_ref": heatmap_ref})
+        content = body.encode()
+        service_token = self.signer.mint(STORE_PREDICTIONS_AUDIENCE, caller, content)
         answer = await self.downstreams.call(
             "data",
             "POST",
             "/predictions",
             idempotent=True,  # the key makes a repeat return the first prediction
-            json={**prediction, "image_id": image["id"], "heatmap_ref": heatmap_ref},
-            headers={**headers, "Idempotency-Key": key},
+            content=content,
+            headers={
+                **headers,
+                "Content-Type": "application/json",
+                "Idempotency-Key": key,
+                SERVICE_TOKEN_HEADER: service_token,
+            },
         )
         raise_for_answer(answer)
         return FlowResult(answer.json(), created=answer.status_code == 201)
@@ -109,21 +148,25 @@ class PredictionFlow:
             "data", "GET", f"/images/{earlier['image_id']}", idempotent=True, headers=headers
         )
         raise_for_answer(image)
-        if image.json()["sha256"] != hashlib.sha256(upload.data).hexdigest():
+        # The same key for other bytes or another patient is another request, not a repeat.
+        same_patient = earlier["patient_id"] == (
+            str(upload.patient_id) if upload.patient_id else None
+        )
+        if image.json()["sha256"] != hashlib.sha256(upload.data).hexdigest() or not same_patient:
             raise KeyReused()
         return earlier
 
     async def _store_image(
-        self, data: bytes, patient_id: uuid.UUID | None, headers: dict[str, str]
+        self, data: bytes, patient_id: uuid.UUID | None, key: str, headers: dict[str, str]
     ) -> dict[str, Any]:
         answer = await self.downstreams.call(
             "data",
             "POST",
             "/images",
-            idempotent=True,  # stored once per content: a repeat finds the first record
+            idempotent=True,  # under its key: a repeat finds the record stored the first time
             params={"patient_id": str(patient_id)} if patient_id else None,
             content=data,
-            headers={**headers, "Content-Type": "application/octet-stream"},
+            headers={**headers, "Content-Type": "application/octet-stream", "Idempotency-Key": key},
         )
         raise_for_answer(answer)
         return answer.json()

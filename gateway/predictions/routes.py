@@ -89,7 +89,7 @@ async def create_prediction(
     upload = Upload(
         data, _patient_id(fields.get("patient_id"), patient_id), heatmap, idempotency_key
     )
-    result = await flow.run(upload, caller_identity(request))
+    result = await flow.run(upload, principal.subject, caller_identity(request))
     prediction_id = result.prediction["id"]
     headers = {"Location": f"/api/v1/predictions/{prediction_id}"}
     if not result.created:

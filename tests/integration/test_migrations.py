@@ -1,6 +1,7 @@
 """Each service's migrations create its database, run up and down, and match its models."""
 
 import asyncio
+import uuid
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -74,3 +75,82 @@ def test_migrations_match_the_models(service, migrated_database_url):
     """A model change without its migration fails here, not in production."""
     url = migrated_database_url(service)
     assert asyncio.run(_schema_diff(url, METADATA[service])) == []
+
+
+UPLOADER = uuid.UUID(int=1)
+
+
+def _insert_upload(url: str, sha256: str, patient_id: object = None) -> uuid.UUID:
+    rows = fetch(
+        url,
+        "INSERT INTO images (id, sha256, content_type, width, height, byte_size, patient_id, "
+        "uploaded_by) VALUES (gen_random_uuid(), $1, 'image/png', 8, 8, 100, $2, $3) "
+        "RETURNING id",
+        sha256,
+        patient_id,
+        UPLOADER,
+    )
+    return rows[0]["id"]
+
+
+def _insert_prediction(url: str, image_id: uuid.UUID, heatmap_ref: str | None) -> uuid.UUID:
+    rows = fetch(
+        url,
+        "INSERT INTO predictions (id, image_id, model_version, label, probability, "
+        "probabilities, threshold, latency_ms, heatmap_ref, requested_by) VALUES "
+        "(gen_random_uuid(), $1, 'v1', 'benign', 0.9, '{}', 0.5, 1, $2, $3) RETURNING id",
+        image_id,
+        heatmap_ref,
+        UPLOADER,
+    )
+    return rows[0]["id"]
+
+
+def test_0005_keeps_every_upload_and_its_heatmap_and_downgrades_only_without_losing_data(
+    new_database_url,
+):
+    url = new_database_url("data")
+    upgrade(SERVICE_DIRS["data"], url, "0004")
+    patient = fetch(
+        url,
+        "INSERT INTO patients (id, external_ref) VALUES (gen_random_uuid(), 'M-1') RETURNING id",
+    )
+    image = _insert_upload(url, "a" * 64, patient[0]["id"])
+    overlay = _insert_upload(url, "b" * 64, patient[0]["id"])
+    prediction = _insert_prediction(url, image, str(overlay))
+
+    upgrade(SERVICE_DIRS["data"], url)
+
+    rows = fetch(url, "SELECT id, sha256, patient_id, idempotency_key FROM images ORDER BY sha256")
+    assert [(r["id"], r["patient_id"], r["idempotency_key"]) for r in rows] == [
+        (image, patient[0]["id"], None),
+        (overlay, patient[0]["id"], None),
+    ]
+    stored = fetch(url, "SELECT heatmap_ref FROM predictions WHERE id = $1", prediction)
+    assert stored[0]["heatmap_ref"] == overlay  # now a uuid referring to the image
+    # The same bytes uploaded again (for no patient, here) are a record of their own.
+    again = _insert_upload(url, "a" * 64)
+    with pytest.raises(RuntimeError, match="cannot downgrade below 0005"):
+        downgrade(SERVICE_DIRS["data"], url, "0004")
+    assert current_revision(url) == "0005"
+    assert len(fetch(url, "SELECT id FROM images")) == 3  # nothing was lost
+
+    fetch(url, "DELETE FROM images WHERE id = $1", again)
+    downgrade(SERVICE_DIRS["data"], url, "0004")
+    stored = fetch(url, "SELECT heatmap_ref FROM predictions WHERE id = $1", prediction)
+    assert stored[0]["heatmap_ref"] == str(overlay)
+
+
+def test_0005_refuses_a_heatmap_ref_that_names_no_stored_image_naming_the_prediction(
+    new_database_url,
+):
+    url = new_database_url("data")
+    upgrade(SERVICE_DIRS["data"], url, "0004")
+    image = _insert_upload(url, "c" * 64)
+    forged = _insert_prediction(url, image, "../../etc/passwd")
+    with pytest.raises(RuntimeError, match=str(forged)):
+        upgrade(SERVICE_DIRS["data"], url)
+    assert current_revision(url) == "0004"
+    fetch(url, "UPDATE predictions SET heatmap_ref = NULL WHERE id = $1", forged)
+    upgrade(SERVICE_DIRS["data"], url)
+    assert current_revision(url) == "0005"

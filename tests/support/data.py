@@ -1,5 +1,6 @@
 """The data service in-process against a real database, with tokens from the test key."""
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -7,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import jwt
 from fastapi import FastAPI
 
+from common.service_tokens import SERVICE_TOKEN_HEADER
 from tests.support.images import png_bytes
 from tests.support.services import data_app
-from tests.support.tokens import bearer, mint_token, test_verifier
+from tests.support.tokens import bearer, mint_service_token, mint_token, test_verifier
 
 
 @dataclass
@@ -29,15 +32,19 @@ class DataHarness:
         return response.json()
 
     async def image(self, seed: int, patient_id: str | None = None) -> dict:
-        params = {"patient_id": patient_id} if patient_id else {}
-        response = await self.client.post(
-            "/images",
-            params=params,
-            headers=self.clinician,
-            files={"file": ("x.png", png_bytes(seed), "image/png")},
-        )
+        response = await self.upload(png_bytes(seed), patient_id)
         assert response.status_code in (200, 201), response.text
         return response.json()
+
+    async def upload(
+        self, data: bytes, patient_id: str | None = None, key: str | None = None
+    ) -> httpx.Response:
+        return await self.client.post(
+            "/images",
+            params={"patient_id": patient_id} if patient_id else {},
+            headers={**self.clinician, **({"Idempotency-Key": key} if key else {})},
+            files={"file": ("x.png", data, "image/png")},
+        )
 
     async def prediction(
         self,
@@ -50,20 +57,47 @@ class DataHarness:
         **fields: object,
     ) -> httpx.Response:
         p = 0.8 if label == "malignant" else 0.2
+        body = {
+            "image_id": image_id,
+            "model_version": version,
+            "label": label,
+            "probability": max(p, 1 - p),
+            "probabilities": {"benign": 1 - p, "malignant": p},
+            "threshold": 0.5,
+            "latency_ms": latency_ms,
+            **fields,
+        }
+        return await self.store_prediction(body, headers, key)
+
+    async def store_prediction(
+        self,
+        body: dict,
+        headers: dict | None = None,
+        key: str | None = None,
+        service_token: str | None = None,
+    ) -> httpx.Response:
+        """POST /predictions as the gateway sends it: with its service token for this body
+        and the caller (the harness's clinician unless `headers` name another)."""
+        content = json.dumps(body).encode()
+        caller = headers or self.clinician
+        if service_token is None:
+            service_token = mint_service_token(subject_of(caller), content)
         return await self.client.post(
             "/predictions",
-            json={
-                "image_id": image_id,
-                "model_version": version,
-                "label": label,
-                "probability": max(p, 1 - p),
-                "probabilities": {"benign": 1 - p, "malignant": p},
-                "threshold": 0.5,
-                "latency_ms": latency_ms,
-                **fields,
+            content=content,
+            headers={
+                **caller,
+                "Content-Type": "application/json",
+                SERVICE_TOKEN_HEADER: service_token,
+                **({"Idempotency-Key": key} if key else {}),
             },
-            headers={**(headers or self.clinician), **({"Idempotency-Key": key} if key else {})},
         )
+
+
+def subject_of(headers: dict) -> str:
+    """The subject of the bearer token in `headers` (a token the tests made)."""
+    token = headers["Authorization"].removeprefix("Bearer ")
+    return jwt.decode(token, options={"verify_signature": False})["sub"]
 
 
 @asynccontextmanager

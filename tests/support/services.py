@@ -13,6 +13,7 @@ from data_service.main import create_app as create_data_app
 from data_service.settings import DataSettings
 from inference_service.main import create_app as create_inference_app
 from inference_service.settings import InferenceSettings
+from tests.support.tokens import GATEWAY_SERVICE_PUBLIC_PEM
 
 
 def auth_app(database_url: str, **overrides: object) -> FastAPI:
@@ -30,6 +31,8 @@ def inference_app(database_url: str, **overrides: object) -> FastAPI:
 def data_app(database_url: str, storage_dir: Path | None = None, **overrides: object) -> FastAPI:
     if storage_dir is not None:
         overrides["storage_dir"] = storage_dir
+    if "gateway_service_public_key_file" not in overrides:
+        overrides.setdefault("gateway_service_public_key", GATEWAY_SERVICE_PUBLIC_PEM)
     return create_data_app(DataSettings(database_url=database_url, **overrides))
 
 

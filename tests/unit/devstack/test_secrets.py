@@ -1,11 +1,16 @@
 """`make run` makes the dev signing key and first admin's password once and reuses them."""
 
+from pathlib import Path
+
+import pytest
 from dotenv import dotenv_values
 
+from common.service_tokens import load_private_key, load_public_key
 from devstack.secrets import (
     admin_credentials_file,
     admin_refused_message,
     admin_settings,
+    gateway_service_key_settings,
     signing_key_settings,
 )
 
@@ -43,6 +48,28 @@ def test_a_signing_key_is_made_once_unless_one_is_configured(tmp_path):
     assert list((tmp_path / "keys").glob("*.pem")) == keys
     assert signing_key_settings({"AUTH_SIGNING_KEY": "pem"}, tmp_path / "x") == {}
     assert not (tmp_path / "x").exists()
+
+
+def test_the_gateway_service_key_pair_is_made_once_unless_both_sides_are_configured(tmp_path):
+    settings = gateway_service_key_settings({}, tmp_path)
+    private = Path(settings["GATEWAY_SERVICE_SIGNING_KEY_FILE"])
+    public = Path(settings["DATA_GATEWAY_SERVICE_PUBLIC_KEY_FILE"])
+    assert private.stat().st_mode & 0o777 == 0o600
+    made = private.read_bytes()
+    assert gateway_service_key_settings({}, tmp_path) == settings
+    assert private.read_bytes() == made  # kept
+    signer = load_private_key(path=private)
+    assert signer is not None
+    assert load_public_key(path=public) == signer.public_key()
+    both = {
+        "GATEWAY_SERVICE_SIGNING_KEY": "pem",
+        "DATA_GATEWAY_SERVICE_PUBLIC_KEY_FILE": "/run/secrets/gateway.pem",
+    }
+    assert gateway_service_key_settings(both, tmp_path / "x") == {}
+    assert not (tmp_path / "x").exists()
+    # One side alone would leave the two keys unmatched: refused, saying so.
+    with pytest.raises(ValueError, match="or neither"):
+        gateway_service_key_settings({"GATEWAY_SERVICE_SIGNING_KEY": "pem"}, tmp_path / "y")
 
 
 def test_the_refusal_names_the_file_and_database_and_not_the_password(tmp_path):

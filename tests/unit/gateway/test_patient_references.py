@@ -7,6 +7,17 @@ from data_service.patients import schemas as data
 from gateway.patients import schemas as gateway
 
 REFUSED = ["../x", "H-1/2", "H\\1", "H..1", ".H", "H\n1", "H\x1b1", "Jane Doe", "-H"]
+# What a spreadsheet would run as a formula from a cell of the label export.
+FORMULAS = [
+    '=HYPERLINK("http://evil.example","x")',
+    "=1+1",
+    "+1+1",
+    "@SUM(1)",
+    "-2+3",
+    "\t1",
+    "\r1",
+]
+REFUSED += FORMULAS
 ACCEPTED = ["H-2026-00042", "H_77", "H-2026.001", "X9"]
 
 
