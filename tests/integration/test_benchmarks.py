@@ -9,16 +9,21 @@ import pytest
 from devstack import ROOT
 
 
-def test_plumbing_overhead_prints_ratios_against_its_baseline() -> None:
+def run_benchmark(module: str, *args: str, timeout_s: int) -> dict:
+    """The JSON a benchmark script prints."""
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.plumbing_overhead", "--requests", "200"],
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout_s,
         check=True,
     )
-    result = json.loads(completed.stdout)
+    return json.loads(completed.stdout)
+
+
+def test_plumbing_overhead_prints_ratios_against_its_baseline() -> None:
+    result = run_benchmark("plumbing_overhead", "--requests", "200", timeout_s=120)
     assert result["requests_per_server"] == 200
     for side in ("baseline", "service"):
         assert 0 < result[side]["p50_ms"] <= result[side]["p95_ms"]
@@ -28,26 +33,11 @@ def test_plumbing_overhead_prints_ratios_against_its_baseline() -> None:
 
 
 def test_training_throughput_prints_ratios_against_its_baseline() -> None:
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.training_throughput",
-            "--images",
-            "48",
-            "--size",
-            "32",
-            "--batch",
-            "16",
-            "--skip-bootstrap",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
+    result = run_benchmark(
+        "training_throughput",
+        *("--images", "48", "--size", "32", "--batch", "16", "--skip-bootstrap"),
+        timeout_s=300,
     )
-    result = json.loads(completed.stdout)
     assert result["images"] == 48
     assert result["baseline_in_memory_images_per_s"] > 0
     # The ratio is of the unrounded rates; the printed rates are rounded to 0.1 image/s.
@@ -56,3 +46,23 @@ def test_training_throughput_prints_ratios_against_its_baseline() -> None:
         rel=1e-3,
         abs=1e-3,
     )
+
+
+def test_inference_memory_reports_peaks_above_idle_and_the_targets() -> None:
+    result = run_benchmark(
+        "inference_memory", "--side", "2400", "--concurrency", "2", timeout_s=600
+    )
+    assert (result["side"], result["pixels"], result["concurrency"]) == (2400, 2400**2, 2)
+    assert result["idle_mib"] > 0
+    assert set(result["runs"]) == {"png_1", "jpeg_1", "png_2", "jpeg_2"}
+    for name, run in result["runs"].items():
+        assert run["statuses"] == {"200": run["requests"]}, name
+        assert run["peak_mib"] >= result["idle_mib"] > 0, name
+        assert run["peak_above_idle_mib"] == pytest.approx(
+            run["peak_mib"] - result["idle_mib"], abs=0.2
+        )
+    for fmt in ("png", "jpeg"):
+        target = result["targets"][fmt]
+        assert target["single_at_most_mib"] == 300
+        assert isinstance(target["single_pass"], bool)
+        assert isinstance(target["concurrent_pass"], bool)
