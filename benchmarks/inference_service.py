@@ -25,6 +25,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -109,6 +111,68 @@ def raw_figures(folder: Path, image: bytes) -> dict:
     }
 
 
+@contextmanager
+def running_service(
+    folder: Path, database_name: str, **settings: str
+) -> Iterator[tuple[subprocess.Popen, str, dict[str, str]]]:
+    """`python -m inference_service` serving the version `folder` (and those beside it),
+    warmed up and ready, with these extra settings (`batch_max_size="8"`), on a temporary
+    database and a JWKS server of its own: its process, base URL and a clinician's
+    Authorization header. Everything is stopped, and the database dropped, afterwards."""
+    server = (
+        os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or LOCAL_SERVER_URL
+    )
+    database_url = with_database(server, f"{database_name}_{os.getpid()}")
+    upgrade(ROOT / "inference_service", database_url)
+    key = Ed25519PrivateKey.generate()
+    jwks, jwks_url = jwks_server(key)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "INFERENCE_PORT": str(port),
+        "INFERENCE_DATABASE_URL": database_url,
+        "INFERENCE_MODELS_DIR": str(folder.parent),
+        "INFERENCE_AUTH_URL": jwks_url,
+        "INFERENCE_WARM_UP": "true",
+        "INFERENCE_LOG_LEVEL": "WARNING",
+        **{f"INFERENCE_{name.upper()}": value for name, value in settings.items()},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inference_service"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base, process)
+        yield process, base, {"Authorization": f"Bearer {token(key)}"}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        jwks.shutdown()
+        asyncio.run(drop_database(database_url))
+
+
+def wait_until_serving(base: str, process: subprocess.Popen, deadline_s: float = 180) -> None:
+    """Until the service's readiness says its model is loaded; an error if it exits first
+    or is not there within `deadline_s`."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the inference service exited with {process.returncode}")
+        try:
+            ready = httpx.get(f"{base}/ready", timeout=2).json()
+            if ready.get("checks", {}).get("model", {}).get("detail", "").startswith("serving"):
+                return
+        except (httpx.TransportError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the inference service did not serve a model within {deadline_s} s")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -150,55 +214,17 @@ def main() -> None:
 
     raw = raw_figures(folder, image_bytes)
 
-    server = (
-        os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or LOCAL_SERVER_URL
-    )
-    database_url = with_database(server, f"bench_inference_{os.getpid()}")
-    upgrade(ROOT / "inference_service", database_url)
-    key = Ed25519PrivateKey.generate()
-    jwks, jwks_url = jwks_server(key)
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "INFERENCE_PORT": str(port),
-        "INFERENCE_DATABASE_URL": database_url,
-        "INFERENCE_MODELS_DIR": str(folder.parent),
-        "INFERENCE_AUTH_URL": jwks_url,
-        "INFERENCE_WARM_UP": "true",
-        "INFERENCE_LOG_LEVEL": "WARNING",
-        "INFERENCE_BATCH_MAX_WAIT_MS": str(args.batch_wait_ms),
-        "INFERENCE_BATCH_MAX_SIZE": str(args.batch_max_size),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "inference_service"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                ready = httpx.get(f"{base}/ready", timeout=2).json()
-                if ready.get("checks", {}).get("model", {}).get("detail", "").startswith("serving"):
-                    break
-            except (httpx.TransportError, ValueError):
-                pass
-            time.sleep(0.5)
-        headers = {"Authorization": f"Bearer {token(key)}"}
+    with running_service(
+        folder,
+        "bench_inference",
+        batch_max_wait_ms=str(args.batch_wait_ms),
+        batch_max_size=str(args.batch_max_size),
+    ) as (process, base, headers):
         one = asyncio.run(load(f"{base}/predict", headers, image_bytes, 1, args.seconds))
         many = asyncio.run(load(f"{base}/predict", headers, image_bytes, 32, args.seconds))
         # The same machine's ceiling for any request to this service: no model, no body.
         ceiling = asyncio.run(load(f"{base}/health", {}, None, 32, args.seconds / 2))
         memory = rss_mb(process.pid)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        jwks.shutdown()
-        asyncio.run(drop_database(database_url))
 
     print(
         json.dumps(

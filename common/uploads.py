@@ -1,11 +1,13 @@
 """Reading image uploads within limits, and the 4xx answer for each way they go wrong.
 
 Reading and the quick type check need nothing beyond Starlette (the gateway uses them);
-`decode_upload` needs Pillow (via `ml.contract`, the serving contract and the only part of
-`ml` shared code may use), which the services that decode images (inference, data) install.
+`decode_upload`, `read_upload_header` and `inspect_upload` need Pillow (via `ml.contract`,
+the serving contract and the only part of `ml` shared code may use), which the services
+that decode images (inference, data) install.
 """
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
@@ -16,6 +18,10 @@ from common.errors import ServiceError
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from ml.contract import ImageHeader
+
+T = TypeVar("T")
 
 # The first bytes of the formats we read: enough to refuse a PDF or a text file without
 # decoding anything.
@@ -162,9 +168,10 @@ def has_trailing_data(data: bytes) -> bool:
     return False
 
 
-def decode_upload(data: bytes, max_pixels: int) -> "Image.Image":
-    """The RGB image, or the 4xx envelope saying what is wrong with the bytes."""
-    from ml.contract import ImageError, ImageTooLarge, NotAnImage, decode_image
+def _read_image(data: bytes, read: Callable[[], T]) -> T:
+    """What `read` makes of the image bytes, or the 4xx envelope for what is wrong with them:
+    data after their end, then whatever `ml.contract` finds."""
+    from ml.contract import ImageError, ImageTooLarge, NotAnImage
 
     if has_trailing_data(data):
         raise ServiceError(
@@ -173,10 +180,38 @@ def decode_upload(data: bytes, max_pixels: int) -> "Image.Image":
             code="invalid_image",
         )
     try:
-        return decode_image(data, max_pixels=max_pixels, convert_grey=True)
+        return read()
     except NotAnImage as exc:
         raise not_an_image() from exc
     except ImageTooLarge as exc:
         raise ServiceError(413, f"The image is too large: {exc}.") from exc
     except ImageError as exc:
         raise ServiceError(422, f"The image cannot be used: {exc}.", code="invalid_image") from exc
+
+
+def decode_upload(data: bytes, max_pixels: int, max_side: int | None = None) -> "Image.Image":
+    """The RGB image (reduced to at most `max_side` pixels on its longest side, decoded
+    reduced where the format allows), or the 4xx envelope saying what is wrong with the
+    bytes."""
+    from ml.contract import decode_image
+
+    return _read_image(
+        data,
+        lambda: decode_image(data, max_pixels=max_pixels, convert_grey=True, max_side=max_side),
+    )
+
+
+def read_upload_header(data: bytes, max_pixels: int) -> "ImageHeader":
+    """Format, size and mode from the header (`ml.contract.read_header`: nothing decoded),
+    or the 4xx envelope saying what is wrong with the bytes."""
+    from ml.contract import read_header
+
+    return _read_image(data, lambda: read_header(data, max_pixels=max_pixels, convert_grey=True))
+
+
+def inspect_upload(data: bytes, max_pixels: int) -> "ImageHeader":
+    """Format, size and mode of a usable image, checked without keeping its pixels
+    (`ml.contract.check_image`), or the 4xx envelope saying what is wrong with the bytes."""
+    from ml.contract import check_image
+
+    return _read_image(data, lambda: check_image(data, max_pixels=max_pixels, convert_grey=True))

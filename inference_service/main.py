@@ -14,6 +14,7 @@ from inference_service.registry import service as registry
 from inference_service.registry.routes import router as registry_router
 from inference_service.serving.batcher import Batcher, BatchMetrics
 from inference_service.serving.holder import ModelHolder
+from inference_service.serving.memory import MemoryBudget, return_freed_images_to_the_system
 from inference_service.serving.routes import router as serving_router
 from inference_service.serving.service import PredictionMetrics, Serving
 from inference_service.settings import InferenceSettings, get_settings
@@ -63,6 +64,7 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         database_url=settings.database_url,
         lifespan=lifespan,
     )
+    return_freed_images_to_the_system()
     holder = ModelHolder(app.state.database, settings.models_dir)
     app.state.serving = Serving(
         holder=holder,
@@ -73,6 +75,8 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         ),
         metrics=PredictionMetrics(app.state.metrics_registry),
         max_pixels=settings.max_pixels,
+        max_image_side=settings.max_image_side,
+        budget=MemoryBudget(settings.image_memory_mb * 1024 * 1024, settings.image_memory_wait_s),
     )
     app.state.token_verifier = jwks_token_verifier(auth_client, settings)
     app.state.readiness_checks["model"] = holder.readiness

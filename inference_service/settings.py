@@ -32,6 +32,14 @@ class InferenceSettings(TokenCheckingSettings, DatabaseServiceSettings):
     # Upload limits: bytes, and pixels (checked from the header, before decoding).
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_pixels: int = Field(default=40_000_000, ge=1)
+    # A larger image is decoded reduced (by a whole factor) to at most this many pixels on
+    # its longest side; the model takes far fewer, and the overlay is made at that size.
+    max_image_side: int = Field(default=2048, ge=256)
+    # What the images in flight may take at once, estimated from their headers (MiB), and
+    # how long a request waits for its share before it is answered 503 (less than the
+    # gateway's GATEWAY_PREDICT_TIMEOUT_S, so the caller hears why).
+    image_memory_mb: int = Field(default=256, ge=16)
+    image_memory_wait_s: float = Field(default=20.0, gt=0)
 
 
 @lru_cache

@@ -7,17 +7,15 @@ Only the file is shared: it is named by the SHA-256 of the bytes."""
 
 import asyncio
 import hashlib
-import io
 import logging
 import uuid
 
-from PIL import Image as PillowImage
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.errors import ServiceError
-from common.uploads import decode_upload
+from common.uploads import inspect_upload
 from data_service.audit.service import record
 from data_service.images.models import Image
 from data_service.images.storage import TEMP_PREFIX, ImageStore
@@ -41,11 +39,10 @@ class ImageNotFound(ServiceError):
 
 
 def inspect(data: bytes, max_pixels: int) -> tuple[str, int, int]:
-    """Content type (from the bytes, not the client's word), width and height."""
-    image = decode_upload(data, max_pixels)  # refuses what is not a usable image
-    with PillowImage.open(io.BytesIO(data)) as opened:
-        kind = FORMATS.get(opened.format or "", "application/octet-stream")
-    return kind, image.width, image.height
+    """Content type (from the bytes, not the client's word), width and height. Refuses what
+    is not a usable image without keeping its pixels (a PNG's are not even decompressed)."""
+    header = inspect_upload(data, max_pixels)
+    return FORMATS.get(header.format or "", "application/octet-stream"), header.width, header.height
 
 
 async def get(session: AsyncSession, image_id: uuid.UUID) -> Image:

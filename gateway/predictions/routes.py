@@ -141,7 +141,7 @@ IMAGE_RESPONSES = {
     "/{prediction_id}/heatmap",
     response_class=Response,
     responses=IMAGE_RESPONSES,
-    summary="The Grad-CAM overlay (PNG) at the image's own size",
+    summary="The Grad-CAM overlay (PNG) at the image's size (reduced beyond 2,048 pixels)",
 )
 async def get_heatmap(
     request: Request, downstreams: DownstreamsDep, prediction_id: uuid.UUID, _: Reader

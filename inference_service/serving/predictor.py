@@ -133,14 +133,20 @@ def jet(values: np.ndarray) -> np.ndarray:
     return (rgb * 255).astype(np.uint8)
 
 
+# `jet` as a palette: entry i is the colour of i / 255.
+JET_PALETTE = jet(np.arange(256) / 255).tobytes()
+
+
 def overlay_png(image: Image.Image, heatmap: np.ndarray, opacity: float = 0.45) -> bytes:
-    """The heatmap, coloured and stretched to the image's own size, over the image; PNG."""
-    stretched = Image.fromarray((heatmap * 255).astype(np.uint8)).resize(
+    """The heatmap, coloured and stretched to the image's own size, over the image; PNG.
+
+    Bytes throughout (a palette image and Pillow's blend), never a float array of the image:
+    a few bytes per pixel of the image, which the caller keeps small (`max_image_side`)."""
+    colours = Image.fromarray((heatmap * 255).astype(np.uint8)).resize(
         image.size, Image.Resampling.BILINEAR
     )
-    colours = jet(np.asarray(stretched, dtype=np.float32) / 255)
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    blended = (1 - opacity) * base + opacity * colours
+    colours.putpalette(JET_PALETTE)
+    base = image if image.mode == "RGB" else image.convert("RGB")
     buffer = io.BytesIO()
-    Image.fromarray(blended.astype(np.uint8)).save(buffer, "PNG")
+    Image.blend(base, colours.convert("RGB"), opacity).save(buffer, "PNG")
     return buffer.getvalue()

@@ -24,7 +24,9 @@ class PredictionOut(BaseModel):
     threshold: float = Field(description="P(malignant) at or above which the label is malignant")
     latency_ms: float
     heatmap_png_base64: str | None = Field(
-        default=None, description="Grad-CAM overlay at the image's own size (heatmap=true)"
+        default=None,
+        description="Grad-CAM overlay at the image's own size, reduced by a whole factor "
+        "when longer than max_image_side (heatmap=true)",
     )
     heatmap_focus: HeatmapFocusOut | None = Field(
         default=None, description="Where the Grad-CAM map concentrates (heatmap=true)"

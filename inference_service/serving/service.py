@@ -1,21 +1,26 @@
 """One prediction request, start to end: decode, preprocess (`ml.contract`), batch,
-interpret, and the Grad-CAM overlay when asked."""
+interpret, and the Grad-CAM overlay when asked.
+
+Each image is decoded in a worker thread (a small file can hold a large image), reduced to
+at most `max_image_side` pixels on its longest side, and from its header to its overlay it
+holds its estimated memory against the process's budget (`memory.MemoryBudget`)."""
 
 import asyncio
 import base64
 import time
 from dataclasses import dataclass
 
+import numpy as np
+from PIL import Image
 from prometheus_client import CollectorRegistry, Counter
 
-from common.uploads import decode_upload
+from common.uploads import decode_upload, read_upload_header
 from inference_service.serving.batcher import Batcher
 from inference_service.serving.holder import ModelHolder
-from inference_service.serving.predictor import heatmap_focus, overlay_png
-from inference_service.serving.schemas import PredictionOut
-from ml.contract import preprocess_image
-
-INLINE_DECODE_BYTES = 256 * 1024
+from inference_service.serving.memory import MemoryBudget, image_cost, in_thread
+from inference_service.serving.predictor import Predictor, heatmap_focus, overlay_png
+from inference_service.serving.schemas import HeatmapFocusOut, PredictionOut
+from ml.contract import ImageHeader, preprocess_image
 
 
 class PredictionMetrics:
@@ -28,6 +33,14 @@ class PredictionMetrics:
         )
 
 
+def explain(
+    predictor: Predictor, image: Image.Image, model_input: np.ndarray, label: str
+) -> tuple[str, HeatmapFocusOut]:
+    """The Grad-CAM overlay toward `label` (PNG, base64) and where its map concentrates."""
+    cam = predictor.heatmap(model_input, label)
+    return base64.b64encode(overlay_png(image, cam)).decode(), heatmap_focus(cam)
+
+
 @dataclass
 class Serving:
     """What the prediction routes need, built once per process (`app.state.serving`)."""
@@ -36,45 +49,58 @@ class Serving:
     batcher: Batcher
     metrics: PredictionMetrics
     max_pixels: int
+    max_image_side: int
+    budget: MemoryBudget
+
+    def prepare(self, data: bytes, size: int) -> tuple[Image.Image, np.ndarray]:
+        """The decoded (bounded) image and its model input."""
+        image = decode_upload(data, self.max_pixels, self.max_image_side)
+        return image, preprocess_image(image, size)
 
     async def predict(self, uploads: list[bytes], heatmap: bool = False) -> list[PredictionOut]:
         started = time.perf_counter()
         predictor = await self.holder.get()  # every image of the request: one version
-
-        def prepare() -> tuple[list, list]:
-            images = [decode_upload(data, self.max_pixels) for data in uploads]
-            return images, [preprocess_image(image, predictor.size) for image in images]
-
-        # A small upload decodes faster than a hop to a worker thread; a large one would
-        # hold up every other request, so it goes to a thread.
-        if sum(len(data) for data in uploads) <= INLINE_DECODE_BYTES:
-            images, inputs = prepare()
-        else:
-            images, inputs = await asyncio.to_thread(prepare)
-        probabilities = await self.batcher.predict(predictor, inputs)
+        # Every header first, in order: the first bad file is the answer, before any decoding.
+        headers = await in_thread(
+            lambda: [read_upload_header(data, self.max_pixels) for data in uploads]
+        )
+        outcomes = await asyncio.gather(
+            *(
+                self._assess(predictor, data, header, heatmap)
+                for data, header in zip(uploads, headers, strict=True)
+            ),
+            return_exceptions=True,
+        )
         results = []
-        for image, model_input, probability in zip(images, inputs, probabilities, strict=True):
-            prediction = predictor.interpret(probability)
-            overlay = focus = None
-            if heatmap:
-                cam = await asyncio.to_thread(predictor.heatmap, model_input, prediction.label)
-                png = await asyncio.to_thread(overlay_png, image, cam)
-                overlay = base64.b64encode(png).decode()
-                focus = heatmap_focus(cam)
-            self.metrics.predictions.labels(prediction.label, predictor.version).inc()
-            results.append(
-                PredictionOut(
-                    label=prediction.label,
-                    probability=round(prediction.probability, 6),
-                    probabilities={k: round(v, 6) for k, v in prediction.probabilities.items()},
-                    model_version=predictor.version,
-                    threshold=predictor.threshold,
-                    latency_ms=0.0,
-                    heatmap_png_base64=overlay,
-                    heatmap_focus=focus,
-                )
-            )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            results.append(outcome)
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
         for result in results:
             result.latency_ms = latency_ms
         return results
+
+    async def _assess(
+        self, predictor: Predictor, data: bytes, header: ImageHeader, heatmap: bool
+    ) -> PredictionOut:
+        async with self.budget.hold(image_cost(header, heatmap, self.max_image_side)):
+            image, model_input = await in_thread(self.prepare, data, predictor.size)
+            [probability] = await self.batcher.predict(predictor, [model_input])
+            prediction = predictor.interpret(probability)
+            overlay = focus = None
+            if heatmap:
+                overlay, focus = await in_thread(
+                    explain, predictor, image, model_input, prediction.label
+                )
+        self.metrics.predictions.labels(prediction.label, predictor.version).inc()
+        return PredictionOut(
+            label=prediction.label,
+            probability=round(prediction.probability, 6),
+            probabilities={k: round(v, 6) for k, v in prediction.probabilities.items()},
+            model_version=predictor.version,
+            threshold=predictor.threshold,
+            latency_ms=0.0,
+            heatmap_png_base64=overlay,
+            heatmap_focus=focus,
+        )

@@ -62,3 +62,23 @@ def test_assistant_text_prints_redaction_before_and_after_and_health_while_redac
         assert served[side]["health_checks"] >= 1
         assert served[side]["request_ms"] > 0
     assert served["health_alone_p50_ms"] > 0
+
+
+def test_inference_memory_reports_peaks_above_idle_and_the_targets() -> None:
+    result = run_benchmark(
+        "inference_memory", "--side", "2400", "--concurrency", "2", timeout_s=600
+    )
+    assert (result["side"], result["pixels"], result["concurrency"]) == (2400, 2400**2, 2)
+    assert result["idle_mib"] > 0
+    assert set(result["runs"]) == {"png_1", "jpeg_1", "png_2", "jpeg_2"}
+    for name, run in result["runs"].items():
+        assert run["statuses"] == {"200": run["requests"]}, name
+        assert run["peak_mib"] >= result["idle_mib"] > 0, name
+        assert run["peak_above_idle_mib"] == pytest.approx(
+            run["peak_mib"] - result["idle_mib"], abs=0.2
+        )
+    for fmt in ("png", "jpeg"):
+        target = result["targets"][fmt]
+        assert target["single_at_most_mib"] == 300
+        assert isinstance(target["single_pass"], bool)
+        assert isinstance(target["concurrent_pass"], bool)

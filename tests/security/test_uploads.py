@@ -11,28 +11,9 @@ import pytest
 from PIL import Image
 
 from tests.security.conftest import assert_client_error, counts, images_with, predict
-from tests.support.images import png_bytes
+from tests.support.images import decompression_bomb, png_bytes, png_declaring
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_declaring(width: int, height: int, idat: bytes = b"") -> bytes:
-    """A 1-bit grey PNG with this header (the pixel data, if any, is `idat`)."""
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    body = chunk(b"IHDR", header) + (chunk(b"IDAT", idat) if idat else b"")
-    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b"")
-
-
-def decompression_bomb(side: int = 30000) -> bytes:
-    """A valid PNG of side x side pixels that is small on disk: every row is zeros."""
-    row = b"\0" * (1 + (side + 7) // 8)
-    compressor = zlib.compressobj(9)
-    idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-    return png_declaring(side, side, idat)
 
 
 def zip_archive() -> bytes:
@@ -50,6 +31,16 @@ def bomb() -> bytes:
     assert len(data) < 1024 * 1024  # small on the wire ...
     assert struct.unpack(">II", data[16:24]) == (30000, 30000)  # ... 900 megapixels decoded
     return data
+
+
+def truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def large_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (6000, 6000), (230, 180, 200)).save(buffer, "JPEG")
+    return buffer.getvalue()
 
 
 HTML = b"<html><body><script>alert(document.cookie)</script></body></html>"
@@ -70,6 +61,9 @@ REFUSED = {
     "huge_declared_dimensions": lambda: png_declaring(100_000, 100_000, zlib.compress(b"\0" * 64)),
     "maximum_declared_dimensions": lambda: png_declaring(2**31 - 1, 2**31 - 1),
     "zero_dimensions": lambda: png_declaring(0, 0),
+    # 36 megapixels, under the limit, cut off halfway.
+    "truncated_large_png": lambda: truncated(decompression_bomb(6000)),
+    "truncated_large_jpeg": lambda: truncated(large_jpeg()),
     "html_only": lambda: HTML,
 }
 

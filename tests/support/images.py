@@ -1,6 +1,8 @@
 """Small image files and dataset trees, made by the tests themselves."""
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,25 @@ def png_bytes(seed: int, size: int = 24, mode: str = "RGB") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).convert(mode).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_declaring(width: int, height: int, idat: bytes = b"") -> bytes:
+    """A 1-bit grey PNG with this header (the pixel data, if any, is `idat`)."""
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    body = chunk(b"IHDR", header) + (chunk(b"IDAT", idat) if idat else b"")
+    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b"")
+
+
+def decompression_bomb(side: int = 30000) -> bytes:
+    """A valid PNG of side x side pixels that is small on disk: every row is zeros."""
+    row = b"\0" * (1 + (side + 7) // 8)
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    return png_declaring(side, side, idat)
 
 
 def idc_tree(root: Path, patients: int = 6, per_class: int = 3) -> Path:

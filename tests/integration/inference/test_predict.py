@@ -5,6 +5,7 @@ import asyncio
 import base64
 import io
 import json
+import zlib
 
 import keras
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 from ml.contract import decode_image, preprocess_image
-from tests.support.images import png_bytes
+from tests.support.images import decompression_bomb, png_bytes, png_declaring
 from tests.support.inference import running_inference
 from tests.support.tokens import bearer, mint_token
 
@@ -242,3 +243,68 @@ async def test_a_model_file_that_cannot_load_is_a_503_not_a_crash(inference_db, 
     assert response.json()["error"]["code"] == "model_unavailable"
     assert "tiny-a" in response.json()["error"]["message"]
     assert health.status_code == 200
+
+
+def _at_limit(fmt: str, side: int = 6000) -> bytes:
+    """A side x side image (36 megapixels: under the 40 megapixel limit), small on the wire."""
+    coarse = np.random.default_rng(7).integers(0, 256, (side // 100, side // 100, 3), np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(coarse).resize((side, side), Image.Resampling.NEAREST).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+async def test_an_image_at_the_pixel_limit_gets_a_bounded_overlay_and_the_same_answer(
+    inference_db, models_dir, fmt
+):
+    data = _at_limit(fmt)
+    model = keras.models.load_model(models_dir / "tiny-a" / "model.keras")
+    full_decode = preprocess_image(decode_image(data), 32)[None]
+    expected = float(model(full_decode, training=False)[0, 0])
+    async with running_inference(inference_db, models_dir) as (_, client):
+        response = await post_file(client, data, heatmap=True)
+    assert response.status_code == 200, response.text
+    assert response.json()["probabilities"]["malignant"] == pytest.approx(expected, abs=0.01)
+    overlay = Image.open(io.BytesIO(base64.b64decode(response.json()["heatmap_png_base64"])))
+    assert max(overlay.size) <= 2048  # not 6000 x 6000
+    assert overlay.mode == "RGB"  # 8 bits a channel
+    assert overlay.size[0] == overlay.size[1]
+
+
+async def test_hostile_large_images_are_refused_with_the_envelope(inference_db, models_dir):
+    at_limit_png, at_limit_jpeg = _at_limit("PNG"), _at_limit("JPEG")
+    cases = {
+        "bomb over the limit": (decompression_bomb(7000), 413, "too large"),
+        "huge dimensions in a tiny file": (
+            png_declaring(100_000, 100_000, zlib.compress(b"\0" * 64)),
+            413,
+            "too large",
+        ),
+        "truncated large PNG": (at_limit_png[: len(at_limit_png) // 2], 422, "cannot be used"),
+        "truncated large JPEG": (at_limit_jpeg[: len(at_limit_jpeg) // 2], 422, "cannot be used"),
+    }
+    async with running_inference(inference_db, models_dir) as (_, client):
+        for name, (data, status, fragment) in cases.items():
+            response = await post_file(client, data, heatmap=True)
+            assert response.status_code == status, (name, response.text)
+            error = response.json()["error"]
+            assert fragment in error["message"], (name, error)
+            assert error["request_id"] == response.headers["x-request-id"]
+
+
+async def test_a_request_that_cannot_get_memory_in_time_is_a_503_envelope(inference_db, models_dir):
+    data = _at_limit("PNG", side=3000)
+    async with running_inference(inference_db, models_dir, image_memory_wait_s=0.05) as (
+        app,
+        client,
+    ):
+        budget = app.state.serving.budget
+        async with budget.hold(budget.capacity):  # other large images hold all of it
+            refused = await post_file(client, data)
+        served = await post_file(client, data)
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "5"
+    error = refused.json()["error"]
+    assert error["code"] == "busy" and "busy" in error["message"]
+    assert error["request_id"] == refused.headers["x-request-id"]
+    assert served.status_code == 200, served.text
