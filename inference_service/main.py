@@ -16,7 +16,7 @@ from inference_service.serving.batcher import Batcher, BatchMetrics
 from inference_service.serving.holder import ModelHolder
 from inference_service.serving.memory import MemoryBudget, return_freed_images_to_the_system
 from inference_service.serving.routes import router as serving_router
-from inference_service.serving.service import PredictionMetrics, Serving
+from inference_service.serving.service import PredictionMetrics, Serving, site_policies
 from inference_service.settings import InferenceSettings, get_settings
 
 logger = logging.getLogger("inference_service")
@@ -77,6 +77,7 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         max_pixels=settings.max_pixels,
         max_image_side=settings.max_image_side,
         budget=MemoryBudget(settings.image_memory_mb * 1024 * 1024, settings.image_memory_wait_s),
+        policies=site_policies(settings.assessment_warn_only),
     )
     app.state.token_verifier = jwks_token_verifier(auth_client, settings)
     app.state.readiness_checks["model"] = holder.readiness

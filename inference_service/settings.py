@@ -1,10 +1,11 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import DatabaseServiceSettings, TokenCheckingSettings
+from ml.assessment import Reason
 
 
 class InferenceSettings(TokenCheckingSettings, DatabaseServiceSettings):
@@ -40,6 +41,20 @@ class InferenceSettings(TokenCheckingSettings, DatabaseServiceSettings):
     # gateway's GATEWAY_PREDICT_TIMEOUT_S, so the caller hears why).
     image_memory_mb: int = Field(default=256, ge=16)
     image_memory_wait_s: float = Field(default=20.0, gt=0)
+
+    # Reason codes (`ml.assessment.Reason`) whose failed check only warns: the image is still
+    # assessed. Every other failed check refuses a verdict (not_assessable, or indeterminate
+    # for the model's own: out_of_distribution, near_threshold). A JSON list in the environment.
+    assessment_warn_only: list[str] = Field(default_factory=list)
+
+    @field_validator("assessment_warn_only")
+    @classmethod
+    def _known_reasons(cls, value: list[str]) -> list[str]:
+        known = {reason.value for reason in Reason}
+        unknown = [code for code in value if code not in known]
+        if unknown:
+            raise ValueError(f"unknown reason codes {unknown}; known: {sorted(known)}")
+        return value
 
 
 @lru_cache

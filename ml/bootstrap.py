@@ -20,7 +20,15 @@ from pathlib import Path
 
 from ml.config import load_config
 from ml.synthetic import generate
-from ml.versions import CARD_FILE, MODEL_FILE, file_sha256, list_versions
+from ml.versions import (
+    CARD_FILE,
+    MODEL_FILE,
+    ModelVersionError,
+    artefact_problem,
+    file_sha256,
+    list_versions,
+    read_card,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_VERSION = "demo-synthetic-1"
@@ -58,7 +66,11 @@ def shipped_problem(folder: Path) -> str | None:
         return f"{card_path} is not a model card ({exc})"
     if file_sha256(model_path) != expected:
         return f"{model_path} does not match the checksum on its card"
-    return None
+    try:
+        card = read_card(folder)
+    except ModelVersionError as exc:
+        return str(exc)
+    return artefact_problem(folder, card)
 
 
 def copy_version(source: Path, models_dir: Path) -> Path:

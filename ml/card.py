@@ -5,8 +5,9 @@ schema, so a field added here is written and read alike.
 Pydantic and `ml.contract` only: the inference service's image installs nothing else of `ml`.
 """
 
+import math
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -112,6 +113,60 @@ class Reports(CardSection):
     training_history: str
 
 
+# A sigmoid output in float32 rounds to exactly 0 or 1 beyond a logit of about +-17; the
+# logit is taken of the probability kept this far from both.
+PROBABILITY_EPSILON = 1e-7
+
+
+def logit(probability: float) -> float:
+    p = min(max(probability, PROBABILITY_EPSILON), 1.0 - PROBABILITY_EPSILON)
+    return math.log(p / (1.0 - p))
+
+
+class Calibration(CardSection):
+    """Temperature scaling of P(malignant), fitted on validation; ECE before and after, on
+    validation (`ece_*`) and on the unseen test split (`test_ece_*`)."""
+
+    method: Literal["temperature"]
+    temperature: float = Field(gt=0)
+    ece_before: float = Field(ge=0, le=1)
+    ece_after: float = Field(ge=0, le=1)
+    test_ece_before: float | None = Field(default=None, ge=0, le=1)
+    test_ece_after: float | None = Field(default=None, ge=0, le=1)
+    bins: int = Field(ge=1)
+    chosen_on: str
+
+    def apply(self, malignant_probability: float) -> float:
+        """The calibrated P(malignant)."""
+        return 1.0 / (1.0 + math.exp(-logit(malignant_probability) / self.temperature))
+
+
+class IndeterminateBand(CardSection):
+    """Calibrated P(malignant) closer than `half_width` to the decision threshold is
+    indeterminate; the error rates are the validation split's inside and outside."""
+
+    half_width: float = Field(ge=0, le=1)
+    chosen_on: str
+    rule: str
+    error_rate_inside: float | None = Field(ge=0, le=1)
+    error_rate_outside: float | None = Field(ge=0, le=1)
+
+
+class OutOfDistribution(CardSection):
+    """The Mahalanobis distance of the `layer`'s features to the training set's (`ml.ood`),
+    stored in `file`; above `threshold` an image is unlike the training data."""
+
+    method: Literal["mahalanobis"]
+    layer: str
+    threshold: float = Field(ge=0)
+    chosen_on: str
+    quantile: float = Field(gt=0, le=1)
+    file: str = Field(pattern=r"^[A-Za-z0-9._-]+\.npz$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # The share of the test split's images scored above the threshold.
+    test_flagged_fraction: float | None = Field(default=None, ge=0, le=1)
+
+
 class ModelCard(CardSection):
     version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     created_at: datetime
@@ -131,3 +186,7 @@ class ModelCard(CardSection):
     reports: Reports
     intended_use: str
     warning: str
+    # Older cards lack these: then the matching check does not apply.
+    calibration: Calibration | None = None
+    indeterminate_band: IndeterminateBand | None = None
+    out_of_distribution: OutOfDistribution | None = None

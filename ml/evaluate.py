@@ -181,6 +181,10 @@ def evaluate_version(
         chosen = parts[split]
     model = keras.models.load_model(folder / MODEL_FILE)
     labels, probabilities = predict_probabilities(model, chosen, card.input.side)
+    if card.calibration is not None:  # the threshold was chosen on calibrated probabilities
+        from ml.calibration import temperature_scaled
+
+        probabilities = temperature_scaled(probabilities, card.calibration.temperature)
     result = evaluate(labels, probabilities, card.decision_threshold, card.threshold_rule.target)
     result["dataset"] = {
         "path": str(data),

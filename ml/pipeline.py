@@ -53,5 +53,20 @@ def predict_probabilities(model, samples: list[Sample], size: int, batch_size: i
     """P(malignant) for each sample, in order, and the true labels."""
     dataset = make_dataset(samples, size, batch_size)
     probabilities = model.predict(dataset, verbose=0).reshape(-1)
-    labels = np.array([sample.label for sample in samples], dtype=int)
-    return labels, probabilities
+    return sample_labels(samples), probabilities
+
+
+def sample_labels(samples: list[Sample]) -> np.ndarray:
+    return np.array([sample.label for sample in samples], dtype=int)
+
+
+def predict_with_features(
+    model, samples: list[Sample], size: int, layer: str, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The true labels, P(malignant) and the output of `layer` for each sample, in order,
+    from one pass of the model."""
+    import keras
+
+    both = keras.Model(model.inputs, [model.output, model.get_layer(layer).output])
+    probabilities, features = both.predict(make_dataset(samples, size, batch_size), verbose=0)
+    return sample_labels(samples), probabilities.reshape(-1), features.reshape(len(samples), -1)

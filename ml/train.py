@@ -3,9 +3,11 @@
     python -m ml.train --config ml/config.yaml --data PATH [--version NAME]
 
 Reads and checks the dataset, prepares it (report in the version's `reports/`), trains with
-early stopping and checkpoints, chooses the decision threshold on the validation split for
-the configured sensitivity, evaluates on the test split, and writes
-`<models_dir>/<version>/` with `model.keras` and `model_card.json`. Parameters, per-epoch
+early stopping and checkpoints; on the validation split fits temperature scaling, chooses the
+decision threshold on the calibrated probabilities for the configured sensitivity, the
+indeterminate band around it and the out-of-distribution threshold (`ml.calibration`,
+`ml.ood`); evaluates on the test split, and writes `<models_dir>/<version>/` with
+`model.keras`, `ood.npz` and `model_card.json`. Parameters, per-epoch
 metrics and the version folder are logged to MLflow (a local SQLite store under `var/mlflow`
 unless `MLFLOW_TRACKING_URI` is set).
 """
@@ -25,11 +27,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ml.card import (
+    Calibration,
     Framework,
+    IndeterminateBand,
     Metrics,
     ModelCard,
     ModelInput,
+    OutOfDistribution,
     Preprocessing,
     Reports,
     SplitSummary,
@@ -296,31 +303,102 @@ def fit(
     return FitSummary(epochs_run=epochs_run, best_epoch=best_epoch + 1)
 
 
-def choose_threshold_and_test(
-    model: "keras.Model", config: Config, prepared: Prepared, reports: Path
-) -> Metrics:
-    """Choose the decision threshold on the validation split for the target sensitivity,
-    then judge it on the unseen test split; write the evaluation and its plots."""
+@dataclass
+class ChosenOnValidation:
+    """What training chooses on the validation split, and the test split's metrics with it."""
+
+    metrics: Metrics
+    calibration: Calibration
+    band: IndeterminateBand
+    out_of_distribution: OutOfDistribution
+
+
+def calibrate_choose_and_test(
+    model: "keras.Model", config: Config, prepared: Prepared, target: VersionFolder
+) -> ChosenOnValidation:
+    """On the validation split: fit the temperature, choose the decision threshold on the
+    calibrated probabilities for the target sensitivity, the indeterminate band around it and
+    the out-of-distribution threshold (the statistics fitted on the training split go to the
+    version folder). Then judge all of it on the unseen test split; write the evaluation and
+    its plots."""
+    from ml.calibration import (
+        BAND_RULE,
+        ECE_BINS,
+        choose_band,
+        expected_calibration_error,
+        fit_temperature,
+        temperature_scaled,
+    )
     from ml.evaluate import evaluate, threshold_for_sensitivity, write_plots
-    from ml.pipeline import predict_probabilities
+    from ml.ood import OOD_FILE, OOD_LAYER, OOD_QUANTILE, fit_mahalanobis, score_threshold
+    from ml.pipeline import predict_with_features
 
     size, batch = config.model.input_size, config.training.batch_size
-    target = config.training.target_sensitivity
-    validation_labels, validation_probs = predict_probabilities(
-        model, prepared.split.validation, size, batch
+    split = prepared.split
+    train_labels, _, train_features = predict_with_features(
+        model, split.train, size, OOD_LAYER, batch
     )
-    threshold = threshold_for_sensitivity(validation_labels, validation_probs, target)
-    test_labels, test_probs = predict_probabilities(model, prepared.split.test, size, batch)
-    evaluation = evaluate(test_labels, test_probs, threshold, target)
+    validation_labels, validation_raw, validation_features = predict_with_features(
+        model, split.validation, size, OOD_LAYER, batch
+    )
+    test_labels, test_raw, test_features = predict_with_features(
+        model, split.test, size, OOD_LAYER, batch
+    )
+
+    temperature = fit_temperature(validation_labels, validation_raw)
+    validation_probs = temperature_scaled(validation_raw, temperature)
+    test_probs = temperature_scaled(test_raw, temperature)
+    calibration = Calibration(
+        method="temperature",
+        temperature=temperature,
+        ece_before=expected_calibration_error(validation_labels, validation_raw),
+        ece_after=expected_calibration_error(validation_labels, validation_probs),
+        test_ece_before=expected_calibration_error(test_labels, test_raw),
+        test_ece_after=expected_calibration_error(test_labels, test_probs),
+        bins=ECE_BINS,
+        chosen_on="validation",
+    )
+    sensitivity = config.training.target_sensitivity
+    threshold = threshold_for_sensitivity(validation_labels, validation_probs, sensitivity)
+    band = choose_band(validation_labels, validation_probs, threshold)
+
+    statistics = fit_mahalanobis(train_features, train_labels)
+    statistics.save(target.staging / OOD_FILE)
+    ood_threshold = score_threshold(statistics.scores(validation_features), OOD_QUANTILE)
+    test_flagged = float(np.mean(statistics.scores(test_features) > ood_threshold))
+
+    evaluation = evaluate(test_labels, test_probs, threshold, sensitivity)
     evaluation["split"] = "test"
-    write_json(reports / "evaluation-test" / "evaluation.json", evaluation)
-    write_plots(test_labels, test_probs, threshold, reports / "evaluation-test")
+    evaluation["calibrated"] = True
+    evaluation["out_of_distribution_flagged"] = test_flagged
+    write_json(target.reports / "evaluation-test" / "evaluation.json", evaluation)
+    write_plots(test_labels, test_probs, threshold, target.reports / "evaluation-test")
     at = evaluation["at_threshold"]
-    return Metrics(
-        split="test",
-        images=len(test_labels),
-        **{key: at[key] for key in TEST_METRICS},
-        threshold=threshold,
+    return ChosenOnValidation(
+        metrics=Metrics(
+            split="test",
+            images=len(test_labels),
+            **{key: at[key] for key in TEST_METRICS},
+            threshold=threshold,
+        ),
+        calibration=calibration,
+        band=IndeterminateBand(
+            half_width=band.half_width,
+            chosen_on="validation",
+            rule=BAND_RULE,
+            error_rate_inside=band.error_rate_inside,
+            error_rate_outside=band.error_rate_outside,
+        ),
+        out_of_distribution=OutOfDistribution(
+            method="mahalanobis",
+            layer=OOD_LAYER,
+            threshold=ood_threshold,
+            chosen_on="validation",
+            quantile=OOD_QUANTILE,
+            file=OOD_FILE,
+            sha256=file_sha256(target.staging / OOD_FILE),
+            test_flagged_fraction=test_flagged,
+        ),
     )
 
 
@@ -332,10 +410,19 @@ def save_model(model: "keras.Model", staging: Path) -> str:
     return file_sha256(staging / MODEL_FILE)
 
 
-def log_test_metrics(mlflow: Any, metrics: Metrics) -> None:
-    values = {key: getattr(metrics, key) for key in TEST_METRICS}
+def log_test_metrics(mlflow: Any, chosen: ChosenOnValidation) -> None:
+    values = {key: getattr(chosen.metrics, key) for key in TEST_METRICS}
     mlflow.log_metrics({f"test_{k}": v for k, v in values.items() if v is not None})
-    mlflow.log_metric("decision_threshold", metrics.threshold)
+    mlflow.log_metrics(
+        {
+            "decision_threshold": chosen.metrics.threshold,
+            "temperature": chosen.calibration.temperature,
+            "validation_ece_before": chosen.calibration.ece_before,
+            "validation_ece_after": chosen.calibration.ece_after,
+            "indeterminate_half_width": chosen.band.half_width,
+            "ood_threshold": chosen.out_of_distribution.threshold,
+        }
+    )
 
 
 def model_card(
@@ -347,7 +434,7 @@ def model_card(
     prepared: Prepared,
     framework: Framework,
     fitted: FitSummary,
-    metrics: Metrics,
+    chosen: ChosenOnValidation,
     model_sha256: str,
     duration_s: float,
     mlflow_run_id: str,
@@ -369,7 +456,7 @@ def model_card(
             function=f"{preprocess_image.__module__}.{preprocess_image.__qualname__}",
             steps=preprocessing_steps(size),
         ),
-        decision_threshold=metrics.threshold,
+        decision_threshold=chosen.metrics.threshold,
         threshold_rule=ThresholdRule(
             target=config.training.target_sensitivity,
             metric="sensitivity",
@@ -396,7 +483,7 @@ def model_card(
             duration_s=duration_s,
             mlflow_run_id=mlflow_run_id,
         ),
-        metrics=metrics,
+        metrics=chosen.metrics,
         reports=Reports(
             preprocessing="reports/preprocessing.json",
             exploration="reports/exploration/exploration.json",
@@ -405,6 +492,9 @@ def model_card(
         ),
         intended_use=INTENDED_USE,
         warning=SYNTHETIC_WARNING if synthetic else RESEARCH_WARNING,
+        calibration=chosen.calibration,
+        indeterminate_band=chosen.band,
+        out_of_distribution=chosen.out_of_distribution,
     )
 
 
@@ -438,11 +528,14 @@ def train(
         )
         verbose = 0 if quiet or progress else 2
         fitted = fit(model, batches, config, prepared, target, mlflow, verbose, progress)
-        say("choosing the decision threshold and evaluating on the test split")
-        metrics = choose_threshold_and_test(model, config, prepared, target.reports)
+        say(
+            "calibrating; choosing the decision threshold, the indeterminate band and the "
+            "out-of-distribution threshold; evaluating on the test split"
+        )
+        chosen = calibrate_choose_and_test(model, config, prepared, target)
         say(f"saving version {target.version}")
         model_sha256 = save_model(model, target.staging)
-        log_test_metrics(mlflow, metrics)
+        log_test_metrics(mlflow, chosen)
         card = model_card(
             version=target.version,
             config=config,
@@ -451,7 +544,7 @@ def train(
             prepared=prepared,
             framework=framework,
             fitted=fitted,
-            metrics=metrics,
+            chosen=chosen,
             model_sha256=model_sha256,
             duration_s=round(time.monotonic() - started, 1),
             mlflow_run_id=run.info.run_id,

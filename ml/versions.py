@@ -1,5 +1,6 @@
-"""Model version folders: `<models_dir>/<version>/` holds `model.keras`, `model_card.json`
-and `reports/` (preprocessing, exploration, training history, evaluation and its plots).
+"""Model version folders: `<models_dir>/<version>/` holds `model.keras`, `model_card.json`,
+the out-of-distribution statistics (`ood.npz`, when the card names them) and `reports/`
+(preprocessing, exploration, training history, evaluation and its plots).
 
 No TensorFlow and no training code: the inference service's registry reads versions with it.
 """
@@ -52,6 +53,20 @@ def read_card(folder: Path) -> ModelCard:
         return ModelCard.model_validate_json(path.read_text())
     except ValidationError as exc:
         raise ModelVersionError(f"{path} is not a valid model card: {exc}") from exc
+
+
+def artefact_problem(folder: Path, card: ModelCard) -> str | None:
+    """Why a file the card names beside the model (the out-of-distribution statistics) is
+    missing or not the one trained, or None when each is."""
+    ood = card.out_of_distribution
+    if ood is None:
+        return None
+    path = folder / ood.file
+    if not path.is_file():
+        return f"{path} is missing"
+    if file_sha256(path) != ood.sha256:
+        return f"{path} does not match the checksum on its card"
+    return None
 
 
 def write_card(folder: Path, card: ModelCard) -> Path:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.errors import ServiceError
 from inference_service.registry.models import ModelVersion
 from ml.card import ModelCard
-from ml.versions import CARD_FILE, file_sha256, list_versions
+from ml.versions import CARD_FILE, artefact_problem, file_sha256, list_versions
 
 logger = logging.getLogger("inference_service.registry")
 
@@ -51,7 +51,8 @@ def resolve_folder(models_dir: Path, path: str) -> Path:
 
 
 def read_verified_card(folder: Path) -> ModelCard:
-    """The folder's card, validated, with the model file's checksum matching it."""
+    """The folder's card, validated, with the model file's checksum matching it, and the
+    checksum of each file the card names beside it (the out-of-distribution statistics)."""
     card_path = folder / CARD_FILE
     try:
         raw = json.loads(card_path.read_text())
@@ -74,6 +75,9 @@ def read_verified_card(folder: Path) -> ModelCard:
             f"The checksum of {card.model_file} does not match its card: the file was changed "
             "or corrupted."
         )
+    problem = artefact_problem(folder, card)
+    if problem is not None:
+        raise InvalidModelVersion(f"{folder.name}: {problem.removeprefix(str(folder) + '/')}.")
     return card
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
-from inference_service.serving.predictor import Predictor
+from inference_service.serving.predictor import ModelOutput, Predictor
 
 
 class BatchMetrics:
@@ -50,8 +50,9 @@ class Batcher:
         # Waiting for company only pays under load: a lone client would wait for nobody.
         self._last_batch_size = 0
 
-    async def predict(self, predictor: Predictor, images: list[np.ndarray]) -> list[float]:
-        """P(malignant) of each image, by `predictor`, batched with whatever else is waiting."""
+    async def predict(self, predictor: Predictor, images: list[np.ndarray]) -> list[ModelOutput]:
+        """The model output of each image (P(malignant) and the out-of-distribution score),
+        by `predictor`, batched with whatever else is waiting."""
         items = [_Item(image, predictor) for image in images]
         for item in items:
             self.queue.put_nowait(item)
@@ -92,7 +93,7 @@ class Batcher:
             started = time.perf_counter()
             try:
                 stacked = np.stack([item.image for item in live])
-                probabilities = await asyncio.to_thread(live[0].predictor.predict, stacked)
+                outputs = await asyncio.to_thread(live[0].predictor.predict, stacked)
             except Exception as exc:
                 for item in live:
                     if not item.future.done():
@@ -100,6 +101,6 @@ class Batcher:
                 continue
             self.metrics.model_seconds.observe(time.perf_counter() - started)
             self.metrics.batch_size.observe(len(live))
-            for item, probability in zip(live, probabilities, strict=True):
+            for item, output in zip(live, outputs, strict=True):
                 if not item.future.done():
-                    item.future.set_result(float(probability))
+                    item.future.set_result(output)

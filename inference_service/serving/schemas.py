@@ -2,6 +2,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ml.assessment import Assessment, Reason
+
 
 class HeatmapFocusOut(BaseModel):
     region: str | None = Field(
@@ -16,12 +18,51 @@ class HeatmapFocusOut(BaseModel):
     areas: int = Field(ge=0, description="Separate hot areas; `region` is the strongest's")
 
 
+class CheckOut(BaseModel):
+    """One measure of the image against its limit (`ml.assessment.Check`)."""
+
+    measure: str = Field(
+        description="What was measured: out_of_distribution_score and "
+        "distance_from_threshold come from the model"
+    )
+    value: float
+    limit: float
+    comparison: Literal["at_least", "at_most"] = Field(
+        description="The value passes when it is at least or at most the limit"
+    )
+    reason: Reason = Field(description="What a failure of this check means")
+    passed: bool
+
+
 class PredictionOut(BaseModel):
-    label: str = Field(description="benign or malignant, at the model's decision threshold")
-    probability: float = Field(description="The model's probability of that label")
-    probabilities: dict[str, float]
+    assessment: Assessment = Field(
+        description="assessable; indeterminate (a label is given, but the image is unlike the "
+        "training data or its probability lies in the band around the threshold where the "
+        "model was too often wrong on validation); not_assessable (no label)"
+    )
+    reasons: list[Reason] = Field(
+        description="The reason of every failed check, in order, each once; a check the "
+        "site's policy only warns about is named too"
+    )
+    checks: list[CheckOut] = Field(
+        description="Every check that applied; a check whose statistics the model version "
+        "lacks (an older card) is left out"
+    )
+    label: str | None = Field(
+        description="benign or malignant, at the decision threshold on the calibrated "
+        "probability; null exactly when the assessment is not_assessable"
+    )
+    probability: float | None = Field(
+        description="The calibrated probability of that label; null exactly when label is"
+    )
+    probabilities: dict[str, float] = Field(
+        description="Calibrated (temperature scaling, when the model card has it) "
+        "probability of each class, always given (kept for audit when not assessable)"
+    )
     model_version: str
-    threshold: float = Field(description="P(malignant) at or above which the label is malignant")
+    threshold: float = Field(
+        description="Calibrated P(malignant) at or above which the label is malignant"
+    )
     latency_ms: float
     heatmap_png_base64: str | None = Field(
         default=None,

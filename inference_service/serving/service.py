@@ -8,7 +8,8 @@ holds its estimated memory against the process's budget (`memory.MemoryBudget`).
 import asyncio
 import base64
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -19,7 +20,8 @@ from inference_service.serving.batcher import Batcher
 from inference_service.serving.holder import ModelHolder
 from inference_service.serving.memory import MemoryBudget, image_cost, in_thread
 from inference_service.serving.predictor import Predictor, heatmap_focus, overlay_png
-from inference_service.serving.schemas import HeatmapFocusOut, PredictionOut
+from inference_service.serving.schemas import CheckOut, HeatmapFocusOut, PredictionOut
+from ml.assessment import Check, Outcome, Policy, Reason, assess
 from ml.contract import ImageHeader, preprocess_image
 
 
@@ -31,6 +33,29 @@ class PredictionMetrics:
             ["label", "model_version"],
             registry=registry,
         )
+        self.assessments = Counter(
+            "inference_assessments",
+            "Predictions by assessment (assessable, indeterminate, not_assessable).",
+            ["assessment"],
+            registry=registry,
+        )
+        self.assessment_reasons = Counter(
+            "inference_assessment_reasons",
+            "Failed checks by reason, refusing or warning.",
+            ["reason"],
+            registry=registry,
+        )
+
+    def count(self, outcome: Outcome, label: str | None, model_version: str) -> None:
+        self.predictions.labels(label or "none", model_version).inc()
+        self.assessments.labels(outcome.assessment.value).inc()
+        for reason in outcome.reasons:
+            self.assessment_reasons.labels(reason.value).inc()
+
+
+def site_policies(warn_only: list[str]) -> dict[Reason, Policy]:
+    """The site's policy per reason: those named only warn, every other refuses."""
+    return {Reason(reason): "warn" for reason in warn_only}
 
 
 def explain(
@@ -51,6 +76,8 @@ class Serving:
     max_pixels: int
     max_image_side: int
     budget: MemoryBudget
+    # The site's policy per reason; a reason missing refuses (`ml.assessment.assess`).
+    policies: Mapping[Reason, Policy] = field(default_factory=dict)
 
     def prepare(self, data: bytes, size: int) -> tuple[Image.Image, np.ndarray]:
         """The decoded (bounded) image and its model input."""
@@ -86,17 +113,23 @@ class Serving:
     ) -> PredictionOut:
         async with self.budget.hold(image_cost(header, heatmap, self.max_image_side)):
             image, model_input = await in_thread(self.prepare, data, predictor.size)
-            [probability] = await self.batcher.predict(predictor, [model_input])
-            prediction = predictor.interpret(probability)
+            [output] = await self.batcher.predict(predictor, [model_input])
+            prediction = predictor.interpret(output)
+            image_checks: list[Check] = []
+            outcome = assess([*image_checks, *prediction.checks], self.policies)
+            label = prediction.label if outcome.gives_label else None
             overlay = focus = None
             if heatmap:
                 overlay, focus = await in_thread(
                     explain, predictor, image, model_input, prediction.label
                 )
-        self.metrics.predictions.labels(prediction.label, predictor.version).inc()
+        self.metrics.count(outcome, label, predictor.version)
         return PredictionOut(
-            label=prediction.label,
-            probability=round(prediction.probability, 6),
+            assessment=outcome.assessment,
+            reasons=list(outcome.reasons),
+            checks=[CheckOut.model_validate(check.as_dict()) for check in outcome.checks],
+            label=label,
+            probability=None if label is None else round(prediction.probability, 6),
             probabilities={k: round(v, 6) for k, v in prediction.probabilities.items()},
             model_version=predictor.version,
             threshold=predictor.threshold,

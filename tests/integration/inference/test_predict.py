@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ml.card import ModelCard
 from ml.contract import decode_image, preprocess_image
 from tests.support.images import decompression_bomb, png_bytes, png_declaring
 from tests.support.inference import running_inference
@@ -24,6 +25,14 @@ REGIONS = {
 
 def png(seed: int, size: int = 50, mode: str = "RGB") -> bytes:
     return png_bytes(seed, size, mode)
+
+
+def served_malignant(folder, model_input: np.ndarray) -> float:
+    """P(malignant) of the version in `folder` called directly, calibrated as its card says."""
+    card = ModelCard.model_validate_json((folder / "model_card.json").read_text())
+    model = keras.models.load_model(folder / "model.keras")
+    raw = float(model(model_input[None], training=False)[0, 0])
+    return card.calibration.apply(raw) if card.calibration else raw
 
 
 async def post_file(
@@ -46,11 +55,10 @@ async def test_a_prediction_equals_the_model_called_directly(
 ):
     image = sorted((trained_versions.parent / "data").glob("*/1/*.png"))[0].read_bytes()
     card = json.loads((models_dir / "tiny-a" / "model_card.json").read_text())
-    model = keras.models.load_model(models_dir / "tiny-a" / "model.keras")
-    expected = float(model(preprocess_image(decode_image(image), 32)[None], training=False)[0, 0])
+    expected = served_malignant(models_dir / "tiny-a", preprocess_image(decode_image(image), 32))
     async with running_inference(inference_db, models_dir) as (_, client):
         response = await post_file(client, image)
-        raw = await client.post(
+        sent_raw = await client.post(
             "/predict",
             content=image,
             headers={**bearer(mint_token("clinician")), "Content-Type": "image/png"},
@@ -65,7 +73,7 @@ async def test_a_prediction_equals_the_model_called_directly(
     assert body["probability"] == pytest.approx(body["probabilities"][body["label"]])
     assert body["latency_ms"] > 0 and body["heatmap_png_base64"] is None
     assert body["heatmap_focus"] is None
-    assert raw.json()["probabilities"] == body["probabilities"]
+    assert sent_raw.json()["probabilities"] == body["probabilities"]
 
 
 async def test_batched_results_equal_single_ones(inference_db, models_dir, trained_versions):
@@ -258,9 +266,7 @@ async def test_an_image_at_the_pixel_limit_gets_a_bounded_overlay_and_the_same_a
     inference_db, models_dir, fmt
 ):
     data = _at_limit(fmt)
-    model = keras.models.load_model(models_dir / "tiny-a" / "model.keras")
-    full_decode = preprocess_image(decode_image(data), 32)[None]
-    expected = float(model(full_decode, training=False)[0, 0])
+    expected = served_malignant(models_dir / "tiny-a", preprocess_image(decode_image(data), 32))
     async with running_inference(inference_db, models_dir) as (_, client):
         response = await post_file(client, data, heatmap=True)
     assert response.status_code == 200, response.text

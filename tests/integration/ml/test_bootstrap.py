@@ -35,6 +35,8 @@ def test_the_shipped_demo_model_is_whole_and_says_what_it_is():
     assert card["training_data"]["synthetic"] is True
     assert "not a medical device" in card["warning"]
     assert card["metrics"]["roc_auc"] > 0.8
+    assert card["out_of_distribution"]["sha256"] == file_sha256(SHIPPED / "ood.npz")
+    assert card["calibration"] and card["indeterminate_band"]
     # Made from the project's own files, not from a path on someone's machine.
     assert not os.path.isabs(card["training_data"]["path"])
 
@@ -99,16 +101,17 @@ def test_an_lfs_pointer_is_named_as_such(tmp_path, broken):
     assert "git lfs pull" in problem
 
 
-def test_a_changed_model_file_is_refused(tmp_path):
+@pytest.mark.parametrize("changed", ["model.keras", "ood.npz"])
+def test_a_changed_or_missing_model_file_or_statistics_are_refused(tmp_path, changed):
     shipped = tmp_path / DEMO_VERSION
     shutil.copytree(SHIPPED, shipped)
-    with (shipped / "model.keras").open("ab") as file:
+    with (shipped / changed).open("ab") as file:
         file.write(b"\0")
     assert shipped_problem(shipped) == (
-        f"{shipped / 'model.keras'} does not match the checksum on its card"
+        f"{shipped / changed} does not match the checksum on its card"
     )
-    (shipped / "model.keras").unlink()
-    assert shipped_problem(shipped) == f"{shipped / 'model.keras'} is missing"
+    (shipped / changed).unlink()
+    assert shipped_problem(shipped) == f"{shipped / changed} is missing"
 
 
 def test_without_git_lfs_make_run_says_so_and_trains_the_demo_model(tmp_path):

@@ -115,6 +115,14 @@ def test_training_writes_a_loadable_model_and_a_complete_card(trained, workspace
     from ml.versions import file_sha256
 
     assert card["model_sha256"] == file_sha256(folder / "model.keras")
+    # Chosen on validation: the temperature, the band and the out-of-distribution threshold.
+    assert card["calibration"]["method"] == "temperature" and card["calibration"]["bins"] == 10
+    assert card["calibration"]["temperature"] > 0
+    assert card["indeterminate_band"]["chosen_on"] == "validation"
+    assert 0 <= card["indeterminate_band"]["half_width"] <= 1
+    ood = card["out_of_distribution"]
+    assert (ood["method"], ood["layer"], ood["quantile"]) == ("mahalanobis", "pool", 0.99)
+    assert file_sha256(folder / ood["file"]) == ood["sha256"]
 
 
 def test_the_run_is_in_mlflow(trained, workspace):
@@ -138,6 +146,9 @@ def test_evaluate_reproduces_the_test_metrics_of_the_card(trained, workspace):
     card = json.loads((folder / "model_card.json").read_text())
     assert summary["images"] == card["metrics"]["images"]
     assert summary["roc_auc"] == pytest.approx(card["metrics"]["roc_auc"], abs=1e-6)
+    # At the threshold, which was chosen on calibrated probabilities: evaluated on them too.
+    for key in ("accuracy", "sensitivity", "specificity"):
+        assert summary[key] == pytest.approx(card["metrics"][key], abs=1e-9), key
     written = json.loads((folder / "reports" / "evaluation-test" / "evaluation.json").read_text())
     assert written["dataset"]["same_as_training"] is True
     roc = written["roc_curve"]

@@ -15,7 +15,7 @@ from PIL import Image
 from common.errors import ServiceError
 from inference_service.serving import service as serving_module
 from inference_service.serving.memory import MemoryBudget, image_cost, in_thread
-from inference_service.serving.predictor import Prediction
+from inference_service.serving.predictor import ModelOutput, Prediction
 from inference_service.serving.service import Serving
 from ml.contract import ImageHeader
 from tests.support.images import png_bytes
@@ -197,8 +197,10 @@ class FakePredictor:
     size = 16
     threshold = 0.5
 
-    def interpret(self, probability: float) -> Prediction:
-        return Prediction("malignant", probability, {"benign": 0.3, "malignant": 0.7})
+    def interpret(self, output: ModelOutput) -> Prediction:
+        return Prediction(
+            "malignant", output.malignant_probability, {"benign": 0.3, "malignant": 0.7}
+        )
 
     def heatmap(self, model_input: np.ndarray, label: str) -> np.ndarray:
         return np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
@@ -210,8 +212,8 @@ class FakeHolder:
 
 
 class FakeBatcher:
-    async def predict(self, predictor, inputs) -> list[float]:
-        return [0.7] * len(inputs)
+    async def predict(self, predictor, inputs) -> list[ModelOutput]:
+        return [ModelOutput(0.7)] * len(inputs)
 
 
 class Decodes:

@@ -1,0 +1,145 @@
+"""How the service turns the model's checks into the answer: the assessment, the reasons,
+the label kept or withheld, the site's policies, and the counters."""
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from pydantic import ValidationError
+
+from inference_service.serving.memory import MemoryBudget
+from inference_service.serving.predictor import ModelOutput, Prediction
+from inference_service.serving.service import PredictionMetrics, Serving, site_policies
+from inference_service.settings import InferenceSettings
+from ml.assessment import Reason, band_check, ood_check
+from tests.support.images import png_bytes
+
+THRESHOLD = 0.4
+
+
+class CheckingPredictor:
+    """The model's checks as a Predictor gives them: the OOD score from the model output,
+    the band around the threshold on the probability."""
+
+    version = "fake-2"
+    size = 16
+    threshold = THRESHOLD
+
+    def interpret(self, output: ModelOutput) -> Prediction:
+        p = output.malignant_probability
+        label = "malignant" if p >= THRESHOLD else "benign"
+        probabilities = {"benign": 1 - p, "malignant": p}
+        checks = (ood_check(output.ood_score, 10.0), band_check(p, THRESHOLD, 0.05))
+        return Prediction(label, probabilities[label], probabilities, tuple(c for c in checks if c))
+
+    def heatmap(self, model_input: np.ndarray, label: str) -> np.ndarray:
+        return np.zeros((4, 4), np.float32)
+
+
+class Holder:
+    async def get(self) -> CheckingPredictor:
+        return CheckingPredictor()
+
+
+class FixedBatcher:
+    def __init__(self, output: ModelOutput) -> None:
+        self.output = output
+
+    async def predict(self, predictor, inputs) -> list[ModelOutput]:
+        return [self.output] * len(inputs)
+
+
+def serving(
+    output: ModelOutput,
+    warn_only: list[str] | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Serving:
+    return Serving(
+        holder=Holder(),  # type: ignore[arg-type]
+        batcher=FixedBatcher(output),  # type: ignore[arg-type]
+        metrics=PredictionMetrics(registry or CollectorRegistry()),
+        max_pixels=40_000_000,
+        max_image_side=2048,
+        budget=MemoryBudget(64 * 1024 * 1024, wait_s=60),
+        policies=site_policies(warn_only or []),
+    )
+
+
+async def answer(service: Serving):
+    [result] = await service.predict([png_bytes(1, size=24)])
+    return result
+
+
+async def test_an_image_the_model_is_sure_of_is_assessable_with_both_checks_passed():
+    result = await answer(serving(ModelOutput(0.9, ood_score=3.0)))
+    assert result.assessment == "assessable" and result.reasons == []
+    assert [(c.measure, c.passed) for c in result.checks] == [
+        ("out_of_distribution_score", True),
+        ("distance_from_threshold", True),
+    ]
+    assert result.checks[1].value == pytest.approx(0.5)
+    assert result.label == "malignant" and result.probability == pytest.approx(0.9)
+
+
+async def test_unlike_the_training_data_and_near_the_threshold_is_indeterminate_with_a_label():
+    result = await answer(serving(ModelOutput(0.42, ood_score=25.0)))
+    assert result.assessment == "indeterminate"
+    assert result.reasons == [Reason.OUT_OF_DISTRIBUTION, Reason.NEAR_THRESHOLD]
+    assert result.label == "malignant" and result.probability == pytest.approx(0.42)
+    assert result.probabilities == {"benign": pytest.approx(0.58), "malignant": 0.42}
+    assert result.checks[0].model_dump() == {
+        "measure": "out_of_distribution_score",
+        "value": 25.0,
+        "limit": 10.0,
+        "comparison": "at_most",
+        "reason": "out_of_distribution",
+        "passed": False,
+    }
+
+
+async def test_a_site_that_only_warns_gets_an_assessable_answer_that_still_names_the_reason():
+    service = serving(ModelOutput(0.1, ood_score=25.0), warn_only=["out_of_distribution"])
+    result = await answer(service)
+    assert result.assessment == "assessable" and result.reasons == ["out_of_distribution"]
+    assert result.label == "benign"
+
+
+async def test_a_version_without_statistics_leaves_the_ood_check_out():
+    result = await answer(serving(ModelOutput(0.41, ood_score=None)))
+    assert [c.measure for c in result.checks] == ["distance_from_threshold"]
+    assert result.assessment == "indeterminate" and result.reasons == ["near_threshold"]
+
+
+async def test_the_counters_count_assessments_and_reasons():
+    registry = CollectorRegistry()
+    service = serving(ModelOutput(0.42, ood_score=25.0), registry=registry)
+    for _ in range(3):
+        await answer(service)
+    service.batcher = FixedBatcher(ModelOutput(0.9, ood_score=1.0))  # type: ignore[assignment]
+    await answer(service)
+    text = generate_latest(registry).decode()
+    assert 'inference_assessments_total{assessment="indeterminate"} 3.0' in text
+    assert 'inference_assessments_total{assessment="assessable"} 1.0' in text
+    assert 'inference_assessment_reasons_total{reason="out_of_distribution"} 3.0' in text
+    assert 'inference_assessment_reasons_total{reason="near_threshold"} 3.0' in text
+    assert 'inference_predictions_total{label="malignant",model_version="fake-2"} 4.0' in text
+
+
+def test_the_warn_only_setting_takes_reason_codes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("INFERENCE_ASSESSMENT_WARN_ONLY", '["near_threshold", "no_tissue"]')
+    settings = InferenceSettings()
+    assert settings.assessment_warn_only == ["near_threshold", "no_tissue"]
+    assert site_policies(settings.assessment_warn_only) == {
+        Reason.NEAR_THRESHOLD: "warn",
+        Reason.NO_TISSUE: "warn",
+    }
+    assert (
+        InferenceSettings.model_fields["assessment_warn_only"].get_default(
+            call_default_factory=True
+        )
+        == []
+    )
+
+
+def test_an_unknown_reason_code_in_the_setting_is_refused_at_start():
+    with pytest.raises(ValidationError, match="unknown reason codes"):
+        InferenceSettings(assessment_warn_only=["out_of_distribution", "looks_odd"])
