@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, case, exists, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,8 +15,9 @@ from data_service.audit.service import record
 from data_service.images import service as images
 from data_service.images.models import Image
 from data_service.predictions.models import Prediction
-from data_service.predictions.schemas import PredictionCreate
+from data_service.predictions.schemas import Order, PredictionCreate
 from data_service.reviews.models import Review
+from ml.assessment import Assessment
 
 
 class PredictionNotFound(ServiceError):
@@ -53,7 +54,10 @@ async def create(
     if data.heatmap_ref is not None:
         await _check_heatmap(session, data.heatmap_ref, image)
     prediction = Prediction(
-        **data.model_dump(),
+        **data.model_dump(exclude={"assessment", "reasons", "checks"}),
+        assessment=data.assessment.value,
+        reasons=[reason.value for reason in data.reasons],
+        checks=[check.model_dump(mode="json") for check in data.checks],
         patient_id=image.patient_id,
         requested_by=requester,
         idempotency_key=idempotency_key,
@@ -73,7 +77,12 @@ async def create(
         "prediction.stored",
         "prediction",
         prediction.id,
-        {"image_id": str(data.image_id), "label": data.label, "model_version": data.model_version},
+        {
+            "image_id": str(data.image_id),
+            "label": data.label,
+            "assessment": data.assessment.value,
+            "model_version": data.model_version,
+        },
     )
     await session.refresh(prediction)
     return prediction, True
@@ -115,15 +124,23 @@ def check_period(created_from: datetime | None, created_to: datetime | None) -> 
         )
 
 
-def encode_cursor(prediction: Prediction) -> str:
-    raw = f"{prediction.created_at.isoformat()}|{prediction.id}"
+def encode_cursor(prediction: Prediction, tier: int | None = None) -> str:
+    """Where the next page starts: the last row's sort key (with its tier in the review
+    order, so that a cursor of one order is refused by the other)."""
+    parts = [] if tier is None else [str(tier)]
+    raw = "|".join([*parts, prediction.created_at.isoformat(), str(prediction.id)])
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_cursor(cursor: str, tiered: bool = False) -> tuple[int | None, datetime, uuid.UUID]:
     try:
-        created, identifier = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), uuid.UUID(identifier)
+        parts = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        if len(parts) != (3 if tiered else 2):
+            raise ValueError("a cursor of another order")
+        tier = int(parts.pop(0)) if tiered else None
+        if tier not in (None, *TIERS):
+            raise ValueError("no such tier")
+        return tier, datetime.fromisoformat(parts[0]), uuid.UUID(parts[1])
     except (ValueError, UnicodeDecodeError) as exc:
         raise ServiceError(
             422, "The cursor is not one this service gave out.", code="validation_error"
@@ -132,6 +149,22 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 def is_reviewed():
     return exists().where(Review.prediction_id == Prediction.id)
+
+
+# The review queue's order (active learning): first what the model could not decide and what
+# a reviewer disagreed with, then the rest; newest first within each.
+FIRST, REST = 0, 1
+TIERS = (FIRST, REST)
+
+
+def review_tier():
+    disagreed = exists().where(
+        Review.prediction_id == Prediction.id, Review.is_current, Review.verdict == "disagree"
+    )
+    return case(
+        (or_(Prediction.assessment == Assessment.INDETERMINATE.value, disagreed), FIRST),
+        else_=REST,
+    )
 
 
 async def get_with_reviewed(session: AsyncSession, prediction_id: uuid.UUID):
@@ -147,11 +180,17 @@ async def get_with_reviewed(session: AsyncSession, prediction_id: uuid.UUID):
 
 
 async def list_page(
-    session: AsyncSession, filters: PredictionFilter, limit: int, cursor: str | None
+    session: AsyncSession,
+    filters: PredictionFilter,
+    limit: int,
+    cursor: str | None,
+    order: Order = "newest",
 ) -> tuple[list[tuple[Prediction, bool]], str | None]:
     check_period(filters.created_from, filters.created_to)
     reviewed = is_reviewed().label("reviewed")
-    query = select(Prediction, reviewed)
+    tiered = order == "review_priority"
+    tier = review_tier() if tiered else literal(REST)
+    query = select(Prediction, reviewed, tier.label("tier"))
     if filters.patient_id:
         query = query.where(Prediction.patient_id == filters.patient_id)
     if filters.label:
@@ -165,18 +204,19 @@ async def list_page(
     if filters.created_to:
         query = query.where(Prediction.created_at <= filters.created_to)
     if cursor:
-        created, identifier = decode_cursor(cursor)
-        query = query.where(
-            or_(
-                Prediction.created_at < created,
-                and_(Prediction.created_at == created, Prediction.id < identifier),
-            )
+        last_tier, created, identifier = decode_cursor(cursor, tiered)
+        after = or_(
+            Prediction.created_at < created,
+            and_(Prediction.created_at == created, Prediction.id < identifier),
         )
-    rows = (
-        await session.execute(
-            query.order_by(Prediction.created_at.desc(), Prediction.id.desc()).limit(limit + 1)
-        )
-    ).all()
+        if tiered:
+            after = or_(tier > last_tier, and_(tier == last_tier, after))
+        query = query.where(after)
+    ordering = [Prediction.created_at.desc(), Prediction.id.desc()]
+    if tiered:
+        ordering.insert(0, tier)
+    rows = (await session.execute(query.order_by(*ordering).limit(limit + 1))).all()
     page = [(row[0], bool(row[1])) for row in rows[:limit]]
-    next_cursor = encode_cursor(page[-1][0]) if len(rows) > limit else None
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = encode_cursor(last[0], last[2] if tiered else None) if last else None
     return page, next_cursor
