@@ -106,7 +106,7 @@ async def summary(
         ],
         by_model_version={version: count for version, count in by_version},
         by_assessment=dict(by_assessment),
-        by_reason={**dict.fromkeys(REASONS, 0), **dict(by_reason.tuples().all())},
+        by_reason={**dict.fromkeys(REASONS, 0), **{reason: count for reason, count in by_reason}},
         reviews=ReviewCounts(
             current=reviews[0],
             agree=reviews[1],
