@@ -8,11 +8,16 @@ import math
 import uuid
 
 import asyncpg
+import httpx
 import pytest
 
+from common.service_tokens import ServiceTokenSigner
+from gateway.predictions.flow import PredictionFlow, Upload
+from gateway.predictions.schemas import Prediction
 from ml.assessment import Check, Reason
+from tests.support.images import png_bytes
 from tests.support.sql import fetch_async
-from tests.support.tokens import bearer, mint_token
+from tests.support.tokens import GATEWAY_SERVICE_KEY, bearer, mint_token
 
 NO_TISSUE = Check("tissue_fraction", 0.02, 0.2, "at_least", Reason.NO_TISSUE).as_dict()
 IN_FOCUS = Check("focus", 140.0, 40.0, "at_least", Reason.OUT_OF_FOCUS).as_dict()
@@ -357,3 +362,42 @@ async def test_a_cursor_of_one_order_is_refused_by_the_other(data):
     ):
         answer = await data.client.get("/predictions", params=params, headers=data.clinician)
         assert answer.status_code == 422, (params, answer.text)
+
+
+class Downstreams:
+    """The gateway's downstream calls: the model answers as the wire contract says (here,
+    blank glass), and the data service is the real one, in-process."""
+
+    def __init__(self, data, answer: dict) -> None:
+        self.data = data
+        self.answer = answer
+
+    async def call(self, service: str, method: str, path: str, *, idempotent: bool, **kwargs):
+        kwargs.pop("timeout_s", None)
+        if service == "inference":
+            return httpx.Response(200, json=self.answer)
+        return await self.data.client.request(method, path, **kwargs)
+
+
+async def test_the_gateways_flow_stores_the_models_assessment_and_answers_it_unchanged(data):
+    answer = {
+        "model_version": "demo-synthetic-1",
+        "threshold": 0.35,
+        "latency_ms": 3.0,
+        "heatmap_focus": None,
+        **not_assessable(),
+    }
+    flow = PredictionFlow(
+        Downstreams(data, answer), 5.0, ServiceTokenSigner(GATEWAY_SERVICE_KEY, "gateway")
+    )
+    result = await flow.run(
+        Upload(png_bytes(130), None, heatmap=False, idempotency_key=None),
+        data.clinician_id,
+        data.clinician,
+    )
+    assert result.created
+    public = Prediction.model_validate(result.prediction).model_dump(mode="json")
+    for field in ("label", "probability", "probabilities", "assessment", "reasons", "checks"):
+        assert public[field] == answer[field], field
+    stored = await data.client.get(f"/predictions/{public['id']}", headers=data.clinician)
+    assert stored.json()["assessment"] == "not_assessable"
