@@ -25,6 +25,13 @@ class Prediction(Base):
         Index("ix_predictions_label_created_at", "label", text("created_at DESC")),
         Index("ix_predictions_model_version_created_at", "model_version", text("created_at DESC")),
         Index("ix_predictions_patient_id_created_at", "patient_id", text("created_at DESC")),
+        # The review queue reads undecided predictions first, newest first.
+        Index(
+            "ix_predictions_indeterminate_created_at_id",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=text("assessment = 'indeterminate'"),
+        ),
         CheckConstraint("probability BETWEEN 0 AND 1", name="probability_range"),
         CheckConstraint(
             "assessment IN ('assessable', 'indeterminate', 'not_assessable')",

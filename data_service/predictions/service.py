@@ -6,9 +6,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, case, exists, literal, or_, select
+from sqlalchemy import and_, exists, or_, select, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from common.errors import ServiceError
 from data_service.audit.service import record
@@ -148,23 +149,29 @@ def decode_cursor(cursor: str, tiered: bool = False) -> tuple[int | None, dateti
 
 
 def is_reviewed():
-    return exists().where(Review.prediction_id == Prediction.id)
+    # Its own alias of reviews, so that it stays correlated to the prediction alone inside a
+    # query that joins reviews itself (the review queue's disputed predictions).
+    review = aliased(Review)
+    return exists().where(review.prediction_id == Prediction.id)
 
 
 # The review queue's order (active learning): first what the model could not decide and what
-# a reviewer disagreed with, then the rest; newest first within each.
+# a reviewer disagreed with, then the rest; newest first within each. Each group is read on
+# its own, newest first along an index (the partial indexes of migration 0006 for the first),
+# so a page costs the same at any table size.
 FIRST, REST = 0, 1
 TIERS = (FIRST, REST)
 
 
-def review_tier():
-    disagreed = exists().where(
-        Review.prediction_id == Prediction.id, Review.is_current, Review.verdict == "disagree"
+def disputed():
+    review = aliased(Review)
+    return exists().where(
+        review.prediction_id == Prediction.id, review.is_current, review.verdict == "disagree"
     )
-    return case(
-        (or_(Prediction.assessment == Assessment.INDETERMINATE.value, disagreed), FIRST),
-        else_=REST,
-    )
+
+
+def undecided():
+    return Prediction.assessment == Assessment.INDETERMINATE.value
 
 
 async def get_with_reviewed(session: AsyncSession, prediction_id: uuid.UUID):
@@ -179,6 +186,58 @@ async def get_with_reviewed(session: AsyncSession, prediction_id: uuid.UUID):
     return row[0], bool(row[1])
 
 
+def _conditions(filters: PredictionFilter) -> list:
+    conditions: list = []
+    if filters.patient_id:
+        conditions.append(Prediction.patient_id == filters.patient_id)
+    if filters.label:
+        conditions.append(Prediction.label == filters.label)
+    if filters.model_version:
+        conditions.append(Prediction.model_version == filters.model_version)
+    if filters.reviewed is not None:
+        conditions.append(is_reviewed() if filters.reviewed else ~is_reviewed())
+    if filters.created_from:
+        conditions.append(Prediction.created_at >= filters.created_from)
+    if filters.created_to:
+        conditions.append(Prediction.created_at <= filters.created_to)
+    return conditions
+
+
+def _after(created: datetime, identifier: uuid.UUID):
+    """Older than the row (`created`, `identifier`) in the newest-first order."""
+    return or_(
+        Prediction.created_at < created,
+        and_(Prediction.created_at == created, Prediction.id < identifier),
+    )
+
+
+NEWEST_FIRST = (Prediction.created_at.desc(), Prediction.id.desc())
+
+
+async def _newest(
+    session: AsyncSession, conditions: list, limit: int
+) -> list[tuple[Prediction, bool]]:
+    query = select(Prediction, is_reviewed().label("reviewed")).where(*conditions)
+    rows = await session.execute(query.order_by(*NEWEST_FIRST).limit(limit))
+    return [(row[0], bool(row[1])) for row in rows]
+
+
+async def _first_group(
+    session: AsyncSession, conditions: list, limit: int
+) -> list[tuple[Prediction, bool]]:
+    """Undecided and disputed predictions, newest first: each kind along its own index, then
+    the newest of both."""
+    ids = union(
+        select(Prediction.id).where(undecided(), *conditions).order_by(*NEWEST_FIRST).limit(limit),
+        select(Prediction.id)
+        .join(Review, Review.prediction_id == Prediction.id)
+        .where(Review.is_current, Review.verdict == "disagree", *conditions)
+        .order_by(*NEWEST_FIRST)
+        .limit(limit),
+    )
+    return await _newest(session, [Prediction.id.in_(ids)], limit)
+
+
 async def list_page(
     session: AsyncSession,
     filters: PredictionFilter,
@@ -187,36 +246,37 @@ async def list_page(
     order: Order = "newest",
 ) -> tuple[list[tuple[Prediction, bool]], str | None]:
     check_period(filters.created_from, filters.created_to)
-    reviewed = is_reviewed().label("reviewed")
+    conditions = _conditions(filters)
     tiered = order == "review_priority"
-    tier = review_tier() if tiered else literal(REST)
-    query = select(Prediction, reviewed, tier.label("tier"))
-    if filters.patient_id:
-        query = query.where(Prediction.patient_id == filters.patient_id)
-    if filters.label:
-        query = query.where(Prediction.label == filters.label)
-    if filters.model_version:
-        query = query.where(Prediction.model_version == filters.model_version)
-    if filters.reviewed is not None:
-        query = query.where(is_reviewed() if filters.reviewed else ~is_reviewed())
-    if filters.created_from:
-        query = query.where(Prediction.created_at >= filters.created_from)
-    if filters.created_to:
-        query = query.where(Prediction.created_at <= filters.created_to)
+    tier, after = None, None
     if cursor:
-        last_tier, created, identifier = decode_cursor(cursor, tiered)
-        after = or_(
-            Prediction.created_at < created,
-            and_(Prediction.created_at == created, Prediction.id < identifier),
+        tier, created, identifier = decode_cursor(cursor, tiered)
+        after = _after(created, identifier)
+    if not tiered:
+        rows = await _newest(
+            session, [*conditions, *([after] if after is not None else [])], limit + 1
         )
-        if tiered:
-            after = or_(tier > last_tier, and_(tier == last_tier, after))
-        query = query.where(after)
-    ordering = [Prediction.created_at.desc(), Prediction.id.desc()]
-    if tiered:
-        ordering.insert(0, tier)
-    rows = (await session.execute(query.order_by(*ordering).limit(limit + 1))).all()
-    page = [(row[0], bool(row[1])) for row in rows[:limit]]
-    last = rows[limit - 1] if len(rows) > limit else None
-    next_cursor = encode_cursor(last[0], last[2] if tiered else None) if last else None
-    return page, next_cursor
+        next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+        return rows[:limit], next_cursor
+    tiers: list[int] = []
+    rows = []
+    if tier in (None, FIRST):
+        keyset = [after] if after is not None else []
+        rows = await _first_group(session, [*conditions, *keyset], limit + 1)
+        tiers = [FIRST] * len(rows)
+    if len(rows) <= limit:
+        keyset = [after] if after is not None and tier == REST else []
+        rest = await _newest(
+            session,
+            [
+                *conditions,
+                Prediction.assessment.is_distinct_from(Assessment.INDETERMINATE.value),
+                ~disputed(),
+                *keyset,
+            ],
+            limit + 1 - len(rows),
+        )
+        rows += rest
+        tiers += [REST] * len(rest)
+    next_cursor = encode_cursor(rows[limit - 1][0], tiers[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor

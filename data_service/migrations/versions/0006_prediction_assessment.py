@@ -52,6 +52,20 @@ def upgrade() -> None:
     op.alter_column("predictions", "probability", existing_type=sa.Float(), nullable=True)
     for name, condition in CONSTRAINTS.items():
         op.create_check_constraint(op.f(f"ck_predictions_{name}"), "predictions", condition)
+    # The review queue's first group, read along indexes: undecided predictions, and those a
+    # reviewer disagreed with.
+    op.create_index(
+        "ix_predictions_indeterminate_created_at_id",
+        "predictions",
+        [sa.text("created_at DESC"), sa.text("id DESC")],
+        postgresql_where=sa.text("assessment = 'indeterminate'"),
+    )
+    op.create_index(
+        "ix_reviews_current_disagreements",
+        "reviews",
+        ["prediction_id"],
+        postgresql_where=sa.text("is_current AND verdict = 'disagree'"),
+    )
 
 
 def downgrade() -> None:
@@ -66,6 +80,8 @@ def downgrade() -> None:
             "have no label, which the earlier schema requires. Giving them one would state a "
             "verdict the model refused; restore a backup taken before 0006 instead"
         )
+    op.drop_index("ix_reviews_current_disagreements", table_name="reviews")
+    op.drop_index("ix_predictions_indeterminate_created_at_id", table_name="predictions")
     for name in CONSTRAINTS:
         op.drop_constraint(op.f(f"ck_predictions_{name}"), "predictions", type_="check")
     op.alter_column("predictions", "probability", existing_type=sa.Float(), nullable=False)
