@@ -29,6 +29,14 @@ from devstack import ROOT
 from devstack.postgres import LOCAL_SERVER_URL, with_database
 
 PER_DAY = 100  # predictions per day at every size, so a 7-day window holds the same count
+# Assessments in proportions a site might see: mostly assessable, some undecided or refused.
+OUTCOMES = [
+    ("assessable", []),
+    ("indeterminate", ["near_threshold"]),
+    ("not_assessable", ["no_tissue"]),
+    ("not_assessable", ["out_of_focus", "pen_or_artefact"]),
+]
+OUTCOME_WEIGHTS = [85, 8, 5, 2]
 
 
 async def fill(url: str, total: int, seed: int) -> None:
@@ -53,14 +61,18 @@ async def fill(url: str, total: int, seed: int) -> None:
             malignant = rng.random() < 0.4
             p = rng.uniform(0.5, 1.0)
             created = now - timedelta(days=index % days, seconds=rng.uniform(0, 86000))
+            assessment, reasons = rng.choices(OUTCOMES, weights=OUTCOME_WEIGHTS)[0]
+            label = (
+                None if assessment == "not_assessable" else ("malignant" if malignant else "benign")
+            )
             predictions.append(
                 (
                     identifier,
                     image_id,
                     None,
                     rng.choice(["v1", "v2", "v3"]),
-                    "malignant" if malignant else "benign",
-                    p,
+                    label,
+                    p if label else None,
                     json.dumps({"benign": 1 - p, "malignant": p}),
                     0.5,
                     rng.uniform(2, 20),
@@ -68,6 +80,8 @@ async def fill(url: str, total: int, seed: int) -> None:
                     user,
                     None,
                     created,
+                    assessment,
+                    reasons,
                 )
             )
             if rng.random() < 0.1:
@@ -100,6 +114,8 @@ async def fill(url: str, total: int, seed: int) -> None:
                 "requested_by",
                 "idempotency_key",
                 "created_at",
+                "assessment",
+                "reasons",
             ],
         )
         await connection.execute(
@@ -159,6 +175,9 @@ async def measure(database: Database, repeat: int) -> dict:
         "list_label_filter": lambda s: list_page(s, PredictionFilter(label="benign"), 50, None),
         "list_reviewed_filter": lambda s: list_page(s, PredictionFilter(reviewed=True), 50, None),
         "list_page_21": lambda s: list_page(s, PredictionFilter(), 50, cursor),
+        "review_queue_first_page": lambda s: list_page(
+            s, PredictionFilter(reviewed=False), 50, None, "review_priority"
+        ),
         "stats_last_7_days": lambda s: summary(s, week_ago, None),
         "stats_all_rows": lambda s: summary(s, None, None),
     }

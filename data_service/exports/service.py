@@ -6,6 +6,11 @@ the `folders` layout of `ml.datasets` (`<label>/<patient>_<image>.png`), so writ
 under those names the files train with `make train DATA=...`. Each upload of an image is
 its own record, so the same bytes uploaded for two patients are two rows, each under its
 patient. No cell can start a spreadsheet formula (`spreadsheet_safe`).
+
+Each row carries the model's assessment and its reasons (`;`-separated), or `not_recorded`
+for predictions stored before assessments were. An image the model could not assess has no
+model label; when its reviewer agreed, nobody gave it a label, so its `label` and `path` are
+empty and it is no training example. A reviewer's correction gives it one, kept as such.
 """
 
 import csv
@@ -20,6 +25,7 @@ from data_service.audit.service import record
 from data_service.images.models import Image
 from data_service.patients.models import Patient
 from data_service.predictions.models import Prediction
+from data_service.predictions.schemas import NOT_RECORDED
 from data_service.reviews.models import Review
 
 COLUMNS = [
@@ -32,6 +38,8 @@ COLUMNS = [
     "reviewed_at",
     "model_label",
     "model_version",
+    "assessment",
+    "reasons",
 ]
 EXTENSIONS = {
     "image/png": "png",
@@ -96,15 +104,17 @@ async def reviewed_labels_csv(session: AsyncSession, actor: str) -> str:
         group = patient_group(reference or f"unassigned-{image.id.hex[:8]}")
         extension = EXTENSIONS.get(image.content_type, "img")
         cells = [
-            f"{label}/{group}_{image.id}.{extension}",
+            f"{label}/{group}_{image.id}.{extension}" if label else "",
             image.id,
             image.sha256,
-            label,
+            label or "",
             reference or "",
             reviewer,
             reviewed_at.isoformat(),
-            prediction.label,
+            prediction.label or "",
             prediction.model_version,
+            prediction.assessment or NOT_RECORDED,
+            ";".join(prediction.reasons or ()),
         ]
         writer.writerow([spreadsheet_safe(cell) for cell in cells])
         count += 1

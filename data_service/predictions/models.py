@@ -3,7 +3,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Index, String, func, text
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from data_service.database import Base
@@ -25,7 +25,27 @@ class Prediction(Base):
         Index("ix_predictions_label_created_at", "label", text("created_at DESC")),
         Index("ix_predictions_model_version_created_at", "model_version", text("created_at DESC")),
         Index("ix_predictions_patient_id_created_at", "patient_id", text("created_at DESC")),
+        # The review queue reads undecided predictions first, newest first.
+        Index(
+            "ix_predictions_indeterminate_created_at_id",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=text("assessment = 'indeterminate'"),
+        ),
         CheckConstraint("probability BETWEEN 0 AND 1", name="probability_range"),
+        CheckConstraint(
+            "assessment IN ('assessable', 'indeterminate', 'not_assessable')",
+            name="assessment_known",
+        ),
+        # No verdict on what could not be assessed, and a verdict on everything else; rows
+        # stored before assessments were recorded (assessment NULL) all have a label.
+        CheckConstraint(
+            "(label IS NULL) = coalesce(assessment = 'not_assessable', false)",
+            name="label_unless_not_assessable",
+        ),
+        CheckConstraint("(probability IS NULL) = (label IS NULL)", name="probability_of_label"),
+        # The reasons are recorded exactly when the assessment is.
+        CheckConstraint("(reasons IS NULL) = (assessment IS NULL)", name="reasons_with_assessment"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -37,8 +57,10 @@ class Prediction(Base):
         UUID(as_uuid=True), ForeignKey("patients.id")
     )
     model_version: Mapped[str] = mapped_column(String(64))
-    label: Mapped[str] = mapped_column(String(32))
-    probability: Mapped[float] = mapped_column(Float)
+    # None when the image was not assessable: no verdict is given on it.
+    label: Mapped[str | None] = mapped_column(String(32))
+    probability: Mapped[float | None] = mapped_column(Float)
+    # Always stored, for audit, even when no label is given.
     probabilities: Mapped[dict[str, float]] = mapped_column(JSONB)
     threshold: Mapped[float] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
@@ -49,6 +71,12 @@ class Prediction(Base):
     # Where the Grad-CAM map concentrates (region, spread); None without a heatmap. Its
     # shape is `HeatmapFocus` (predictions/schemas.py), checked when the prediction arrives.
     heatmap_focus: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # `ml.assessment.Assessment` and its `Reason` codes, in order; None on predictions
+    # stored before assessments were recorded ("not recorded").
+    assessment: Mapped[str | None] = mapped_column(String(16))
+    reasons: Mapped[list[str] | None] = mapped_column(ARRAY(String(32)))
+    # The measures behind them (`ml.assessment.Check.as_dict()`), checked on arrival.
+    checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     requested_by: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -8,7 +8,12 @@ from common.db import SessionDep
 from data_service.deps import GatewayCall, Reader, SettingsDep, Writer, page_limit
 from data_service.predictions import service
 from data_service.predictions.models import Prediction
-from data_service.predictions.schemas import PredictionCreate, PredictionOut, PredictionPage
+from data_service.predictions.schemas import (
+    Order,
+    PredictionCreate,
+    PredictionOut,
+    PredictionPage,
+)
 
 router = APIRouter(prefix="/predictions", tags=["predictions"])
 
@@ -42,7 +47,15 @@ async def store_prediction(
     return out(prediction, False)
 
 
-@router.get("", response_model=PredictionPage, summary="Newest first, filtered")
+@router.get(
+    "",
+    response_model=PredictionPage,
+    summary="Newest first, filtered; or in the review queue's order",
+    description=(
+        "`order=review_priority`: indeterminate predictions and those a reviewer disagreed "
+        "with first, then the rest, each newest first (the review queue's order)."
+    ),
+)
 async def list_predictions(
     _: Reader,
     session: SessionDep,
@@ -55,12 +68,13 @@ async def list_predictions(
     created_to: datetime | None = None,
     limit: Annotated[int, Query(ge=1)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    order: Order = "newest",
 ) -> PredictionPage:
     limit = page_limit(limit, settings.max_page_size)
     filters = service.PredictionFilter(
         patient_id, label, model_version, reviewed, created_from, created_to
     )
-    rows, next_cursor = await service.list_page(session, filters, limit, cursor)
+    rows, next_cursor = await service.list_page(session, filters, limit, cursor, order)
     return PredictionPage(items=[out(p, r) for p, r in rows], next_cursor=next_cursor)
 
 

@@ -6,17 +6,19 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, or_, select, union
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from common.errors import ServiceError
 from data_service.audit.service import record
 from data_service.images import service as images
 from data_service.images.models import Image
 from data_service.predictions.models import Prediction
-from data_service.predictions.schemas import PredictionCreate
+from data_service.predictions.schemas import Order, PredictionCreate
 from data_service.reviews.models import Review
+from ml.assessment import Assessment
 
 
 class PredictionNotFound(ServiceError):
@@ -53,7 +55,10 @@ async def create(
     if data.heatmap_ref is not None:
         await _check_heatmap(session, data.heatmap_ref, image)
     prediction = Prediction(
-        **data.model_dump(),
+        **data.model_dump(exclude={"assessment", "reasons", "checks"}),
+        assessment=data.assessment.value,
+        reasons=[reason.value for reason in data.reasons],
+        checks=[check.model_dump(mode="json") for check in data.checks],
         patient_id=image.patient_id,
         requested_by=requester,
         idempotency_key=idempotency_key,
@@ -73,7 +78,12 @@ async def create(
         "prediction.stored",
         "prediction",
         prediction.id,
-        {"image_id": str(data.image_id), "label": data.label, "model_version": data.model_version},
+        {
+            "image_id": str(data.image_id),
+            "label": data.label,
+            "assessment": data.assessment.value,
+            "model_version": data.model_version,
+        },
     )
     await session.refresh(prediction)
     return prediction, True
@@ -115,15 +125,23 @@ def check_period(created_from: datetime | None, created_to: datetime | None) -> 
         )
 
 
-def encode_cursor(prediction: Prediction) -> str:
-    raw = f"{prediction.created_at.isoformat()}|{prediction.id}"
+def encode_cursor(prediction: Prediction, tier: int | None = None) -> str:
+    """Where the next page starts: the last row's sort key (with its tier in the review
+    order, so that a cursor of one order is refused by the other)."""
+    parts = [] if tier is None else [str(tier)]
+    raw = "|".join([*parts, prediction.created_at.isoformat(), str(prediction.id)])
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_cursor(cursor: str, tiered: bool = False) -> tuple[int | None, datetime, uuid.UUID]:
     try:
-        created, identifier = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), uuid.UUID(identifier)
+        parts = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        if len(parts) != (3 if tiered else 2):
+            raise ValueError("a cursor of another order")
+        tier = int(parts.pop(0)) if tiered else None
+        if tier not in (None, *TIERS):
+            raise ValueError("no such tier")
+        return tier, datetime.fromisoformat(parts[0]), uuid.UUID(parts[1])
     except (ValueError, UnicodeDecodeError) as exc:
         raise ServiceError(
             422, "The cursor is not one this service gave out.", code="validation_error"
@@ -131,7 +149,29 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def is_reviewed():
-    return exists().where(Review.prediction_id == Prediction.id)
+    # Its own alias of reviews, so that it stays correlated to the prediction alone inside a
+    # query that joins reviews itself (the review queue's disputed predictions).
+    review = aliased(Review)
+    return exists().where(review.prediction_id == Prediction.id)
+
+
+# The review queue's order (active learning): first what the model could not decide and what
+# a reviewer disagreed with, then the rest; newest first within each. Each group is read on
+# its own, newest first along an index (the partial indexes of migration 0006 for the first),
+# so a page costs the same at any table size.
+FIRST, REST = 0, 1
+TIERS = (FIRST, REST)
+
+
+def disputed():
+    review = aliased(Review)
+    return exists().where(
+        review.prediction_id == Prediction.id, review.is_current, review.verdict == "disagree"
+    )
+
+
+def undecided():
+    return Prediction.assessment == Assessment.INDETERMINATE.value
 
 
 async def get_with_reviewed(session: AsyncSession, prediction_id: uuid.UUID):
@@ -146,37 +186,97 @@ async def get_with_reviewed(session: AsyncSession, prediction_id: uuid.UUID):
     return row[0], bool(row[1])
 
 
+def _conditions(filters: PredictionFilter) -> list:
+    conditions: list = []
+    if filters.patient_id:
+        conditions.append(Prediction.patient_id == filters.patient_id)
+    if filters.label:
+        conditions.append(Prediction.label == filters.label)
+    if filters.model_version:
+        conditions.append(Prediction.model_version == filters.model_version)
+    if filters.reviewed is not None:
+        conditions.append(is_reviewed() if filters.reviewed else ~is_reviewed())
+    if filters.created_from:
+        conditions.append(Prediction.created_at >= filters.created_from)
+    if filters.created_to:
+        conditions.append(Prediction.created_at <= filters.created_to)
+    return conditions
+
+
+def _after(created: datetime, identifier: uuid.UUID):
+    """Older than the row (`created`, `identifier`) in the newest-first order."""
+    return or_(
+        Prediction.created_at < created,
+        and_(Prediction.created_at == created, Prediction.id < identifier),
+    )
+
+
+NEWEST_FIRST = (Prediction.created_at.desc(), Prediction.id.desc())
+
+
+async def _newest(
+    session: AsyncSession, conditions: list, limit: int
+) -> list[tuple[Prediction, bool]]:
+    query = select(Prediction, is_reviewed().label("reviewed")).where(*conditions)
+    rows = await session.execute(query.order_by(*NEWEST_FIRST).limit(limit))
+    return [(row[0], bool(row[1])) for row in rows]
+
+
+async def _first_group(
+    session: AsyncSession, conditions: list, limit: int
+) -> list[tuple[Prediction, bool]]:
+    """Undecided and disputed predictions, newest first: each kind along its own index, then
+    the newest of both."""
+    ids = union(
+        select(Prediction.id).where(undecided(), *conditions).order_by(*NEWEST_FIRST).limit(limit),
+        select(Prediction.id)
+        .join(Review, Review.prediction_id == Prediction.id)
+        .where(Review.is_current, Review.verdict == "disagree", *conditions)
+        .order_by(*NEWEST_FIRST)
+        .limit(limit),
+    )
+    return await _newest(session, [Prediction.id.in_(ids)], limit)
+
+
 async def list_page(
-    session: AsyncSession, filters: PredictionFilter, limit: int, cursor: str | None
+    session: AsyncSession,
+    filters: PredictionFilter,
+    limit: int,
+    cursor: str | None,
+    order: Order = "newest",
 ) -> tuple[list[tuple[Prediction, bool]], str | None]:
     check_period(filters.created_from, filters.created_to)
-    reviewed = is_reviewed().label("reviewed")
-    query = select(Prediction, reviewed)
-    if filters.patient_id:
-        query = query.where(Prediction.patient_id == filters.patient_id)
-    if filters.label:
-        query = query.where(Prediction.label == filters.label)
-    if filters.model_version:
-        query = query.where(Prediction.model_version == filters.model_version)
-    if filters.reviewed is not None:
-        query = query.where(is_reviewed() if filters.reviewed else ~is_reviewed())
-    if filters.created_from:
-        query = query.where(Prediction.created_at >= filters.created_from)
-    if filters.created_to:
-        query = query.where(Prediction.created_at <= filters.created_to)
+    conditions = _conditions(filters)
+    tiered = order == "review_priority"
+    tier, after = None, None
     if cursor:
-        created, identifier = decode_cursor(cursor)
-        query = query.where(
-            or_(
-                Prediction.created_at < created,
-                and_(Prediction.created_at == created, Prediction.id < identifier),
-            )
+        tier, created, identifier = decode_cursor(cursor, tiered)
+        after = _after(created, identifier)
+    if not tiered:
+        rows = await _newest(
+            session, [*conditions, *([after] if after is not None else [])], limit + 1
         )
-    rows = (
-        await session.execute(
-            query.order_by(Prediction.created_at.desc(), Prediction.id.desc()).limit(limit + 1)
+        next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+        return rows[:limit], next_cursor
+    tiers: list[int] = []
+    rows = []
+    if tier in (None, FIRST):
+        keyset = [after] if after is not None else []
+        rows = await _first_group(session, [*conditions, *keyset], limit + 1)
+        tiers = [FIRST] * len(rows)
+    if len(rows) <= limit:
+        keyset = [after] if after is not None and tier == REST else []
+        rest = await _newest(
+            session,
+            [
+                *conditions,
+                Prediction.assessment.is_distinct_from(Assessment.INDETERMINATE.value),
+                ~disputed(),
+                *keyset,
+            ],
+            limit + 1 - len(rows),
         )
-    ).all()
-    page = [(row[0], bool(row[1])) for row in rows[:limit]]
-    next_cursor = encode_cursor(page[-1][0]) if len(rows) > limit else None
-    return page, next_cursor
+        rows += rest
+        tiers += [REST] * len(rest)
+    next_cursor = encode_cursor(rows[limit - 1][0], tiers[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor

@@ -31,6 +31,12 @@ class Review(Base):
             unique=True,
             postgresql_where=text("is_current"),
         ),
+        # The review queue reads the predictions reviewers disagreed with first.
+        Index(
+            "ix_reviews_current_disagreements",
+            "prediction_id",
+            postgresql_where=text("is_current AND verdict = 'disagree'"),
+        ),
         CheckConstraint("verdict IN ('agree', 'disagree')", name="verdict_known"),
         CheckConstraint(
             "(verdict = 'agree' AND corrected_label IS NULL) OR "

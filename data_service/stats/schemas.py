@@ -6,7 +6,8 @@ from pydantic import BaseModel
 class DayCount(BaseModel):
     day: date
     count: int
-    by_label: dict[str, int]
+    by_label: dict[str, int]  # not-assessable images have no label
+    by_assessment: dict[str, int]
 
 
 class ReviewCounts(BaseModel):
@@ -28,3 +29,7 @@ class Stats(BaseModel):
     by_day: list[DayCount]
     by_model_version: dict[str, int]
     reviews: ReviewCounts
+    # assessable, indeterminate, not_assessable, and not_recorded (stored before assessments
+    # were recorded), each present; every reason code with the predictions that name it.
+    by_assessment: dict[str, int]
+    by_reason: dict[str, int]

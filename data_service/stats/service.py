@@ -1,15 +1,28 @@
 """Statistics, computed by PostgreSQL (aggregates over indexed columns), never by loading
 rows into Python."""
 
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from sqlalchemy import Date, and_, cast, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data_service.predictions.models import Prediction
+from data_service.predictions.schemas import NOT_RECORDED
 from data_service.predictions.service import check_period
 from data_service.reviews.models import Review
 from data_service.stats.schemas import DayCount, ReviewCounts, Stats
+from ml.assessment import Assessment, Reason
+
+ASSESSMENTS = (*(outcome.value for outcome in Assessment), NOT_RECORDED)
+REASONS = tuple(reason.value for reason in Reason)
+
+
+@dataclass
+class DayTally:
+    by_label: Counter[str] = field(default_factory=Counter)
+    by_assessment: Counter[str] = field(default_factory=Counter)
 
 
 async def summary(
@@ -32,19 +45,32 @@ async def summary(
             ).where(where)
         )
     ).one()
-    by_label = await session.execute(
-        select(Prediction.label, func.count()).where(where).group_by(Prediction.label)
-    )
+    # One pass over the period gives the counts by day, label and assessment.
     day = cast(func.timezone("UTC", Prediction.created_at), Date)
-    by_day_and_label = await session.execute(
-        select(day, Prediction.label, func.count())
+    groups = await session.execute(
+        select(day, Prediction.label, Prediction.assessment, func.count())
         .where(where)
-        .group_by(day, Prediction.label)
-        .order_by(day, Prediction.label)
+        .group_by(day, Prediction.label, Prediction.assessment)
     )
-    days: dict[date, dict[str, int]] = {}
-    for d, label, count in by_day_and_label:
-        days.setdefault(d, {})[label] = count
+    by_label: Counter[str] = Counter()
+    by_assessment: Counter[str] = Counter(dict.fromkeys(ASSESSMENTS, 0))
+    days: dict[date, DayTally] = {}
+    for d, label, assessment, count in groups:
+        outcome = assessment or NOT_RECORDED
+        tally = days.setdefault(d, DayTally())
+        tally.by_assessment[outcome] += count
+        by_assessment[outcome] += count
+        if label is not None:  # not-assessable images have no label
+            tally.by_label[label] += count
+            by_label[label] += count
+    reason = func.unnest(Prediction.reasons).table_valued("reason").render_derived()
+    by_reason = await session.execute(
+        select(reason.c.reason, func.count())
+        .select_from(Prediction)
+        .join(reason, true())
+        .where(where, Prediction.reasons.is_not(None))
+        .group_by(reason.c.reason)
+    )
     by_version = await session.execute(
         select(Prediction.model_version, func.count())
         .where(where)
@@ -67,13 +93,20 @@ async def summary(
     return Stats(
         predictions=totals[0],
         mean_latency_ms=round(float(totals[1]), 3) if totals[1] is not None else None,
-        by_label={label: count for label, count in by_label},
+        by_label=dict(sorted(by_label.items())),
         p95_latency_ms=round(float(totals[2]), 3) if totals[2] is not None else None,
         by_day=[
-            DayCount(day=d, count=sum(labels.values()), by_label=labels)
-            for d, labels in days.items()
+            DayCount(
+                day=d,
+                count=sum(tally.by_assessment.values()),
+                by_label=dict(sorted(tally.by_label.items())),
+                by_assessment=dict(tally.by_assessment),
+            )
+            for d, tally in sorted(days.items())
         ],
         by_model_version={version: count for version, count in by_version},
+        by_assessment=dict(by_assessment),
+        by_reason={**dict.fromkeys(REASONS, 0), **{reason: count for reason, count in by_reason}},
         reviews=ReviewCounts(
             current=reviews[0],
             agree=reviews[1],

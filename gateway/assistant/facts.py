@@ -13,9 +13,11 @@ from pydantic import ValidationError
 from common.errors import ServiceError
 from gateway.plumbing.downstream import Downstreams
 from gateway.plumbing.proxy import raise_for_answer
-from gateway.predictions.schemas import HeatmapFocus, Label
+from gateway.predictions.schemas import Check, HeatmapFocus, Label
 
 MALIGNANT = "malignant"
+NOT_ASSESSABLE = "not_assessable"
+INDETERMINATE = "indeterminate"
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,8 @@ class ReviewFacts:
 
 @dataclass(frozen=True)
 class PredictionFacts:
-    label: Label
-    probability: float  # of `label`
+    label: Label | None  # None when the image could not be assessed
+    probability: float | None  # of `label`
     probabilities: dict[str, float]
     threshold: float  # P(malignant) at or above which the label is malignant
     model_version: str
@@ -48,10 +50,20 @@ class PredictionFacts:
     has_heatmap: bool
     heatmap: HeatmapFocus | None  # None without a heatmap or for older predictions
     review: ReviewFacts
+    # The assessment (None: stored before assessments were recorded), its reasons in order,
+    # and the checks that failed, with their measures and limits.
+    assessment: str | None = None
+    reasons: tuple[str, ...] = ()
+    failed_checks: tuple[Check, ...] = ()
+
+    @property
+    def verdict(self) -> bool:
+        """Whether the model gave a label at all: never on an image it could not assess."""
+        return self.assessment != NOT_ASSESSABLE and self.label is not None
 
     @property
     def other_label(self) -> str:
-        return next(name for name in self.probabilities if name != self.label)
+        return next(name for name in sorted(self.probabilities) if name != self.label)
 
     @property
     def malignant_probability(self) -> float:
@@ -107,6 +119,15 @@ def heatmap_focus(prediction: dict[str, Any]) -> HeatmapFocus | None:
         return None
 
 
+def failed_checks(prediction: dict[str, Any]) -> tuple[Check, ...]:
+    """The stored prediction's failed checks, read as the API documents them."""
+    try:
+        checks = [Check.model_validate(check) for check in prediction.get("checks") or ()]
+    except ValidationError:
+        return ()  # checks of another shape say nothing reliable: the reasons still do
+    return tuple(check for check in checks if not check.passed)
+
+
 def facts_from(
     prediction: dict[str, Any],
     reviews: list[dict[str, Any]],
@@ -120,9 +141,10 @@ def facts_from(
         except (KeyError, TypeError, ValueError, AttributeError):
             # A card of another shape (older, hand-made) is no reason to refuse the rest.
             model_note = "this model version's card could not be read"
+    probability = prediction.get("probability")
     return PredictionFacts(
-        label=prediction["label"],
-        probability=float(prediction["probability"]),
+        label=prediction.get("label"),
+        probability=float(probability) if probability is not None else None,
         probabilities={k: float(v) for k, v in prediction["probabilities"].items()},
         threshold=float(prediction["threshold"]),
         model_version=prediction["model_version"],
@@ -131,6 +153,9 @@ def facts_from(
         has_heatmap=prediction.get("heatmap_ref") is not None,
         heatmap=heatmap_focus(prediction),
         review=review_facts(reviews),
+        assessment=prediction.get("assessment"),
+        reasons=tuple(prediction.get("reasons") or ()),
+        failed_checks=failed_checks(prediction),
     )
 
 

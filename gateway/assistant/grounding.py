@@ -7,14 +7,19 @@ percentage or probability that no fact (nor the clinician's own question) contai
 contradiction too. Clauses that are conditional or general ("below 35 %, images are called
 benign"), negated, or about reviewers are not read as the model's assessment. An
 explanation must moreover quote the stored label (as a word of its own, not inside
-"P(...)") and its probability. Numbers are compared at the precision the answer wrote them
-in: "87 %" matches 87.3 %, "87.5 %" does not; "about", "nearly", "over" and "under" allow
-a few points.
+"P(...)") and its probability, and, when the result is indeterminate, say it is not decided.
+
+An image that could not be assessed has no verdict: any clause that names benign or
+malignant as a fact, or gives a class's probability, contradicts that, and an explanation
+must say that the image could not be assessed.
+
+Numbers are compared at the precision the answer wrote them in: "87 %" matches 87.3 %,
+"87.5 %" does not; "about", "nearly", "over" and "under" allow a few points.
 """
 
 import re
 
-from gateway.assistant.facts import PredictionFacts
+from gateway.assistant.facts import INDETERMINATE, PredictionFacts
 
 LABELS = ("benign", "malignant")
 NUMBER = r"\d{1,3}(?:\.\d+)?"
@@ -58,6 +63,25 @@ CLASS_PROBABILITY = re.compile(
 )
 
 
+LABEL_WORD = re.compile(rf"\b(?:{'|'.join(LABELS)})\b", re.IGNORECASE)
+# What an explanation of an image that could not be assessed must say, and of one whose
+# result is not decided.
+SAYS_NOT_ASSESSED = re.compile(
+    r"\b(?:could not|cannot|can ?not|couldn't|can't) be assessed\b|\bnot assessable\b", re.I
+)
+# Parts of a clause read on their own for a verdict ("could not be assessed, but it looks
+# malignant" states one), and the negations that leave a part stating none.
+PARTS = re.compile(r",|\b(?:but|however|though|although|yet)\b", re.IGNORECASE)
+NO_VERDICT = re.compile(rf"{NOT_A_FACT.pattern}|\b(?:neither|nor|without)\b", re.IGNORECASE)
+# Clauses about the threshold, the reviewers or images in general state nothing of this one.
+ABOUT_OTHERS = re.compile(
+    rf"\b(?:threshold|sensitivity|specificity|clinicians?|reviewers?|review(?:ed)?|"
+    rf"corrected|correction|{GENERAL})\b",
+    re.IGNORECASE,
+)
+SAYS_NOT_DECIDED = re.compile(r"\b(?:not decided|undecided|indeterminate|inconclusive)\b", re.I)
+
+
 def clauses(text: str) -> list[str]:
     # Full stops between digits are decimal points, not the end of a clause.
     return [part for part in re.split(r"(?<!\d)\.(?!\d)|\.(?=\s)|[;\n!?]", text) if part.strip()]
@@ -66,7 +90,11 @@ def clauses(text: str) -> list[str]:
 def _fact_values(facts: PredictionFacts) -> list[float]:
     """Every quantity of the facts as a fraction, with its complement (a sensitivity of
     96 % is also "4 % missed")."""
-    values = [facts.threshold, *facts.probabilities.values()]
+    values = [facts.threshold]
+    if facts.verdict:  # no class probability is quoted for an image that was not assessed
+        values += list(facts.probabilities.values())
+    for check in facts.failed_checks:
+        values += [check.value, check.limit]
     if facts.model is not None:
         values += list(facts.model.test_metrics.values())
         if facts.model.target_sensitivity is not None:
@@ -110,7 +138,16 @@ def problems(answer: str, facts: PredictionFacts, question: str | None = None) -
     stored label and probability."""
     found = []
     text = _without_version(answer, facts.model_version)
+    probability = facts.probability or 0.0  # read only where a verdict was given
     for clause in clauses(text):
+        if not facts.verdict:
+            # No verdict was given: stating one, or a class's probability, contradicts that.
+            for part in [] if ABOUT_OTHERS.search(clause) else PARTS.split(clause):
+                if LABEL_WORD.search(part) and not NO_VERDICT.search(part):
+                    found.append(f"states a verdict on an image not assessed: {part.strip()!r}")
+            if CLASS_PROBABILITY.search(clause) and not NOT_A_FACT.search(clause):
+                found.append("gives a class probability for an image not assessed")
+            continue
         for claim in CLAIM.finditer(clause):
             if claim[1].lower() != facts.label and not NOT_THE_ASSESSMENT.search(clause):
                 found.append(f"gives the assessment as {claim[1].lower()}: {claim[0]!r}")
@@ -119,7 +156,7 @@ def problems(answer: str, facts: PredictionFacts, question: str | None = None) -
         for claim in CLAIM.finditer(clause):
             after = clause[claim.end() : claim.end() + CLAIM_REACH]
             numbers = _numbers(after) if claim[1].lower() == facts.label else []
-            if numbers and not any(_matches(n, s, facts.probability, k) for n, s, k in numbers):
+            if numbers and not any(_matches(n, s, probability, k) for n, s, k in numbers):
                 found.append(f"gives {facts.label} another probability: {clause.strip()!r}")
         for name, number, unit in CLASS_PROBABILITY.findall(clause):
             value = facts.probabilities.get(name.lower())
@@ -131,10 +168,15 @@ def problems(answer: str, facts: PredictionFacts, question: str | None = None) -
     for number, scale, slack in _numbers(text):
         if number not in asked and not any(_matches(number, scale, v, slack) for v in allowed):
             found.append(f"quotes {number}{' %' if scale == 100 else ''}, which no fact gives")
-    if question is None:
+    if question is None and not facts.verdict:
+        if not SAYS_NOT_ASSESSED.search(text):
+            found.append("does not say that the image could not be assessed")
+    elif question is None:
+        if facts.assessment == INDETERMINATE and not SAYS_NOT_DECIDED.search(text):
+            found.append("does not say that the result is not decided")
         words = re.sub(r"P\(\w+\)", " ", text)
         if not re.search(rf"\b{facts.label}\b", words, re.IGNORECASE):
             found.append(f"does not name the stored label ({facts.label})")
-        if not _quoted(text, facts.probability):
+        if not _quoted(text, probability):
             found.append("does not quote the stored probability")
     return found

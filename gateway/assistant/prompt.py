@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from gateway.assistant.facts import PredictionFacts
+from gateway.assistant.facts import INDETERMINATE, PredictionFacts
 from gateway.assistant.guide import GUIDE
 from gateway.assistant.wording import METRIC_NAMES, fact_sheet, percent
 
@@ -50,9 +50,7 @@ with a clinician about one stored prediction of the system's image model.
 Rules:
 - Use only the facts below and the guide to the system. Do not invent numbers, findings or \
 anything about the patient; if the facts do not answer a question, say so.
-- Whenever you state the model's assessment, give exactly the stored label and probability \
-as written in the facts (for example "{label}, {probability}"). Never describe the \
-assessment as {other_label}.
+{verdict_rule}
 - Say that the model assists and does not diagnose; a pathologist's reading decides. Never \
 recommend a treatment or a diagnosis.
 - Plain language for a clinician, no markdown headings. An explanation: at most 200 words; \
@@ -105,10 +103,30 @@ def estimated_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARACTERS_PER_TOKEN)
 
 
-def system_prompt(facts: PredictionFacts) -> str:
-    rules = RULES.format(
-        label=facts.label, probability=percent(facts.probability), other_label=facts.other_label
+VERDICT_RULE = """- Whenever you state the model's assessment, give exactly the stored label and \
+probability as written in the facts (for example "{label}, {probability}"). Never describe \
+the assessment as {other_label}."""
+UNDECIDED_RULE = """
+- The result is not decided (indeterminate): whenever you give the label, say that it is \
+not decided and why, as the facts say."""
+NO_VERDICT_RULE = """- This image could not be assessed: the model gives no verdict on it. Never \
+call it, the tissue or the result benign or malignant, give no probability of either, and \
+say plainly why it could not be assessed, with the measures in the facts."""
+
+
+def verdict_rule(facts: PredictionFacts) -> str:
+    if not facts.verdict:
+        return NO_VERDICT_RULE
+    rule = VERDICT_RULE.format(
+        label=facts.label,
+        probability=percent(facts.probability or 0.0),
+        other_label=facts.other_label,
     )
+    return rule + UNDECIDED_RULE if facts.assessment == INDETERMINATE else rule
+
+
+def system_prompt(facts: PredictionFacts) -> str:
+    rules = RULES.format(verdict_rule=verdict_rule(facts))
     facts_text = "\n".join(f"- {line}" for line in fact_sheet(facts, tuple(METRIC_NAMES)))
     return f"{rules}\n\nFacts of this prediction:\n{facts_text}\n\nGuide to the system:\n{GUIDE}"
 

@@ -21,7 +21,9 @@ router = APIRouter(prefix="/api/v1/predictions", tags=["assistant"])
     response_model=Explanation,
     summary="Explain a prediction in plain language, or answer a follow-up question",
     description=(
-        "Built from the prediction's stored facts only: label and probability, the decision "
+        "Built from the prediction's stored facts only: whether the image could be assessed "
+        "and why (no verdict is ever stated on one that could not), label and probability, "
+        "the decision "
         "threshold and what it means for sensitivity and specificity, the model version and "
         "its test metrics, where the Grad-CAM heatmap concentrates, whether it was reviewed. "
         "No patient identifier is sent to a language model. The answer names its provider; "
@@ -62,6 +64,9 @@ async def explain_prediction(
             model_version=facts.model_version,
             reviewed=facts.reviewed,
             heatmap_focus=facts.heatmap,
+            assessment=facts.assessment,  # type: ignore[arg-type]
+            reasons=list(facts.reasons),  # type: ignore[arg-type]
+            failed_checks=list(facts.failed_checks),
         ),
         caveat=CAVEAT,
         prompt_sha256=reply.prompt.sha256(),

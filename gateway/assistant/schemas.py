@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.predictions.schemas import HeatmapFocus, Label
+from gateway.predictions.schemas import Assessment, Check, HeatmapFocus, Label, Reason
 
 
 class ChatTurn(BaseModel):
@@ -51,13 +51,18 @@ class ExplainRequest(BaseModel):
 class ExplanationFacts(BaseModel):
     """The stored facts the answer was built from (nothing about the patient)."""
 
-    label: Label
-    probability: float = Field(description="The model's probability of `label`")
+    label: Label | None = Field(description="None when the image could not be assessed")
+    probability: float | None = Field(description="The model's probability of `label`")
     probabilities: dict[str, float]
     threshold: float
     model_version: str
     reviewed: bool
     heatmap_focus: HeatmapFocus | None
+    assessment: Assessment | None = Field(
+        description="None for predictions stored before assessments were recorded"
+    )
+    reasons: list[Reason]
+    failed_checks: list[Check] = Field(description="The measures behind the reasons")
 
 
 class Explanation(BaseModel):

@@ -2,7 +2,8 @@
 model as its facts, and the offline provider answers with them, so that a number is always
 written the same way."""
 
-from gateway.assistant.facts import MALIGNANT, PredictionFacts
+from gateway.assistant.facts import INDETERMINATE, MALIGNANT, PredictionFacts
+from gateway.predictions.schemas import Check
 
 CAVEAT = (
     "This model assists and does not diagnose: a pathologist's reading of the tissue decides, "
@@ -29,22 +30,89 @@ def band(facts: PredictionFacts) -> str:
     "moderate" between."""
     if abs(facts.malignant_probability - facts.threshold) < BORDERLINE_MARGIN:
         return "borderline"
-    return "high" if facts.probability >= HIGH_CONFIDENCE else "moderate"
+    return "high" if (facts.probability or 0.0) >= HIGH_CONFIDENCE else "moderate"
+
+
+# Measures that are shares of the image, and what the share is of.
+SHARES = {
+    "tissue_fraction": "tissue",
+    "pen_fraction": "pen ink or artefact",
+    "bright_fraction": "overexposed",
+    "dark_fraction": "underexposed",
+}
+# What each reason means, in words a clinician reads (`ml.assessment.Reason`).
+REASON_WORDS = {
+    "no_tissue": "no tissue was found",
+    "out_of_focus": "the tissue is out of focus",
+    "not_h_and_e": "its colours are not those of H&E-stained tissue",
+    "pen_or_artefact": "pen ink or another artefact covers it",
+    "exposure": "it is over- or under-exposed",
+    "out_of_distribution": "it is unlike the images the model was trained on",
+    "near_threshold": (
+        "P(malignant) lies too close to the decision threshold, where the model was too "
+        "often wrong on its validation images"
+    ),
+}
+
+
+def measure(check: Check) -> str:
+    """A failed check as a clinician reads it: the value, and the limit it missed."""
+    bound = "at least" if check.comparison == "at_least" else "at most"
+    if check.measure in SHARES:
+        return (
+            f"{percent(check.value)} of the image is {SHARES[check.measure]}, {bound} "
+            f"{percent(check.limit)} is {'needed' if bound == 'at least' else 'allowed'}"
+        )
+    if check.measure == "distance_from_threshold":
+        return (
+            f"P(malignant) is {check.value * 100:.1f} percentage points from the threshold, "
+            f"at least {check.limit * 100:.1f} are needed"
+        )
+    name = check.measure.replace("_", " ")
+    return f"{name} {check.value:.3g}, {bound} {check.limit:.3g} expected"
+
+
+def reasons(facts: PredictionFacts) -> str:
+    """Every reason, with the measure of its failed check when one was recorded."""
+    parts = []
+    for reason in facts.reasons:
+        words = REASON_WORDS.get(reason, reason.replace("_", " "))
+        measures = [measure(c) for c in facts.failed_checks if c.reason == reason]
+        parts.append(f"{words} ({'; '.join(measures)})" if measures else words)
+    return "; ".join(parts)
 
 
 def assessment(facts: PredictionFacts) -> str:
+    if not facts.verdict:
+        because = reasons(facts) or "its quality checks failed"
+        return (
+            f"This image could not be assessed: {because}. The model gives no verdict on it, "
+            "neither benign nor malignant; look at the image itself, or send a better one."
+        )
     others = ", ".join(
         f"P({name}) {percent(value)}" for name, value in sorted(facts.probabilities.items())
     )
-    return (
+    text = (
         f"The model assessed this image as {facts.label}, with a probability of "
-        f"{percent(facts.probability)} ({others})."
+        f"{percent(facts.probability or 0.0)} ({others})."
     )
+    if facts.assessment == INDETERMINATE:
+        return (
+            f"{text} This result is not decided (indeterminate): {reasons(facts)}. Do not "
+            "read it as a verdict."
+        )
+    if facts.reasons:  # checks that only warn at this site
+        return f"{text} Warning: {reasons(facts)}."
+    if facts.assessment is None:
+        return f"{text} No check of the image's quality was recorded for this prediction."
+    return text
 
 
 def confidence(facts: PredictionFacts) -> str:
+    if not facts.verdict:
+        return "No probability is given as a verdict for an image that could not be assessed."
     text = _confidence(facts)
-    if facts.probability < 0.5:
+    if (facts.probability or 0.0) < 0.5:
         # A threshold below 50 % calls some images malignant that the model finds more
         # likely benign: say so, or "malignant at 46 %" reads as a contradiction.
         text += (
@@ -125,6 +193,11 @@ def model_summary(facts: PredictionFacts, names: tuple[str, ...] = tuple(METRIC_
 
 def heatmap(facts: PredictionFacts) -> str:
     focus = facts.heatmap
+    if not facts.verdict:
+        return (
+            "Heatmap: the image could not be assessed, so an overlay, where one was made, is "
+            "no evidence for any verdict."
+        )
     if focus is None:
         if facts.has_heatmap:
             return (

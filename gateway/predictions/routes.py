@@ -21,7 +21,14 @@ from gateway.deps import (
 from gateway.plumbing.errors import error_responses
 from gateway.plumbing.proxy import caller_identity, relay
 from gateway.predictions.flow import Upload, stored_image
-from gateway.predictions.schemas import Label, Prediction, PredictionPage, Review, ReviewCreate
+from gateway.predictions.schemas import (
+    Label,
+    Order,
+    Prediction,
+    PredictionPage,
+    Review,
+    ReviewCreate,
+)
 
 router = APIRouter(prefix="/api/v1/predictions", tags=["predictions"])
 
@@ -103,7 +110,14 @@ async def create_prediction(
 
 
 @router.get(
-    "", response_model=PredictionPage, summary="Newest first, filtered", responses=READ_ERRORS
+    "",
+    response_model=PredictionPage,
+    summary="Newest first, filtered; or in the review queue's order",
+    description=(
+        "`order=review_priority` lists indeterminate predictions and those a reviewer "
+        "disagreed with first, then the rest, each newest first: the review queue's order."
+    ),
+    responses=READ_ERRORS,
 )
 async def list_predictions(
     proxy: ProxyDep,
@@ -116,6 +130,7 @@ async def list_predictions(
     created_to: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    order: Order = "newest",
 ) -> Response:
     return await proxy.forward("data", "/predictions", idempotent=True)
 

@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 
+import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -106,6 +107,21 @@ def _insert_prediction(url: str, image_id: uuid.UUID, heatmap_ref: str | None) -
     return rows[0]["id"]
 
 
+def _downgrade_refused_until_removed(
+    url: str, revision: str, below: str, table: str, blocker: uuid.UUID, detail: str
+) -> None:
+    """Downgrading below `revision` is refused, losing nothing, while the row `blocker` of
+    `table` exists; once it is removed, it goes through."""
+    before = len(fetch(url, f"SELECT id FROM {table}"))
+    with pytest.raises(RuntimeError, match=f"cannot downgrade below {revision}{detail}"):
+        downgrade(SERVICE_DIRS["data"], url, below)
+    assert current_revision(url) == revision
+    assert len(fetch(url, f"SELECT id FROM {table}")) == before
+    fetch(url, f"DELETE FROM {table} WHERE id = $1", blocker)
+    downgrade(SERVICE_DIRS["data"], url, below)
+    assert current_revision(url) == below
+
+
 def test_0005_keeps_every_upload_and_its_heatmap_and_downgrades_only_without_losing_data(
     new_database_url,
 ):
@@ -119,7 +135,7 @@ def test_0005_keeps_every_upload_and_its_heatmap_and_downgrades_only_without_los
     overlay = _insert_upload(url, "b" * 64, patient[0]["id"])
     prediction = _insert_prediction(url, image, str(overlay))
 
-    upgrade(SERVICE_DIRS["data"], url)
+    upgrade(SERVICE_DIRS["data"], url, "0005")
 
     rows = fetch(url, "SELECT id, sha256, patient_id, idempotency_key FROM images ORDER BY sha256")
     assert [(r["id"], r["patient_id"], r["idempotency_key"]) for r in rows] == [
@@ -130,13 +146,7 @@ def test_0005_keeps_every_upload_and_its_heatmap_and_downgrades_only_without_los
     assert stored[0]["heatmap_ref"] == overlay  # now a uuid referring to the image
     # The same bytes uploaded again (for no patient, here) are a record of their own.
     again = _insert_upload(url, "a" * 64)
-    with pytest.raises(RuntimeError, match="cannot downgrade below 0005"):
-        downgrade(SERVICE_DIRS["data"], url, "0004")
-    assert current_revision(url) == "0005"
-    assert len(fetch(url, "SELECT id FROM images")) == 3  # nothing was lost
-
-    fetch(url, "DELETE FROM images WHERE id = $1", again)
-    downgrade(SERVICE_DIRS["data"], url, "0004")
+    _downgrade_refused_until_removed(url, "0005", "0004", "images", again, "")
     stored = fetch(url, "SELECT heatmap_ref FROM predictions WHERE id = $1", prediction)
     assert stored[0]["heatmap_ref"] == str(overlay)
 
@@ -149,8 +159,52 @@ def test_0005_refuses_a_heatmap_ref_that_names_no_stored_image_naming_the_predic
     image = _insert_upload(url, "c" * 64)
     forged = _insert_prediction(url, image, "../../etc/passwd")
     with pytest.raises(RuntimeError, match=str(forged)):
-        upgrade(SERVICE_DIRS["data"], url)
+        upgrade(SERVICE_DIRS["data"], url, "0005")
     assert current_revision(url) == "0004"
     fetch(url, "UPDATE predictions SET heatmap_ref = NULL WHERE id = $1", forged)
-    upgrade(SERVICE_DIRS["data"], url)
+    upgrade(SERVICE_DIRS["data"], url, "0005")
     assert current_revision(url) == "0005"
+
+
+def test_0006_reads_earlier_predictions_as_not_recorded_and_downgrades_only_without_losing_verdicts(
+    new_database_url,
+):
+    url = new_database_url("data")
+    upgrade(SERVICE_DIRS["data"], url, "0005")
+    image = _insert_upload(url, "d" * 64)
+    earlier = _insert_prediction(url, image, None)
+
+    upgrade(SERVICE_DIRS["data"], url)
+
+    [row] = fetch(
+        url,
+        "SELECT label, probability, assessment, reasons, checks FROM predictions WHERE id = $1",
+        earlier,
+    )
+    assert dict(row) == {
+        "label": "benign",
+        "probability": 0.9,
+        "assessment": None,
+        "reasons": None,
+        "checks": None,
+    }
+    # What the constraints refuse of a row written by hand: a verdict on what was refused.
+    with pytest.raises(asyncpg.CheckViolationError, match="label_unless_not_assessable"):
+        fetch(
+            url,
+            "UPDATE predictions SET assessment = 'not_assessable', reasons = '{no_tissue}' "
+            "WHERE id = $1",
+            earlier,
+        )
+    refused = fetch(
+        url,
+        "INSERT INTO predictions (id, image_id, model_version, label, probability, "
+        "probabilities, threshold, latency_ms, requested_by, assessment, reasons, checks) "
+        "VALUES (gen_random_uuid(), $1, 'v1', NULL, NULL, '{}', 0.5, 1, $2, 'not_assessable', "
+        "'{no_tissue}', '[]') RETURNING id",
+        image,
+        UPLOADER,
+    )[0]["id"]
+    _downgrade_refused_until_removed(url, "0006", "0005", "predictions", refused, ": 1 predictions")
+    [row] = fetch(url, "SELECT label, probability FROM predictions WHERE id = $1", earlier)
+    assert (row["label"], row["probability"]) == ("benign", 0.9)

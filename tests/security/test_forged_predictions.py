@@ -54,6 +54,9 @@ def forged_body(prediction: dict, **changes) -> bytes:
         "probabilities": {"benign": 0.99, "malignant": 0.01},
         "threshold": 0.5,
         "latency_ms": 1.0,
+        "assessment": "assessable",
+        "reasons": [],
+        "checks": [],
         **changes,
     }
     return json.dumps(body).encode()

@@ -65,6 +65,9 @@ class DataHarness:
             "probabilities": {"benign": 1 - p, "malignant": p},
             "threshold": 0.5,
             "latency_ms": latency_ms,
+            "assessment": "assessable",
+            "reasons": [],
+            "checks": [],
             **fields,
         }
         return await self.store_prediction(body, headers, key)

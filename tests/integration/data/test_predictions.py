@@ -57,6 +57,9 @@ async def test_prediction_bad_input(data):
             "probabilities": {"benign": 0.1, "malignant": 0.9},
             "threshold": 0.5,
             "latency_ms": 1,
+            "assessment": "assessable",
+            "reasons": [],
+            "checks": [],
         }
     )
     assert bad_label.status_code == 422
@@ -199,7 +202,12 @@ async def test_statistics_match_hand_counted_fixtures(data):
     # Linear interpolation between the 4th and 5th of 10..50 ms: 40 + 0.8 * 10.
     assert stats["p95_latency_ms"] == pytest.approx(48.0)
     assert stats["by_day"] == [
-        {"day": today, "count": 5, "by_label": {"benign": 2, "malignant": 3}}
+        {
+            "day": today,
+            "count": 5,
+            "by_label": {"benign": 2, "malignant": 3},
+            "by_assessment": {"assessable": 5},
+        }
     ]
     assert stats["reviews"] == {
         "current": 3,
@@ -451,6 +459,9 @@ async def test_an_odd_label_or_a_heatmap_that_is_not_a_stored_image_is_refused_a
         "probabilities": {"benign": 0.1, "malignant": 0.9},
         "threshold": 0.5,
         "latency_ms": 1,
+        "assessment": "assessable",
+        "reasons": [],
+        "checks": [],
     }
     cases = [
         ({"label": "cancer"}, 422, "validation_error"),
