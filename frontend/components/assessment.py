@@ -57,13 +57,17 @@ MEASURES = {
 }
 
 
-def _digits_apart(value: float, limit: float, scale: float) -> int:
-    """The fewest decimals (up to 3) that write `value` and `limit` differently, so a
-    failed check never reads "20 % ..., at least 20 % is needed"."""
-    for digits in range(4):
-        if round(value * scale, digits) != round(limit * scale, digits) or value == limit:
-            return digits
-    return 3
+def _digits_apart(value: float, limit: float, scale: float, fewest: int = 0) -> int:
+    """The fewest decimals, from `fewest` up to 6, that write `value` and `limit` (times
+    `scale`) differently, so a failed check never reads "20 %, at least 20 % is needed"."""
+    digits = fewest
+    while (
+        digits < 6
+        and value != limit
+        and round(value * scale, digits) == round(limit * scale, digits)
+    ):
+        digits += 1
+    return digits
 
 
 def _number(value: float, digits: int) -> str:
@@ -84,8 +88,8 @@ def formatted(value: float, limit: float, kind: str) -> tuple[str, str]:
         return _number(value * 100, digits) + unit, _number(limit * 100, digits) + unit
     # Plain numbers: three significant figures of the larger, more if they would read alike.
     magnitude = max(abs(value), abs(limit))
-    base = max(0, 2 - math.floor(math.log10(magnitude))) if magnitude > 0 else 0
-    digits = max(base, _digits_apart(value, limit, 1))
+    fewest = max(0, 2 - math.floor(math.log10(magnitude))) if magnitude > 0 else 0
+    digits = _digits_apart(value, limit, 1, fewest)
     return _number(value, digits), _number(limit, digits)
 
 

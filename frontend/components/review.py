@@ -35,7 +35,7 @@ def render_review_queue(client: GatewayClient) -> None:
     pending = [p for p in waiting if p["id"] not in skipped]
     more = "+" if len(waiting) == QUEUE_PAGE else ""
     st.caption(
-        f"{len(pending)}{more} waiting for review: not decided ones and disagreements first, "
+        f"{len(pending)}{more} waiting for review: the ones the model could not decide first, "
         "then the newest."
     )
     if not pending:

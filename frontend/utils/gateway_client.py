@@ -21,7 +21,7 @@ logger = logging.getLogger("frontend.gateway_client")
 # Refresh a little before the access token runs out, so a page never fails half-way.
 REFRESH_MARGIN_S = 30
 SESSION_KEY = "gateway_session"
-REVIEW_ORDER = "review"  # the prediction listing's `order` for the review queue
+REVIEW_ORDER = "review_priority"  # the prediction listing's `order` for the review queue
 
 
 class GatewayError(Exception):
@@ -308,8 +308,9 @@ class GatewayClient:
         return self._json("GET", "/api/v1/predictions", params=params)
 
     def review_queue(self, limit: int = 50) -> dict[str, Any]:
-        """Predictions waiting for review in the gateway's review order: indeterminate ones
-        and model/reviewer disagreements first, then the newest."""
+        """Predictions no one has reviewed, in the gateway's review order: indeterminate ones
+        first (and any a reviewer disagreed with, which are reviewed already and so only
+        appear without the `reviewed` filter), then the rest, newest first within each."""
         return self.predictions(reviewed=False, order=REVIEW_ORDER, limit=limit)
 
     def prediction(self, prediction_id: str) -> dict[str, Any]:

@@ -123,7 +123,7 @@ ASSESSABILITY_CARD = {
         "method": "temperature",
         "temperature": 1.734,
         "ece_before": 0.0812,
-        "ece_after": 0.0215,
+        "ece_after": 0.0231,
         "bins": 15,
         "chosen_on": "validation",
     },
@@ -310,8 +310,8 @@ class FakeGateway:
             "patient_id": patient_id,
             "model_version": "v1",
             "assessment": assessment,
-            "reasons": [] if assessment is None else reasons,
-            "checks": [] if assessment is None else checks,
+            "reasons": None if assessment is None else reasons,
+            "checks": None if assessment is None else checks,
             "label": label,
             "probability": probability,
             "probabilities": {"benign": round(1 - p, 4), "malignant": p},
@@ -495,6 +495,17 @@ class FakeGateway:
             items = [p for p in items if p["reviewed"] == wanted]
         if "patient_id" in params:
             items = [p for p in items if p["patient_id"] == params["patient_id"]]
+        if params.get("order") == "review_priority":
+            # The data service's review order: indeterminate and disagreed-with first.
+            disagreed = {
+                r["prediction_id"]
+                for r in self.reviews
+                if r["is_current"] and r.get("verdict") == "disagree"
+            }
+            items = sorted(
+                items,
+                key=lambda p: not (p["assessment"] == "indeterminate" or p["id"] in disagreed),
+            )
         return httpx.Response(
             200, json={"items": items[: int(params.get("limit", 50))], "next_cursor": None}
         )
@@ -539,8 +550,11 @@ class FakeGateway:
         ):
             return envelope(422, "validation_error", "The request body is not valid.")
         label, probability = prediction["label"], prediction["probability"]
-        facts = f"The model assessed this image as {label}, with a probability of "
-        facts += f"{probability * 100:.1f} %."
+        if label is None:
+            facts = "This image could not be assessed: the model gives no verdict on it."
+        else:
+            facts = f"The model assessed this image as {label}, with a probability of "
+            facts += f"{probability * 100:.1f} %."
         if question is None:
             answer = (
                 f"{facts}\n\nDecision threshold: the model says malignant when P(malignant) "
@@ -560,6 +574,8 @@ class FakeGateway:
                 "replaced_reason": replaced[1] if replaced else None,
                 "attempted_provider": replaced[0] if replaced else None,
                 "facts": {
+                    "assessment": prediction["assessment"],
+                    "reasons": prediction["reasons"],
                     "label": label,
                     "probability": probability,
                     "probabilities": prediction["probabilities"],
@@ -628,7 +644,7 @@ class FakeGateway:
                 name: by_assessment[name]
                 for name in ("assessable", "indeterminate", "not_assessable", "not_recorded")
             },
-            "by_reason": dict(Counter(r for p in self.predictions for r in p["reasons"])),
+            "by_reason": dict(Counter(r for p in self.predictions for r in p["reasons"] or [])),
             "reviews": {
                 "current": len(current),
                 "agree": agree,
