@@ -26,53 +26,35 @@ def test_the_frontend_knows_every_reason_and_assessment_the_contract_has():
     assert set(ASSESSMENT_NAMES) - {"not_recorded"} == {a.value for a in Assessment}
 
 
-@pytest.mark.parametrize(
-    ("check", "sentence"),
-    [
-        (
-            failed("tissue_fraction", 0.02, 0.2, "at_least", Reason.NO_TISSUE),
-            "No tissue found: 2 % of the image is tissue, at least 20 % is needed.",
-        ),
-        (
-            failed("tissue_fraction", 0.199, 0.2, "at_least", Reason.NO_TISSUE),
-            "No tissue found: 19.9 % of the image is tissue, at least 20 % is needed.",
-        ),
-        (
-            failed("tissue_fraction", 0.0, 0.2, "at_least", Reason.NO_TISSUE),
-            "No tissue found: 0 % of the image is tissue, at least 20 % is needed.",
-        ),
-        (
-            failed("focus", 3.1, 10.0, "at_least", Reason.OUT_OF_FOCUS),
-            "Out of focus: the tissue's sharpness measures 3.1, at least 10 is needed.",
-        ),
-        (
-            failed("pen_fraction", 0.124, 0.05, "at_most", Reason.PEN_OR_ARTEFACT),
-            "Pen ink or artefacts: 12 % of the image looks like pen ink, at most 5 % is accepted.",
-        ),
-        (
-            failed("bright_fraction", 0.61, 0.3, "at_most", Reason.EXPOSURE),
-            "Badly exposed: 61 % of the image is over-exposed (near white), at most 30 % is "
-            "accepted.",
-        ),
-        (
-            failed("out_of_distribution_score", 41.26, 25.0, "at_most", Reason.OUT_OF_DISTRIBUTION),
-            "Unlike the images the model was trained on: its out-of-distribution score is 41.3, "
-            "at most 25 is accepted.",
-        ),
-        (
-            failed("distance_from_threshold", 0.02, 0.05, "at_least", Reason.NEAR_THRESHOLD),
-            "Too close to the decision threshold: P(malignant) is 2 percentage points from the "
-            "threshold, at least 5 percentage points is needed.",
-        ),
-        (
-            failed("he_plausibility", 0.2049, 0.205, "at_least", Reason.NOT_H_AND_E),
-            "Not H&E-stained tissue: its colours match haematoxylin and eosin at 0.2049, at least "
-            "0.205 is needed.",
-        ),
-    ],
-)
+# Each failed check as (measure, value, limit, comparison, reason) and its sentence.
+SENTENCES = [
+    (("tissue_fraction", 0.02, 0.2, "at_least", Reason.NO_TISSUE),
+     "No tissue found: 2 % of the image is tissue, at least 20 % is needed."),
+    (("tissue_fraction", 0.199, 0.2, "at_least", Reason.NO_TISSUE),
+     "No tissue found: 19.9 % of the image is tissue, at least 20 % is needed."),
+    (("tissue_fraction", 0.0, 0.2, "at_least", Reason.NO_TISSUE),
+     "No tissue found: 0 % of the image is tissue, at least 20 % is needed."),
+    (("focus", 3.1, 10.0, "at_least", Reason.OUT_OF_FOCUS),
+     "Out of focus: the tissue's sharpness measures 3.1, at least 10 is needed."),
+    (("pen_fraction", 0.124, 0.05, "at_most", Reason.PEN_OR_ARTEFACT),
+     "Pen ink or artefacts: 12 % of the image looks like pen ink, at most 5 % is accepted."),
+    (("bright_fraction", 0.61, 0.3, "at_most", Reason.EXPOSURE),
+     "Badly exposed: 61 % of the image is over-exposed (near white), at most 30 % is accepted."),
+    (("out_of_distribution_score", 41.26, 25.0, "at_most", Reason.OUT_OF_DISTRIBUTION),
+     "Unlike the images the model was trained on: its out-of-distribution score is 41.3, at "
+     "most 25 is accepted."),
+    (("distance_from_threshold", 0.02, 0.05, "at_least", Reason.NEAR_THRESHOLD),
+     "Too close to the decision threshold: P(malignant) is 2 percentage points from the "
+     "threshold, at least 5 percentage points is needed."),
+    (("he_plausibility", 0.2049, 0.205, "at_least", Reason.NOT_H_AND_E),
+     "Not H&E-stained tissue: its colours match haematoxylin and eosin at 0.2049, at least "
+     "0.205 is needed."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("check", "sentence"), SENTENCES)
 def test_a_failed_check_reads_as_one_sentence_with_its_measure(check, sentence):
-    assert check_sentence(check) == sentence
+    assert check_sentence(failed(*check)) == sentence
 
 
 @pytest.mark.parametrize(
