@@ -44,6 +44,14 @@ def analyse(page, image_path, reference: str) -> None:
     settle(page)
 
 
+def new_clinician(browser, stack, new_user):
+    """A page signed in as a new clinician, on their start page (Analyse)."""
+    page = open_app(browser, stack.url("frontend"))
+    sign_in(page, new_user("clinician"), PASSWORD)
+    expect(header(page, "Analyse images")).to_be_visible()
+    return page
+
+
 def wait_for_images(page, count: int) -> None:
     """`count` images on the page, every one of them loaded and decoded by the browser."""
     expect(page.get_by_test_id("stImage").locator("img")).to_have_count(count)
@@ -69,9 +77,7 @@ def test_a_wrong_password_shows_a_message(browser, stack, admin_credentials, scr
 def test_a_clinician_analyses_reviews_and_sees_the_dashboard_change(
     browser, stack, new_user, screenshots_dir, tmp_path
 ):
-    page = open_app(browser, stack.url("frontend"))
-    sign_in(page, new_user("clinician"), PASSWORD)
-    expect(header(page, "Analyse images")).to_be_visible()
+    page = new_clinician(browser, stack, new_user)
     go(page, "Dashboard", "Dashboard")
     predictions_before = int(metric(page, "Predictions"))
     assert metric(page, "Clinician agreement") == "—"
@@ -107,9 +113,7 @@ def test_a_clinician_asks_the_assistant_about_a_result(
     browser, stack, new_user, screenshots_dir, tmp_path
 ):
     """The stack has no language model's key: the gateway's built-in assistant answers."""
-    page = open_app(browser, stack.url("frontend"))
-    sign_in(page, new_user("clinician"), PASSWORD)
-    expect(header(page, "Analyse images")).to_be_visible()
+    page = new_clinician(browser, stack, new_user)
     image = tmp_path / "slide.png"
     image.write_bytes(tissue_png(53))
     analyse(page, image, f"H-{uuid.uuid4().hex[:8]}")
@@ -149,9 +153,7 @@ def test_a_clinician_asks_the_assistant_about_a_result(
 def test_an_image_without_tissue_gets_no_verdict_and_the_dashboard_counts_it(
     browser, stack, new_user, screenshots_dir, tmp_path
 ):
-    page = open_app(browser, stack.url("frontend"))
-    sign_in(page, new_user("clinician"), PASSWORD)
-    expect(header(page, "Analyse images")).to_be_visible()
+    page = new_clinician(browser, stack, new_user)
     go(page, "Dashboard", "Dashboard")
     # The first prediction of the stack may come from this test: no counts until then.
     counted_before = (
