@@ -9,7 +9,10 @@ from frontend.utils.gateway_client import GatewayClient, GatewayError
 WHAT_IT_IS = """
 This system gives clinicians a convolutional neural network's assessment of breast
 histopathology image patches — **benign** or **malignant** (invasive ductal carcinoma) —
-with a Grad-CAM heatmap showing the regions that drove the score. Every image, prediction
+with a Grad-CAM heatmap showing the regions that drove the score. An image it cannot
+assess (no tissue, out of focus, not H&E-stained, pen ink or artefacts, badly exposed) gets
+no verdict, with the reason and its measure; one unlike the images the model was trained on,
+or too close to the decision threshold, is shown as not decided. Every image, prediction
 and clinician review is stored, so assessments can be audited and reviewed labels can be
 exported to retrain the model.
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import streamlit as st
 
+from frontend.components.assessment import render_verdict, verdict_text
 from frontend.components.widgets import (
-    label_markdown,
     percent,
     plain,
     show_error,
@@ -67,12 +67,11 @@ class Conversation:
 
 
 def prediction_option(prediction: dict[str, Any]) -> str:
+    """A prediction in the list: not assessable ones show no probability."""
     label = prediction["label"]
     reviewed = " · reviewed" if prediction.get("reviewed") else ""
-    return (
-        f"{when(prediction['created_at'])} · {label} · "
-        f"P({label}) {percent(prediction['probability'])}{reviewed}"
-    )
+    probability = "" if label is None else f" · P({label}) {percent(prediction['probability'])}"
+    return f"{when(prediction['created_at'])} · {verdict_text(prediction)}{probability}{reviewed}"
 
 
 def answered_by(reply: dict[str, Any]) -> str:
@@ -180,11 +179,15 @@ def render_summary(client: GatewayClient, prediction: dict[str, Any]) -> None:
         image_column, heatmap_column, facts_column = st.columns([1, 1, 3])
         show_prediction_images(client, prediction, image_column, heatmap_column)
         with facts_column:
-            st.markdown(f"### {label_markdown(label)}")
+            render_verdict(prediction)
+            # No probability for what could not be assessed: it would read as a verdict.
+            probability = (
+                "" if label is None else f"P({label}) **{percent(prediction['probability'])}** · "
+            )
             st.caption(
-                f"P({label}) **{percent(prediction['probability'])}** · decision threshold "
-                f"P(malignant) {percent(prediction['threshold'])} · model "
-                f"**{plain(prediction['model_version'])}** · {when(prediction['created_at'])}"
+                f"{probability}decision threshold P(malignant) {percent(prediction['threshold'])}"
+                f" · model **{plain(prediction['model_version'])}** · "
+                f"{when(prediction['created_at'])}"
             )
             if focus := prediction.get("heatmap_focus"):
                 st.caption(heatmap_focus(focus))

@@ -5,18 +5,36 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
+from frontend.components.assessment import (
+    INDETERMINATE,
+    assessment_name,
+    assessment_of,
+    verdict_text,
+)
 from frontend.components.result import render_prediction
-from frontend.components.widgets import CHART_COLOURS, label_markdown, plain, show_error, when
+from frontend.components.widgets import (
+    CHART_COLOURS,
+    NEUTRAL_COLOUR,
+    label_markdown,
+    plain,
+    show_error,
+    when,
+)
 from frontend.utils.gateway_client import GatewayClient, GatewayError
 
 HISTORY_LIMIT = 100
+NOT_DECIDED = "not decided"
+LABELS = list(CHART_COLOURS)
 
 
 def history_chart(predictions: list[dict[str, Any]]) -> go.Figure:
-    """P(malignant) of each prediction over time, coloured by label, with the threshold."""
+    """P(malignant) of each prediction over time, coloured by label, with the threshold. Not
+    decided ones are grey; not assessable ones have no verdict, so no point at all."""
     figure = go.Figure()
-    for label, colour in CHART_COLOURS.items():
-        chosen = [p for p in predictions if p["label"] == label]
+    series = {label: [p for p in predictions if verdict_text(p) == label] for label in LABELS}
+    series[NOT_DECIDED] = [p for p in predictions if assessment_of(p) == INDETERMINATE]
+    for label, chosen in series.items():
+        colour = CHART_COLOURS.get(label, NEUTRAL_COLOUR)
         figure.add_trace(
             go.Scatter(
                 x=[p["created_at"] for p in chosen],
@@ -39,11 +57,11 @@ def history_chart(predictions: list[dict[str, Any]]) -> go.Figure:
 
 
 def prediction_option(prediction: dict[str, Any]) -> str:
+    """A prediction in a list: not assessable ones show no probability."""
     p = prediction["probabilities"].get("malignant", 0.0)
+    probability = "" if prediction.get("label") is None else f" · P(malignant) {p:.2f}"
     reviewed = " · reviewed" if prediction.get("reviewed") else ""
-    return (
-        f"{when(prediction['created_at'])} · {prediction['label']} · P(malignant) {p:.2f}{reviewed}"
-    )
+    return f"{when(prediction['created_at'])} · {verdict_text(prediction)}{probability}{reviewed}"
 
 
 def render_review_history(client: GatewayClient, prediction_id: str) -> None:
@@ -69,8 +87,11 @@ def render_predictions(client: GatewayClient, predictions: list[dict[str, Any]],
         [
             {
                 "when": when(p["created_at"]),
-                "label": p["label"],
-                "P(malignant)": round(p["probabilities"].get("malignant", 0.0), 3),
+                "assessment": assessment_name(p),
+                "label": verdict_text(p),
+                "P(malignant)": None
+                if p.get("label") is None
+                else round(p["probabilities"].get("malignant", 0.0), 3),
                 "model": p["model_version"],
                 "reviewed": p["reviewed"],
             }

@@ -6,7 +6,8 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from frontend.components.widgets import cached_image, show_error, when
+from frontend.components.assessment import NOT_RECORDED
+from frontend.components.widgets import cached_image, percent, plain, show_error, when
 from frontend.utils.gateway_client import GatewayClient, GatewayError
 
 METRICS = ["roc_auc", "sensitivity", "specificity", "precision", "accuracy", "f1", "brier_score"]
@@ -178,6 +179,7 @@ def render_version(client: GatewayClient, detail: dict[str, Any]) -> None:
                 st.info("This version's evaluation has no ROC curve.")
     else:
         st.info("This version has no evaluation report.")
+    render_assessability_card(card)
     if history := reports.get("training_history"):
         st.subheader("Training history")
         st.plotly_chart(history_chart(history), key=f"history-{version}")
@@ -185,6 +187,74 @@ def render_version(client: GatewayClient, detail: dict[str, Any]) -> None:
         st.json(card)
     if client.session and client.session.role == "admin" and detail["status"] != "active":
         render_activation(client, version)
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else NOT_RECORDED
+
+
+def _share(value: Any) -> str:
+    return percent(value) if isinstance(value, int | float) else NOT_RECORDED
+
+
+def render_assessability_card(card: dict[str, Any]) -> None:
+    """What decides whether a prediction is read as a verdict, as training recorded it on the
+    card: calibration, the indeterminate band and the out-of-distribution threshold. Cards
+    written before these existed say "not recorded" (and their checks do not apply)."""
+    st.subheader("Calibration and assessability")
+    calibration = card.get("calibration") or {}
+    band = card.get("indeterminate_band") or {}
+    ood = card.get("out_of_distribution") or {}
+    columns = st.columns(4)
+    columns[0].metric(
+        "Calibration error before",
+        _number(calibration.get("ece_before")),
+        help="Expected calibration error of the raw probabilities on the validation split",
+    )
+    columns[1].metric(
+        "Calibration error after",
+        _number(calibration.get("ece_after")),
+        help="The same, after temperature scaling: the probabilities the system shows",
+    )
+    half_width = band.get("half_width")
+    columns[2].metric(
+        "Indeterminate band",
+        NOT_RECORDED if half_width is None else f"± {_share(half_width)}",
+        help="P(malignant) this close to the decision threshold is indeterminate",
+    )
+    columns[3].metric(
+        "Out-of-distribution threshold",
+        _number(ood.get("threshold"), 2),
+        help="An image scoring above it is unlike the training data",
+    )
+    notes = []
+    if calibration:
+        notes.append(
+            f"Calibration: {calibration.get('method', 'temperature')} scaling, temperature "
+            f"{_number(calibration.get('temperature'))}, {calibration.get('bins', '?')} bins, "
+            f"chosen on the {plain(str(calibration.get('chosen_on', 'validation')))} split."
+        )
+    if band:
+        notes.append(
+            f"Indeterminate band: {plain(str(band.get('rule', 'no rule recorded')))} The model "
+            f"was wrong on {_share(band.get('error_rate_inside'))} of validation images inside "
+            f"it and {_share(band.get('error_rate_outside'))} outside."
+        )
+    if ood:
+        target = ood.get("quantile", ood.get("false_positive_target"))
+        notes.append(
+            f"Out of distribution: {plain(str(ood.get('method', '?')))} distance of the "
+            f"{plain(str(ood.get('layer', '?')))} layer's features, threshold chosen on the "
+            f"{plain(str(ood.get('chosen_on', '?')))} split"
+            + (f" at {target}." if target is not None else ".")
+        )
+    for note in notes:
+        st.caption(note)
+    if not (calibration and band and ood):
+        st.caption(
+            "Not recorded means this version's card predates the measure; the check that "
+            "needs it does not apply to its predictions."
+        )
 
 
 def render_figure(client: GatewayClient, version: str, figure: str, caption: str) -> None:

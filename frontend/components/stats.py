@@ -1,5 +1,5 @@
-"""Dashboard: predictions by label and day, the clinicians' agreement with the model, and the
-model's latency."""
+"""Dashboard: predictions by label and day, how many images could not be assessed or were not
+decided and why, the clinicians' agreement with the model, and the model's latency."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -7,7 +7,8 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from frontend.components.widgets import CHART_COLOURS, percent, show_error
+from frontend.components.assessment import ASSESSMENT_NAMES, reason_name
+from frontend.components.widgets import CHART_COLOURS, NEUTRAL_COLOUR, percent, show_error
 from frontend.utils.gateway_client import GatewayClient, GatewayError
 
 PERIODS = {"Last 7 days": 7, "Last 30 days": 30, "Last 90 days": 90, "All time": None}
@@ -86,7 +87,35 @@ def render_dashboard(client: GatewayClient) -> None:
     with right:
         st.subheader("By model version")
         st.plotly_chart(counts_chart(stats["by_model_version"]), key="by-version")
+    render_assessability(stats)
     st.caption(
         f"{reviews['reviewed_predictions']} of {total} predictions reviewed "
         f"({percent(reviews['reviewed_predictions'] / total)})."
     )
+
+
+def render_assessability(stats: dict[str, Any]) -> None:
+    """How many images got no verdict (not assessable) or no decided one (indeterminate), and
+    for which reasons; predictions stored before images were checked count as not recorded."""
+    st.subheader("Assessability")
+    by_assessment = stats.get("by_assessment") or {}
+    if not by_assessment:
+        st.info("Assessability: not recorded for this period.")
+        return
+    columns = st.columns(4)
+    for column, name in zip(columns, ASSESSMENT_NAMES, strict=True):
+        column.metric(ASSESSMENT_NAMES[name].capitalize(), by_assessment.get(name, 0))
+    by_reason = {reason_name(r): n for r, n in (stats.get("by_reason") or {}).items() if n}
+    if by_reason:
+        figure = counts_chart(by_reason, {name: NEUTRAL_COLOUR for name in by_reason})
+        figure.update_layout(yaxis_title="predictions")
+        st.plotly_chart(figure, key="by-reason")
+        st.caption(
+            "Reasons of the not assessable and indeterminate images (and of warnings): an "
+            "image may have several."
+        )
+    if not_recorded := by_assessment.get("not_recorded"):
+        st.caption(
+            f"{not_recorded} predictions were made before images were checked: their "
+            "assessability is not recorded."
+        )

@@ -82,7 +82,8 @@ def render_analyse(client: GatewayClient) -> None:
     st.header("Analyse images")
     st.caption(
         "Upload haematoxylin-eosin stained breast tissue patches. Each gets the model's "
-        "assessment and a Grad-CAM heatmap of what drove it."
+        "assessment and a Grad-CAM heatmap of what drove it; an image that is not assessable "
+        "tissue gets no verdict, and says why."
     )
     files = st.file_uploader(
         "Histopathology images", type=ACCEPTED_TYPES, accept_multiple_files=True

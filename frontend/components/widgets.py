@@ -14,11 +14,16 @@ from frontend.utils.gateway_client import GatewayClient, GatewayError, SessionEx
 # Streamlit's named text colours, and the same hues for charts.
 LABEL_COLOURS = {"benign": "green", "malignant": "red"}
 CHART_COLOURS = {"benign": "#2e7d32", "malignant": "#c62828"}
+NEUTRAL_COLOUR = "#78909c"  # what is not a verdict: not assessable, not decided
 IMAGE_CACHE_KEY = "image_cache"
 # Per browser session; an upload may be up to 20 MB, so the bound is on bytes, not images.
 IMAGE_CACHE_BYTES = 48 * 1024 * 1024
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
 EXPIRED_KEY = "session_expired"
+HEATMAP_CAPTION = (
+    "Grad-CAM: the regions that drove the score. It shows where the model looked; it does not "
+    "make a verdict."
+)
 
 
 def mark_session_expired() -> None:
@@ -38,7 +43,9 @@ def show_error(exc: GatewayError, doing: str | None = None) -> None:
         st.caption(f"Reference for support: request {exc.request_id}")
 
 
-def label_markdown(label: str) -> str:
+def label_markdown(label: str | None) -> str:
+    if label is None:
+        return ":gray[**NO VERDICT**]"
     return f":{LABEL_COLOURS.get(label, 'gray')}[**{label.upper()}**]"
 
 
@@ -99,9 +106,7 @@ def show_prediction_images(
                 overlay = cached_image(
                     f"heatmap:{prediction_id}", lambda: client.heatmap(prediction_id)
                 )
-                st.image(
-                    overlay, caption="Grad-CAM: the regions that drove the score", width="stretch"
-                )
+                st.image(overlay, caption=HEATMAP_CAPTION, width="stretch")
             except GatewayError as exc:
                 show_error(exc, "load the heatmap")
         else:

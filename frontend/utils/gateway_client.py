@@ -21,6 +21,7 @@ logger = logging.getLogger("frontend.gateway_client")
 # Refresh a little before the access token runs out, so a page never fails half-way.
 REFRESH_MARGIN_S = 30
 SESSION_KEY = "gateway_session"
+REVIEW_ORDER = "review_priority"  # the prediction listing's `order` for the review queue
 
 
 class GatewayError(Exception):
@@ -305,6 +306,12 @@ class GatewayClient:
     def predictions(self, **filters: Any) -> dict[str, Any]:
         params = {k: v for k, v in filters.items() if v is not None}
         return self._json("GET", "/api/v1/predictions", params=params)
+
+    def review_queue(self, limit: int = 50) -> dict[str, Any]:
+        """Predictions no one has reviewed, in the gateway's review order: indeterminate ones
+        first (and any a reviewer disagreed with, which are reviewed already and so only
+        appear without the `reviewed` filter), then the rest, newest first within each."""
+        return self.predictions(reviewed=False, order=REVIEW_ORDER, limit=limit)
 
     def prediction(self, prediction_id: str) -> dict[str, Any]:
         return self._json("GET", f"/api/v1/predictions/{prediction_id}")

@@ -1,5 +1,6 @@
 """The clinicians' app in a real browser against the real stack: sign in, analyse, review,
-the dashboard, the assistant, users, every page, and what happens when a service is down."""
+the dashboard, the assistant, users, every page, what happens when a service is down, and
+an image that is not tissue getting no verdict."""
 
 import re
 import uuid
@@ -10,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PASSWORD
+from tests.browser.images import blank_glass_png, tissue_png
 from tests.browser.ui import (
     assert_no_traceback,
     go,
@@ -20,12 +22,16 @@ from tests.browser.ui import (
     settle,
     sign_in,
 )
-from tests.support.images import png_bytes
 from tests.support.launcher import RESTART_TIMEOUT_S, get, wait_for
 from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.timeout(900)
-LABEL = re.compile(r"^(BENIGN|MALIGNANT)$")
+# Synthetic tissue gets a verdict, or is not decided when the model is not sure enough.
+LABEL = re.compile(r"^(BENIGN|MALIGNANT|NOT DECIDED)$")
+VERDICT = re.compile(r"^(BENIGN|MALIGNANT)$")
+NO_TISSUE = re.compile(
+    r"No tissue found: [\d.]+ % of the image is tissue, at least [\d.]+ % is needed\."
+)
 # The Assistant's summary of the chosen prediction: "P(benign) 61.2 % · decision threshold …"
 SUMMARY = re.compile(r"P\((benign|malignant)\) ([\d.]+ %) · decision threshold")
 
@@ -36,6 +42,14 @@ def analyse(page, image_path, reference: str) -> None:
     page.get_by_role("button", name="Analyse").click()
     expect(page.get_by_text("Results (1 of 1 analysed)")).to_be_visible()
     settle(page)
+
+
+def new_clinician(browser, stack, new_user):
+    """A page signed in as a new clinician, on their start page (Analyse)."""
+    page = open_app(browser, stack.url("frontend"))
+    sign_in(page, new_user("clinician"), PASSWORD)
+    expect(header(page, "Analyse images")).to_be_visible()
+    return page
 
 
 def wait_for_images(page, count: int) -> None:
@@ -63,16 +77,14 @@ def test_a_wrong_password_shows_a_message(browser, stack, admin_credentials, scr
 def test_a_clinician_analyses_reviews_and_sees_the_dashboard_change(
     browser, stack, new_user, screenshots_dir, tmp_path
 ):
-    page = open_app(browser, stack.url("frontend"))
-    sign_in(page, new_user("clinician"), PASSWORD)
-    expect(header(page, "Analyse images")).to_be_visible()
+    page = new_clinician(browser, stack, new_user)
     go(page, "Dashboard", "Dashboard")
     predictions_before = int(metric(page, "Predictions"))
     assert metric(page, "Clinician agreement") == "—"
 
     go(page, "Analyse", "Analyse images")
     image = tmp_path / "slide.png"
-    image.write_bytes(png_bytes(31, 96))
+    image.write_bytes(tissue_png(31))
     analyse(page, image, f"H-{uuid.uuid4().hex[:8]}")
     expect(page.get_by_role("heading", name=LABEL)).to_be_visible()
     expect(page.get_by_text("Grad-CAM: the regions that drove the score")).to_be_visible()
@@ -82,7 +94,7 @@ def test_a_clinician_analyses_reviews_and_sees_the_dashboard_change(
     screenshot(page, screenshots_dir, "03-analyse")
 
     go(page, "Review queue", "Review queue")
-    expect(page.get_by_text("1 waiting for review, newest first.")).to_be_visible()
+    expect(page.get_by_text("1 waiting for review")).to_be_visible()
     page.get_by_role("textbox", name="Comment (optional)").fill("Consistent with the slide.")
     screenshot(page, screenshots_dir, "04-review")
     page.get_by_role("button", name="Submit review").click()
@@ -101,11 +113,9 @@ def test_a_clinician_asks_the_assistant_about_a_result(
     browser, stack, new_user, screenshots_dir, tmp_path
 ):
     """The stack has no language model's key: the gateway's built-in assistant answers."""
-    page = open_app(browser, stack.url("frontend"))
-    sign_in(page, new_user("clinician"), PASSWORD)
-    expect(header(page, "Analyse images")).to_be_visible()
+    page = new_clinician(browser, stack, new_user)
     image = tmp_path / "slide.png"
-    image.write_bytes(png_bytes(53, 96))
+    image.write_bytes(tissue_png(53))
     analyse(page, image, f"H-{uuid.uuid4().hex[:8]}")
     page.get_by_role("link", name="Ask the assistant").click()
     expect(header(page, "Assistant")).to_be_visible()
@@ -138,6 +148,40 @@ def test_a_clinician_asks_the_assistant_about_a_result(
     page.mouse.wheel(0, 10_000)  # to the end of the conversation, above the chat input
     assert_no_traceback(page)
     screenshot(page, screenshots_dir, "13-assistant-follow-up")
+
+
+def test_an_image_without_tissue_gets_no_verdict_and_the_dashboard_counts_it(
+    browser, stack, new_user, screenshots_dir, tmp_path
+):
+    page = new_clinician(browser, stack, new_user)
+    go(page, "Dashboard", "Dashboard")
+    # The first prediction of the stack may come from this test: no counts until then.
+    counted_before = (
+        int(metric(page, "Not assessable"))
+        if page.get_by_test_id("stMetric").filter(has_text="Not assessable").count()
+        else 0
+    )
+
+    go(page, "Analyse", "Analyse images")
+    image = tmp_path / "glass.png"
+    image.write_bytes(blank_glass_png())
+    analyse(page, image, f"H-{uuid.uuid4().hex[:8]}")
+    expect(page.get_by_role("heading", name="NOT ASSESSABLE")).to_be_visible()
+    expect(
+        page.get_by_text("This image could not be assessed: no verdict is given.")
+    ).to_be_visible()
+    expect(page.get_by_text(NO_TISSUE)).to_be_visible()
+    expect(page.get_by_role("heading", name=VERDICT)).to_have_count(0)
+    expect(page.get_by_text("Leaning towards")).to_have_count(0)
+    expect(page.locator(".js-plotly-plot")).to_have_count(0)  # no probability gauge
+    assert_no_traceback(page)
+    screenshot(page, screenshots_dir, "14-analyse-not-assessable")
+
+    go(page, "Dashboard", "Dashboard")
+    expect(header(page, "Assessability")).to_be_visible()
+    assert int(metric(page, "Not assessable")) == counted_before + 1
+    assert_no_traceback(page)
+    screenshot(page, screenshots_dir, "15-dashboard-assessability")
 
 
 def test_an_admin_creates_a_user_who_can_then_sign_in(
@@ -176,7 +220,7 @@ def test_every_page_renders_for_an_admin(browser, stack, admin_credentials, scre
         patient = api.post("/api/v1/patients", json={"external_ref": reference}, headers=auth)
         stored = api.post(
             "/api/v1/predictions",
-            files={"file": ("slide.png", png_bytes(77, 80), "image/png")},
+            files={"file": ("slide.png", tissue_png(77, 80), "image/png")},
             data={"patient_id": patient.json()["id"]},
             headers=auth,
         )

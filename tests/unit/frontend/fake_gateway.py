@@ -33,6 +33,40 @@ from tests.support.images import png_bytes
 PASSWORD = "copper meadow lantern 58"
 CURRENT: "FakeGateway | None" = None
 CAVEAT = "This model assists and does not diagnose: a pathologist's reading decides."
+# Checks as the inference service reports them (`ml.assessment.Check.as_dict()`).
+TISSUE_PASSED = {
+    "measure": "tissue_fraction",
+    "value": 0.82,
+    "limit": 0.2,
+    "comparison": "at_least",
+    "reason": "no_tissue",
+    "passed": True,
+}
+NO_TISSUE = TISSUE_PASSED | {"value": 0.02, "passed": False}
+NEAR_THRESHOLD = {
+    "measure": "distance_from_threshold",
+    "value": 0.02,
+    "limit": 0.05,
+    "comparison": "at_least",
+    "reason": "near_threshold",
+    "passed": False,
+}
+OUT_OF_DISTRIBUTION = {
+    "measure": "out_of_distribution_score",
+    "value": 41.26,
+    "limit": 25.0,
+    "comparison": "at_most",
+    "reason": "out_of_distribution",
+    "passed": False,
+}
+OUT_OF_FOCUS = {
+    "measure": "focus",
+    "value": 3.1,
+    "limit": 10.0,
+    "comparison": "at_least",
+    "reason": "out_of_focus",
+    "passed": False,
+}
 GATEWAY_ROUTES = [
     route for router in FEATURE_ROUTERS for route in router.routes if isinstance(route, APIRoute)
 ]
@@ -83,7 +117,35 @@ def envelope(status: int, code: str, message: str) -> httpx.Response:
     return httpx.Response(status, json=body)
 
 
-def model_detail(version: str, status: str) -> dict[str, Any]:
+# What training records on a card about assessability; older cards have none of it.
+ASSESSABILITY_CARD = {
+    "calibration": {
+        "method": "temperature",
+        "temperature": 1.734,
+        "ece_before": 0.0812,
+        "ece_after": 0.0231,
+        "bins": 15,
+        "chosen_on": "validation",
+    },
+    "indeterminate_band": {
+        "half_width": 0.08,
+        "chosen_on": "validation",
+        "rule": "The narrowest band outside which the validation error rate is below 5 %.",
+        "error_rate_inside": 0.31,
+        "error_rate_outside": 0.04,
+    },
+    "out_of_distribution": {
+        "method": "mahalanobis",
+        "layer": "penultimate",
+        "threshold": 25.0,
+        "chosen_on": "validation",
+        "quantile": 0.99,
+        "file": "ood.npz",
+    },
+}
+
+
+def model_detail(version: str, status: str, card: dict[str, Any] | None = None) -> dict[str, Any]:
     at = {
         "threshold": 0.3,
         "roc_auc": 0.95,
@@ -124,6 +186,7 @@ def model_detail(version: str, status: str) -> dict[str, Any]:
                 "splits": {"train": {"patients": 30}, "test": {"patients": 10}},
             },
             "intended_use": "Research and demonstration.",
+            **(card or {}),
         },
         "reports": {
             "evaluation": {
@@ -193,7 +256,10 @@ class FakeGateway:
         self.predictions: list[dict[str, Any]] = []
         self.reviews: list[dict[str, Any]] = []
         self.idempotency: dict[str, dict[str, Any]] = {}
-        self.models = {"v1": model_detail("v1", "active"), "v2": model_detail("v2", "registered")}
+        self.models = {
+            "v1": model_detail("v1", "active", ASSESSABILITY_CARD),
+            "v2": model_detail("v2", "registered"),  # an older card: no calibration
+        }
         self.down: set[str] = set()  # path prefixes answering 503
         self.not_ready: set[str] = set()  # services the gateway's /ready says are down
         self.requests: list[httpx.Request] = []
@@ -204,6 +270,8 @@ class FakeGateway:
         self.assistant_text: str | None = None
         self.assistant_retry_after_s: int | None = None
         self.drift: list[str] = []  # answers the real gateway could not give (ContractDrift)
+        # How the next uploads come out: add_prediction's keyword arguments.
+        self.outcome: dict[str, Any] = {}
 
     # -- set-up helpers ---------------------------------------------------------------------
 
@@ -222,14 +290,30 @@ class FakeGateway:
         self.users[email] = {"user": user, "password": PASSWORD}
         return user
 
-    def add_prediction(self, label: str = "malignant", p: float = 0.9, patient_id=None) -> dict:
+    def add_prediction(
+        self,
+        label: str | None = "malignant",
+        p: float = 0.9,
+        patient_id=None,
+        assessment: str | None = "assessable",
+        checks: list[dict[str, Any]] | None = None,
+    ) -> dict:
+        """A stored prediction: `p` is the calibrated P(malignant); `label` None with
+        assessment not_assessable, and `assessment` None for one stored before images were
+        checked (an old row, "not recorded")."""
+        checks = [TISSUE_PASSED] if checks is None else checks
+        reasons = list(dict.fromkeys(c["reason"] for c in checks if not c["passed"]))
+        probability = None if label is None else p if label == "malignant" else 1 - p
         prediction = {
             "id": str(uuid.uuid4()),
             "image_id": str(uuid.uuid4()),
             "patient_id": patient_id,
             "model_version": "v1",
+            "assessment": assessment,
+            "reasons": None if assessment is None else reasons,
+            "checks": None if assessment is None else checks,
             "label": label,
-            "probability": p if label == "malignant" else 1 - p,
+            "probability": probability,
             "probabilities": {"benign": round(1 - p, 4), "malignant": p},
             "threshold": 0.3,
             "latency_ms": 12.5,
@@ -398,7 +482,7 @@ class FakeGateway:
             )
         fields = dict(re.findall(rb'name="(\w+)"\r\n\r\n([^\r]*)\r\n', body))
         patient_id = fields.get(b"patient_id", b"").decode() or None
-        prediction = self.add_prediction(patient_id=patient_id)
+        prediction = self.add_prediction(patient_id=patient_id, **self.outcome)
         if key:
             self.idempotency[key] = prediction
         return httpx.Response(201, json=prediction)
@@ -411,6 +495,17 @@ class FakeGateway:
             items = [p for p in items if p["reviewed"] == wanted]
         if "patient_id" in params:
             items = [p for p in items if p["patient_id"] == params["patient_id"]]
+        if params.get("order") == "review_priority":
+            # The data service's review order: indeterminate and disagreed-with first.
+            disagreed = {
+                r["prediction_id"]
+                for r in self.reviews
+                if r["is_current"] and r.get("verdict") == "disagree"
+            }
+            items = sorted(
+                items,
+                key=lambda p: not (p["assessment"] == "indeterminate" or p["id"] in disagreed),
+            )
         return httpx.Response(
             200, json={"items": items[: int(params.get("limit", 50))], "next_cursor": None}
         )
@@ -455,8 +550,11 @@ class FakeGateway:
         ):
             return envelope(422, "validation_error", "The request body is not valid.")
         label, probability = prediction["label"], prediction["probability"]
-        facts = f"The model assessed this image as {label}, with a probability of "
-        facts += f"{probability * 100:.1f} %."
+        if label is None:
+            facts = "This image could not be assessed: the model gives no verdict on it."
+        else:
+            facts = f"The model assessed this image as {label}, with a probability of "
+            facts += f"{probability * 100:.1f} %."
         if question is None:
             answer = (
                 f"{facts}\n\nDecision threshold: the model says malignant when P(malignant) "
@@ -476,6 +574,8 @@ class FakeGateway:
                 "replaced_reason": replaced[1] if replaced else None,
                 "attempted_provider": replaced[0] if replaced else None,
                 "facts": {
+                    "assessment": prediction["assessment"],
+                    "reasons": prediction["reasons"],
                     "label": label,
                     "probability": probability,
                     "probabilities": prediction["probabilities"],
@@ -524,10 +624,12 @@ class FakeGateway:
     def stats(self, request, caller) -> httpx.Response:
         current = [r for r in self.reviews if r["is_current"]]
         agree = sum(r["verdict"] == "agree" for r in current)
-        by_label = Counter(p["label"] for p in self.predictions)
+        labelled = [p for p in self.predictions if p["label"] is not None]
+        by_label = Counter(p["label"] for p in labelled)
         days: dict[str, Counter] = {}
-        for p in self.predictions:
+        for p in labelled:
             days.setdefault(p["created_at"][:10], Counter())[p["label"]] += 1
+        by_assessment = Counter(p["assessment"] or "not_recorded" for p in self.predictions)
         body = {
             "predictions": len(self.predictions),
             "mean_latency_ms": 12.5 if self.predictions else None,
@@ -538,6 +640,11 @@ class FakeGateway:
                 for d, c in sorted(days.items())
             ],
             "by_model_version": dict(Counter(p["model_version"] for p in self.predictions)),
+            "by_assessment": {
+                name: by_assessment[name]
+                for name in ("assessable", "indeterminate", "not_assessable", "not_recorded")
+            },
+            "by_reason": dict(Counter(r for p in self.predictions for r in p["reasons"] or [])),
             "reviews": {
                 "current": len(current),
                 "agree": agree,

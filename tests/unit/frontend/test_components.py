@@ -10,7 +10,14 @@ from streamlit.testing.v1 import AppTest
 from frontend.components.system_status import NOT_ANSWERING
 from tests.support.images import png_bytes
 from tests.unit.frontend import fake_gateway
-from tests.unit.frontend.fake_gateway import FakeGateway
+from tests.unit.frontend.fake_gateway import (
+    NEAR_THRESHOLD,
+    NO_TISSUE,
+    OUT_OF_DISTRIBUTION,
+    OUT_OF_FOCUS,
+    TISSUE_PASSED,
+    FakeGateway,
+)
 
 
 @pytest.fixture
@@ -97,6 +104,88 @@ def test_analyse_reuses_a_registered_patient(fake):
     assert fake.predictions[0]["patient_id"] == existing["id"]
 
 
+NOT_ASSESSABLE = {
+    "label": None,
+    "assessment": "not_assessable",
+    "checks": [NO_TISSUE, OUT_OF_FOCUS],
+}
+NO_TISSUE_SENTENCE = "No tissue found: 2 % of the image is tissue, at least 20 % is needed."
+FOCUS_SENTENCE = "Out of focus: the tissue's sharpness measures 3.1, at least 10 is needed."
+
+
+def analyse_one(fake: FakeGateway, **outcome) -> AppTest:
+    fake.outcome = outcome
+    app = run("upload:render_analyse")
+    app.file_uploader[0].set_value([("a.png", png_bytes(1, 48), "image/png")])
+    app.run()
+    app.button[0].click().run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_analyse_not_assessable_gives_no_verdict_and_says_why_with_the_measures(fake):
+    app = analyse_one(fake, p=0.995, **NOT_ASSESSABLE)
+    shown = texts(app)
+    assert "NOT ASSESSABLE" in shown
+    assert "This image could not be assessed: no verdict is given." in app.error[0].value
+    assert NO_TISSUE_SENTENCE in shown and FOCUS_SENTENCE in shown
+    assert "MALIGNANT" not in shown.upper().replace("P(MALIGNANT)", "")
+    assert "BENIGN" not in shown.upper()
+    assert "99" not in shown  # P(malignant) 0.995 is stored, never shown as a verdict
+    assert not app.get("plotly_chart")  # no probability gauge
+    assert fake.predictions[0]["probabilities"]["malignant"] == 0.995
+
+
+def test_analyse_indeterminate_says_not_decided_and_only_leans(fake):
+    app = analyse_one(
+        fake,
+        label="malignant",
+        p=0.32,
+        assessment="indeterminate",
+        checks=[TISSUE_PASSED, OUT_OF_DISTRIBUTION, NEAR_THRESHOLD],
+    )
+    headlines = [m.value for m in app.markdown if m.value.startswith("###")]
+    assert headlines == ["### :orange[**NOT DECIDED**]"]
+    assert app.warning[0].value.startswith("The result is not decided")
+    shown = texts(app)
+    assert "Leaning towards :red[**MALIGNANT**]: not a verdict." in shown
+    assert (
+        "Unlike the images the model was trained on: its out-of-distribution score is 41.3, "
+        "at most 25 is accepted." in shown
+    )
+    assert (
+        "Too close to the decision threshold: P(malignant) is 2 percentage points from the "
+        "threshold, at least 5 percentage points is needed." in shown
+    )
+    [gauge] = app.get("plotly_chart")
+    assert '"color":"#78909c"' in gauge.proto.spec.replace(" ", "")  # a neutral bar, no verdict
+
+
+def test_analyse_assessable_with_warnings_shows_the_verdict_and_the_warnings(fake):
+    app = analyse_one(fake, label="malignant", p=0.9, checks=[TISSUE_PASSED, OUT_OF_FOCUS])
+    headlines = [m.value for m in app.markdown if m.value.startswith("###")]
+    assert headlines == ["### :red[**MALIGNANT**]"]
+    assert (
+        app.warning[0].value.replace("\\", "") == f"Assessed, with warnings:\n\n- {FOCUS_SENTENCE}"
+    )
+    assert len(app.get("plotly_chart")) == 1
+
+
+def test_analyse_assessable_says_nothing_more_and_the_heatmap_makes_no_verdict(fake):
+    app = analyse_one(fake, label="benign", p=0.1)
+    assert not app.warning and not app.error
+    assert "not recorded" not in texts(app)
+    captions = [image.proto.imgs[0].caption for image in app.get("image")]
+    assert any("it does not make a verdict" in caption for caption in captions), captions
+
+
+def test_a_measure_name_from_the_gateway_is_shown_as_plain_text(fake):
+    hostile = NO_TISSUE | {"measure": "[click](https://evil.example)", "reason": "**bold**"}
+    app = analyse_one(fake, label=None, assessment="not_assessable", checks=[hostile])
+    assert "\\[click\\]\\(https\\://evil\\.example\\)" in app.error[0].value
+    assert "\\*\\*bold\\*\\*" in app.error[0].value
+
+
 # -- Patients and history --------------------------------------------------------------------
 
 
@@ -114,6 +203,32 @@ def test_history_finds_a_patient_and_opens_a_prediction(fake):
     opened.select_index(1).run()
     assert "BENIGN" in texts(app)
     assert any(r.url.path == f"/api/v1/predictions/{older['id']}/reviews" for r in fake.requests)
+
+
+def test_history_names_each_assessment_and_shows_old_ones_as_not_recorded(fake):
+    patient = fake.add_patient("H-5")
+    old = fake.add_prediction("benign", 0.1, patient["id"], assessment=None)
+    fake.add_prediction(patient_id=patient["id"], **NOT_ASSESSABLE)
+    fake.add_prediction(
+        "malignant", 0.34, patient["id"], "indeterminate", [TISSUE_PASSED, NEAR_THRESHOLD]
+    )
+    app = run("history:render_history", "viewer")
+    app.text_input[0].input("H-5").run()
+    [table] = [df.value for df in app.dataframe]
+    assert table["assessment"].tolist() == ["indeterminate", "not assessable", "not recorded"]
+    assert table["label"].tolist() == ["not decided, leaning malignant", "no verdict", "benign"]
+    assert table["P(malignant)"].isna().tolist() == [False, True, False]
+    opened = app.selectbox(key="patient-open")
+    assert [option.split(" · ", 1)[1] for option in opened.options] == [
+        "not decided, leaning malignant · P(malignant) 0.34",
+        "no verdict",
+        "benign · P(malignant) 0.10",
+    ]
+    assert "NOT DECIDED" in texts(app)  # the newest, opened
+    opened.select_index(1).run()
+    assert NO_TISSUE_SENTENCE in texts(app) and "NOT ASSESSABLE" in texts(app)
+    app.selectbox(key="patient-open").set_value(old["id"]).run()
+    assert "Assessability: not recorded" in texts(app) and "BENIGN" in texts(app)
 
 
 def test_history_shows_review_comments_as_plain_text(fake):
@@ -193,6 +308,53 @@ def test_review_skip_then_show_again(fake):
     assert fake.reviews == []
 
 
+def test_review_shows_why_a_prediction_is_first_in_the_queue(fake):
+    fake.add_prediction("benign", 0.1)
+    undecided = fake.add_prediction(
+        "malignant", 0.34, assessment="indeterminate", checks=[TISSUE_PASSED, NEAR_THRESHOLD]
+    )
+    fake.add_prediction("malignant", 0.9)  # newer, but decided
+    app = run("review:render_review_queue")
+    sent = fake.calls("GET", "/api/v1/predictions")[-1].url.params
+    assert (sent["order"], sent["reviewed"]) == ("review_priority", "false")
+    badges = [m.value for m in app.markdown if "-badge[" in m.value]
+    assert badges == [
+        ":orange-badge[:material/priority_high: First in the queue: not decided by the model]"
+    ]
+    assert "NOT DECIDED" in texts(app)
+    next(b for b in app.button if b.label == "Submit review").click().run()
+    assert fake.reviews[0]["prediction_id"] == undecided["id"]
+    assert not [m for m in app.markdown if "-badge[" in m.value]  # the next: the newest
+
+
+def test_review_badges_a_prediction_a_reviewer_disagreed_with():
+    from frontend.components.review import priority_badges
+
+    disagreed = [{"verdict": "disagree", "is_current": True}]
+    replaced = [
+        {"verdict": "disagree", "is_current": False},
+        {"verdict": "agree", "is_current": True},
+    ]
+    assert priority_badges({"assessment": "assessable"}, disagreed) == [
+        "A reviewer disagreed with the model"
+    ]
+    assert priority_badges({"assessment": "assessable"}, replaced) == []
+    assert priority_badges({"assessment": None}, []) == []
+
+
+def test_review_of_an_image_without_a_verdict_offers_both_labels(fake):
+    prediction = fake.add_prediction(**NOT_ASSESSABLE)
+    app = run("review:render_review_queue")
+    assert "NOT ASSESSABLE" in texts(app)
+    app.radio[0].set_value("Correct the label").run()
+    assert app.selectbox[0].options == ["benign", "malignant"]
+    app.selectbox[0].set_value("malignant").run()
+    next(b for b in app.button if b.label == "Submit review").click().run()
+    assert [(r["prediction_id"], r["corrected_label"]) for r in fake.reviews] == [
+        (prediction["id"], "malignant")
+    ]
+
+
 def test_review_export_is_offered_to_admins_only(fake):
     prediction = fake.add_prediction("malignant", 0.9)
     fake.reviews.append(
@@ -228,6 +390,45 @@ def test_dashboard_shows_the_counts_and_agreement(fake):
     assert "created_from" not in fake.calls("GET", "/api/v1/stats")[-1].url.params
 
 
+def test_dashboard_counts_images_without_a_verdict_by_reason(fake):
+    fake.add_prediction("benign", 0.1, assessment=None)  # stored before assessments
+    fake.add_prediction(**NOT_ASSESSABLE)
+    fake.add_prediction(label=None, assessment="not_assessable", checks=[NO_TISSUE])
+    fake.add_prediction(
+        "malignant", 0.34, assessment="indeterminate", checks=[TISSUE_PASSED, NEAR_THRESHOLD]
+    )
+    fake.add_prediction("malignant", 0.9)
+    app = run("stats:render_dashboard", "viewer")
+    shown = metrics(app)
+    assert (shown["Not assessable"], shown["Indeterminate"]) == ("2", "1")
+    assert (shown["Assessable"], shown["Not recorded"]) == ("1", "1")
+    assert shown["Predictions"] == "5" and shown["Malignant"] == "2"
+    [by_reason] = [c for c in app.get("plotly_chart") if "No tissue found" in c.proto.spec]
+    spec = json.loads(by_reason.proto.spec)
+    assert dict(zip(spec["data"][0]["x"], spec["data"][0]["y"], strict=True)) == {
+        "No tissue found": 2,
+        "Out of focus": 1,
+        "Too close to the decision threshold": 1,
+    }
+    assert "1 predictions were made before images were checked" in texts(app)
+
+
+def test_dashboard_without_assessment_counts_says_not_recorded(fake):
+    fake.add_prediction("benign", 0.1, assessment=None)
+    original = fake.stats
+
+    def older_gateway(request, caller):
+        response = original(request, caller)
+        body = json.loads(response.content)
+        del body["by_assessment"], body["by_reason"]
+        return type(response)(200, json=body)
+
+    fake.stats = older_gateway
+    app = run("stats:render_dashboard", "viewer")
+    assert "Assessability: not recorded for this period." in texts(app)
+    assert "Not assessable" not in metrics(app)
+
+
 def test_dashboard_with_the_data_service_down_says_so(fake):
     fake.down.add("/api/v1/stats")
     app = run("stats:render_dashboard", "viewer")
@@ -256,6 +457,30 @@ def test_models_page_offers_no_activation_to_a_clinician(fake):
     app.selectbox[0].set_value("v2").run()
     assert not [b for b in app.button if b.label.startswith("Activate")]
     assert "Trained on synthetic images" in texts(app)
+
+
+def test_models_page_shows_calibration_band_and_ood_threshold_or_not_recorded(fake):
+    app = run("models:render_models", "viewer")
+    shown = metrics(app)
+    assert shown["Calibration error before"] == "0.081"
+    assert shown["Calibration error after"] == "0.023"
+    assert shown["Indeterminate band"] == "± 8.0 %"
+    assert shown["Out-of-distribution threshold"] == "25.00"
+    assert "temperature 1.734, 15 bins, chosen on the validation split" in texts(app)
+    assert "wrong on 31.0 % of validation images inside it and 4.0 % outside" in texts(app)
+    assert "mahalanobis distance of the penultimate layer's features" in texts(app)
+    app.selectbox[0].set_value("v2").run()  # an older card
+    older = metrics(app)
+    assert {
+        older[name]
+        for name in (
+            "Calibration error before",
+            "Calibration error after",
+            "Indeterminate band",
+            "Out-of-distribution threshold",
+        )
+    } == {"not recorded"}
+    assert "Not recorded means this version's card predates the measure" in texts(app)
 
 
 def test_data_page_shows_the_training_runs_reports(fake):
@@ -408,6 +633,15 @@ def test_assistant_names_the_language_model_that_answered(fake, provider, model,
     app = open_assistant()
     assert caption in texts(app)
     assert not app.warning
+
+
+def test_assistant_on_an_image_without_a_verdict_shows_no_probability(fake):
+    prediction = fake.add_prediction(p=0.995, **NOT_ASSESSABLE)
+    app = open_assistant()
+    assert app.selectbox[0].format_func(prediction["id"]).endswith(" · no verdict")
+    assert "NOT ASSESSABLE" in texts(app) and NO_TISSUE_SENTENCE in texts(app)
+    assert "P(None)" not in texts(app) and "99" not in texts(app)
+    assert conversation(app)[0][1].startswith("This image could not be assessed")
 
 
 def test_assistant_sends_each_question_with_the_conversation_so_far(fake):

@@ -119,7 +119,13 @@ def test_prometheus_config_and_its_rule_files_are_valid():
 def test_alert_rules_are_valid_and_cover_downtime_errors_latency_and_downstreams():
     check("rules", PROMETHEUS_DIR / "alerts.yml")
     alerts = {rule["alert"]: rule for rule in rules()}
-    assert set(alerts) == {"ServiceDown", "HighErrorRate", "HighLatency", "GatewayDownstreamErrors"}
+    assert set(alerts) == {
+        "ServiceDown",
+        "HighErrorRate",
+        "HighLatency",
+        "GatewayDownstreamErrors",
+        "NotAssessableShareJump",
+    }
     assert alerts["ServiceDown"]["for"] == "1m"
     assert 'status=~"5.."' in alerts["HighErrorRate"]["expr"]
 
@@ -168,6 +174,8 @@ def test_the_dashboard_has_a_panel_for_each_view_on_the_provisioned_datasource()
         "Predictions by label": "inference_predictions_total",
         "Inference batch size": "inference_batch_size_bucket",
         "Assistant answers": "gateway_assistant_answers_total",
+        "Not-assessable share": "inference_assessments_total",
+        "Assessments and reasons": "inference_assessment_reasons_total",
     }
     for title, metric in wanted.items():
         assert title in panels, title
@@ -184,4 +192,103 @@ def test_rules_and_dashboard_ask_only_for_metrics_the_services_expose(exposed):
     expressions = [rule["expr"] for rule in rules()] + dashboard_expressions()
     used = set().union(*map(metric_names, expressions))
     assert {"inference_predictions_total", "gateway_downstream_errors_total"} <= used
+    assert {"inference_assessments_total", "inference_assessment_reasons_total"} <= used
     assert used - exposed - SYNTHETIC == set()
+
+
+# -- The not-assessable jump, with promtool's rule tests over made-up counter series ----------
+
+JUMP_ALERT = "NotAssessableShareJump"
+DAY_MINUTES = 24 * 60
+
+
+def assessment_series(per_minute: dict[str, tuple[float, float]]) -> list[dict[str, str]]:
+    """Counters of `inference_assessments_total` sampled each minute: for each assessment,
+    images per minute over the first day, then over the two hours after it."""
+    series = []
+    for assessment, (day_rate, then_rate) in per_minute.items():
+        at_day_end = day_rate * DAY_MINUTES
+        series.append(
+            {
+                "series": "inference_assessments_total"
+                f'{{assessment="{assessment}",job="inference",instance="inference:8001"}}',
+                "values": f"0+{day_rate}x{DAY_MINUTES} {at_day_end + then_rate}+{then_rate}x120",
+            }
+        )
+    return series
+
+
+def jump_rule_tests(per_minute: dict[str, tuple[float, float]], expected: list[dict]) -> dict:
+    """A promtool rule test: 70 minutes into the second period the alert fires with
+    `expected` (labels and annotations), or not at all when `expected` is empty."""
+    return {
+        "rule_files": [str(PROMETHEUS_DIR / "alerts.yml")],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": assessment_series(per_minute),
+                "alert_rule_test": [
+                    {
+                        "eval_time": f"{DAY_MINUTES + 70}m",
+                        "alertname": JUMP_ALERT,
+                        "exp_alerts": expected,
+                    },
+                ],
+            }
+        ],
+    }
+
+
+def run_rule_tests(tests: dict, folder: Path) -> subprocess.CompletedProcess:
+    path = folder / "jump_test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    return subprocess.run(
+        [promtool(), "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+
+
+FIRED = {
+    "exp_labels": {"severity": "warning"},
+    "exp_annotations": {
+        "summary": "50% of images were not assessable in the last hour",
+        "description": next(r for r in rules() if r.get("alert") == JUMP_ALERT)["annotations"][
+            "description"
+        ],
+    },
+}
+
+
+def test_the_not_assessable_alert_fires_when_the_share_jumps(tmp_path):
+    # 5 % of 100 images a minute all day, then half of them for the last 70 minutes.
+    jump = {"assessable": (95, 50), "not_assessable": (5, 50), "indeterminate": (0, 0)}
+    result = run_rule_tests(jump_rule_tests(jump, [FIRED]), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "per_minute",
+    [
+        # A steady 5 %.
+        {"assessable": (95, 95), "not_assessable": (5, 5)},
+        # A steady 30 %: above 20 %, but what this site always sends.
+        {"assessable": (70, 70), "not_assessable": (30, 30)},
+        # Half of 12 images in the hour after a day at 5 %: too few images to call a jump.
+        {"assessable": (0.95, 0.1), "not_assessable": (0.05, 0.1)},
+        # Every image assessable.
+        {"assessable": (100, 100), "not_assessable": (0, 0)},
+    ],
+    ids=["steady-low", "steady-high", "too-few-images", "none"],
+)
+def test_the_not_assessable_alert_stays_quiet_without_a_jump(tmp_path, per_minute):
+    result = run_rule_tests(jump_rule_tests(per_minute, []), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_rule_tests_can_fail(tmp_path):
+    """promtool's test fails when the expectation is wrong, both ways: so a passing test above
+    is the rule's behaviour, not a test that cannot fail."""
+    jump = {"assessable": (95, 50), "not_assessable": (5, 50)}
+    assert run_rule_tests(jump_rule_tests(jump, []), tmp_path).returncode != 0
+    steady = {"assessable": (95, 95), "not_assessable": (5, 5)}
+    assert run_rule_tests(jump_rule_tests(steady, [FIRED]), tmp_path).returncode != 0
