@@ -98,14 +98,11 @@ def render_assessability(stats: dict[str, Any]) -> None:
     """How many images got no verdict (not assessable) or no decided one (indeterminate), and
     for which reasons; predictions stored before images were checked count as not recorded."""
     st.subheader("Assessability")
-    by_assessment = stats.get("by_assessment") or {}
-    if not by_assessment:
-        st.info("Assessability: not recorded for this period.")
-        return
+    by_assessment = stats["by_assessment"]  # every key, zero where none
     columns = st.columns(4)
     for column, name in zip(columns, ASSESSMENT_NAMES, strict=True):
         column.metric(ASSESSMENT_NAMES[name].capitalize(), by_assessment.get(name, 0))
-    by_reason = {reason_name(r): n for r, n in (stats.get("by_reason") or {}).items() if n}
+    by_reason = {reason_name(r): n for r, n in stats["by_reason"].items() if n}
     if by_reason:
         figure = counts_chart(by_reason, {name: NEUTRAL_COLOUR for name in by_reason})
         figure.update_layout(yaxis_title="predictions")

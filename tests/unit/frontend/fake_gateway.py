@@ -576,6 +576,7 @@ class FakeGateway:
                 "facts": {
                     "assessment": prediction["assessment"],
                     "reasons": prediction["reasons"],
+                    "failed_checks": [c for c in prediction["checks"] or [] if not c["passed"]],
                     "label": label,
                     "probability": probability,
                     "probabilities": prediction["probabilities"],
@@ -626,18 +627,25 @@ class FakeGateway:
         agree = sum(r["verdict"] == "agree" for r in current)
         labelled = [p for p in self.predictions if p["label"] is not None]
         by_label = Counter(p["label"] for p in labelled)
-        days: dict[str, Counter] = {}
-        for p in labelled:
-            days.setdefault(p["created_at"][:10], Counter())[p["label"]] += 1
         by_assessment = Counter(p["assessment"] or "not_recorded" for p in self.predictions)
+        days: dict[str, list[dict]] = {}
+        for p in self.predictions:
+            days.setdefault(p["created_at"][:10], []).append(p)
         body = {
             "predictions": len(self.predictions),
             "mean_latency_ms": 12.5 if self.predictions else None,
             "p95_latency_ms": 20.0 if self.predictions else None,
             "by_label": dict(by_label),
             "by_day": [
-                {"day": d, "count": sum(c.values()), "by_label": dict(c)}
-                for d, c in sorted(days.items())
+                {
+                    "day": day,
+                    "count": len(predictions),
+                    "by_label": dict(Counter(p["label"] for p in predictions if p["label"])),
+                    "by_assessment": dict(
+                        Counter(p["assessment"] or "not_recorded" for p in predictions)
+                    ),
+                }
+                for day, predictions in sorted(days.items())
             ],
             "by_model_version": dict(Counter(p["model_version"] for p in self.predictions)),
             "by_assessment": {

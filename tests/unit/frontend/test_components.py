@@ -180,7 +180,8 @@ def test_analyse_assessable_says_nothing_more_and_the_heatmap_makes_no_verdict(f
 
 
 def test_a_measure_name_from_the_gateway_is_shown_as_plain_text(fake):
-    hostile = NO_TISSUE | {"measure": "[click](https://evil.example)", "reason": "**bold**"}
+    # Reasons are codes the gateway checks; a measure's name is any text, shown as text.
+    hostile = NO_TISSUE | {"measure": "**bold** [click](https://evil.example)"}
     app = analyse_one(fake, label=None, assessment="not_assessable", checks=[hostile])
     assert "\\[click\\]\\(https\\://evil\\.example\\)" in app.error[0].value
     assert "\\*\\*bold\\*\\*" in app.error[0].value
@@ -411,22 +412,6 @@ def test_dashboard_counts_images_without_a_verdict_by_reason(fake):
         "Too close to the decision threshold": 1,
     }
     assert "1 predictions were made before images were checked" in texts(app)
-
-
-def test_dashboard_without_assessment_counts_says_not_recorded(fake):
-    fake.add_prediction("benign", 0.1, assessment=None)
-    original = fake.stats
-
-    def older_gateway(request, caller):
-        response = original(request, caller)
-        body = json.loads(response.content)
-        del body["by_assessment"], body["by_reason"]
-        return type(response)(200, json=body)
-
-    fake.stats = older_gateway
-    app = run("stats:render_dashboard", "viewer")
-    assert "Assessability: not recorded for this period." in texts(app)
-    assert "Not assessable" not in metrics(app)
 
 
 def test_dashboard_with_the_data_service_down_says_so(fake):
