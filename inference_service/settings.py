@@ -70,9 +70,8 @@ class InferenceSettings(TokenCheckingSettings, DatabaseServiceSettings):
 def quality_limits(settings: InferenceSettings) -> QualityLimits:
     """The site's quality limits, from its settings."""
     # Each limit's setting is its name with `quality_` before it.
-    return QualityLimits(
-        **{limit.name: getattr(settings, f"quality_{limit.name}") for limit in fields(QualityLimits)}
-    )
+    names = [limit.name for limit in fields(QualityLimits)]
+    return QualityLimits(**{name: getattr(settings, f"quality_{name}") for name in names})
 
 
 @lru_cache
