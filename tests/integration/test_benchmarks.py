@@ -85,8 +85,8 @@ def test_inference_memory_reports_peaks_above_idle_and_the_targets() -> None:
 
 
 def test_assessability_meets_its_targets_on_a_fixed_subset() -> None:
-    result = run_benchmark("assessability", "--per-kind", "10", "--seed", "1", timeout_s=300)
-    assert result["per_kind"] == 10
+    result = run_benchmark("assessability", "--per-kind", "20", "--seed", "0", timeout_s=300)
+    assert result["per_kind"] == 20
     assert result["false_refusal_rate"] <= result["false_refusal_target"] == 0.02
     assert set(result["miss_rate"]) == {
         "blank_glass", "dusty_glass", "blurred_tissue", "pen_strokes", "random_noise",
