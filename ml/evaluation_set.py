@@ -161,7 +161,12 @@ def natural_scene(rng: Rng) -> Pixels:
 
 
 def over_exposed(rng: Rng) -> Pixels:
-    return np.clip(_tissue(rng).astype(np.float64) * rng.uniform(1.8, 2.5), 0, 255).astype(np.uint8)
+    """Tissue so bright that the typical pixel is clipped to white in two channels or more:
+    the gain is relative to the image's own median brightest channel, so a dark stain is
+    not left merely bright."""
+    pixels = _tissue(rng).astype(np.float64)
+    gain = rng.uniform(1.3, 1.8) * 255 / max(float(np.median(pixels.max(axis=2))), 1.0)
+    return np.clip(pixels * gain, 0, 255).astype(np.uint8)
 
 
 def under_exposed(rng: Rng) -> Pixels:

@@ -79,7 +79,7 @@ class QualityLimits:
       their 2nd percentile.
     - `max_bright_fraction` 0.35 / `max_dark_fraction` 0.3: synthetic tissue has at most 0.30
       of its pixels clipped to white and, but for one image, 0.07 nearly black; over-exposed
-      tissue 0.63 at its 5th percentile, under-exposed 0.52 at the least.
+      tissue 0.40 at the least, under-exposed 0.52 at the least.
     """
 
     min_tissue_fraction: float = 0.15
