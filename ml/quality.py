@@ -31,8 +31,8 @@ from skimage.filters import gaussian, laplace, threshold_otsu
 from ml.assessment import Check, Reason
 
 # Images are measured at most this long on their longest side (reduced by block means), so a
-# 2048 px upload costs about what a 512 px one does; smaller images are measured as they are.
-WORK_SIDE = 512
+# 2048 px upload costs about what a 256 px one does; smaller images are measured as they are.
+WORK_SIDE = 256
 # Focus is measured at most this long: blur the model cannot see at its input size (tens of
 # pixels) does not matter, and a large image's pixel-level softness is not blur of the tissue.
 FOCUS_SIDE = 128
