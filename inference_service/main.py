@@ -17,7 +17,7 @@ from inference_service.serving.holder import ModelHolder
 from inference_service.serving.memory import MemoryBudget, return_freed_images_to_the_system
 from inference_service.serving.routes import router as serving_router
 from inference_service.serving.service import PredictionMetrics, Serving, site_policies
-from inference_service.settings import InferenceSettings, get_settings
+from inference_service.settings import InferenceSettings, get_settings, quality_limits
 
 logger = logging.getLogger("inference_service")
 
@@ -78,6 +78,7 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         max_image_side=settings.max_image_side,
         budget=MemoryBudget(settings.image_memory_mb * 1024 * 1024, settings.image_memory_wait_s),
         policies=site_policies(settings.assessment_warn_only),
+        quality_limits=quality_limits(settings),
     )
     app.state.token_verifier = jwks_token_verifier(auth_client, settings)
     app.state.readiness_checks["model"] = holder.readiness

@@ -1,11 +1,16 @@
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import DatabaseServiceSettings, TokenCheckingSettings
 from ml.assessment import Reason
+from ml.quality import QualityLimits
+
+# The defaults of the quality limits, chosen on the evaluation set (see `QualityLimits`).
+_LIMITS = QualityLimits()
 
 
 class InferenceSettings(TokenCheckingSettings, DatabaseServiceSettings):
@@ -42,19 +47,33 @@ class InferenceSettings(TokenCheckingSettings, DatabaseServiceSettings):
     image_memory_mb: int = Field(default=256, ge=16)
     image_memory_wait_s: float = Field(default=20.0, gt=0)
 
+    # Assessability: the limit of every image quality check (`ml.quality.QualityLimits`,
+    # whose docstring and the README's "Assessability" section say why each default).
+    quality_min_tissue_fraction: float = Field(default=_LIMITS.min_tissue_fraction, ge=0, le=1)
+    quality_tissue_od_floor: float = Field(default=_LIMITS.tissue_od_floor, ge=0)
+    quality_tissue_od_ceiling: float = Field(default=_LIMITS.tissue_od_ceiling, ge=0)
+    quality_min_focus: float = Field(default=_LIMITS.min_focus, ge=0)
+    quality_min_he_plausibility: float = Field(default=_LIMITS.min_he_plausibility, ge=0, le=1)
+    quality_max_pen_fraction: float = Field(default=_LIMITS.max_pen_fraction, ge=0, le=1)
+    quality_max_bright_fraction: float = Field(default=_LIMITS.max_bright_fraction, ge=0, le=1)
+    quality_max_dark_fraction: float = Field(default=_LIMITS.max_dark_fraction, ge=0, le=1)
     # Reason codes (`ml.assessment.Reason`) whose failed check only warns: the image is still
     # assessed. Every other failed check refuses a verdict (not_assessable, or indeterminate
     # for the model's own: out_of_distribution, near_threshold). A JSON list in the environment.
-    assessment_warn_only: list[str] = Field(default_factory=list)
+    assessment_warn_only: list[Reason] = Field(default_factory=list)
 
-    @field_validator("assessment_warn_only")
-    @classmethod
-    def _known_reasons(cls, value: list[str]) -> list[str]:
-        known = {reason.value for reason in Reason}
-        unknown = [code for code in value if code not in known]
-        if unknown:
-            raise ValueError(f"unknown reason codes {unknown}; known: {sorted(known)}")
-        return value
+    @model_validator(mode="after")
+    def _floor_below_ceiling(self) -> "InferenceSettings":
+        if self.quality_tissue_od_floor > self.quality_tissue_od_ceiling:
+            raise ValueError("QUALITY_TISSUE_OD_FLOOR must not exceed QUALITY_TISSUE_OD_CEILING")
+        return self
+
+
+def quality_limits(settings: InferenceSettings) -> QualityLimits:
+    """The site's quality limits, from its settings."""
+    # Each limit's setting is its name with `quality_` before it.
+    names = [limit.name for limit in fields(QualityLimits)]
+    return QualityLimits(**{name: getattr(settings, f"quality_{name}") for name in names})
 
 
 @lru_cache

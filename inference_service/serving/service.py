@@ -8,7 +8,7 @@ holds its estimated memory against the process's budget (`memory.MemoryBudget`).
 import asyncio
 import base64
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +23,7 @@ from inference_service.serving.predictor import Predictor, heatmap_focus, overla
 from inference_service.serving.schemas import CheckOut, HeatmapFocusOut, PredictionOut
 from ml.assessment import Check, Outcome, Policy, Reason, assess
 from ml.contract import ImageHeader, preprocess_image
+from ml.quality import QualityLimits, quality_checks
 
 
 class PredictionMetrics:
@@ -53,7 +54,7 @@ class PredictionMetrics:
             self.assessment_reasons.labels(reason.value).inc()
 
 
-def site_policies(warn_only: list[str]) -> dict[Reason, Policy]:
+def site_policies(warn_only: Sequence[str]) -> dict[Reason, Policy]:
     """The site's policy per reason: those named only warn, every other refuses."""
     return {Reason(reason): "warn" for reason in warn_only}
 
@@ -78,11 +79,12 @@ class Serving:
     budget: MemoryBudget
     # The site's policy per reason; a reason missing refuses (`ml.assessment.assess`).
     policies: Mapping[Reason, Policy] = field(default_factory=dict)
+    quality_limits: QualityLimits = field(default_factory=QualityLimits)
 
-    def prepare(self, data: bytes, size: int) -> tuple[Image.Image, np.ndarray]:
-        """The decoded (bounded) image and its model input."""
+    def prepare(self, data: bytes, size: int) -> tuple[Image.Image, np.ndarray, list[Check]]:
+        """The decoded (bounded) image, its model input and its quality checks."""
         image = decode_upload(data, self.max_pixels, self.max_image_side)
-        return image, preprocess_image(image, size)
+        return image, preprocess_image(image, size), quality_checks(image, self.quality_limits)
 
     async def predict(self, uploads: list[bytes], heatmap: bool = False) -> list[PredictionOut]:
         started = time.perf_counter()
@@ -112,14 +114,15 @@ class Serving:
         self, predictor: Predictor, data: bytes, header: ImageHeader, heatmap: bool
     ) -> PredictionOut:
         async with self.budget.hold(image_cost(header, heatmap, self.max_image_side)):
-            image, model_input = await in_thread(self.prepare, data, predictor.size)
+            image, model_input, image_checks = await in_thread(self.prepare, data, predictor.size)
             [output] = await self.batcher.predict(predictor, [model_input])
             prediction = predictor.interpret(output)
-            image_checks: list[Check] = []
             outcome = assess([*image_checks, *prediction.checks], self.policies)
             label = prediction.label if outcome.gives_label else None
             overlay = focus = None
-            if heatmap:
+            # No overlay without a verdict: a map toward a label the answer withholds would
+            # read as one.
+            if heatmap and label is not None:
                 overlay, focus = await in_thread(
                     explain, predictor, image, model_input, prediction.label
                 )

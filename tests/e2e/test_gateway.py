@@ -18,7 +18,7 @@ import pytest
 from dotenv import dotenv_values
 
 from devstack.launcher import LaunchedStack
-from tests.support.images import png_bytes
+from tests.support.images import png_bytes, tissue_png
 from tests.support.launcher import RESTART_TIMEOUT_S, wait_for
 from tests.support.llm_server import Reply, anthropic_error, anthropic_message, scripted_llm_server
 from tests.support.sql import fetch
@@ -164,7 +164,7 @@ def test_the_prediction_flow_stores_image_prediction_and_heatmap(api, new_user, 
         "/api/v1/patients", json={"external_ref": f"GW-{uuid.uuid4().hex[:6]}"}, headers=clinician
     )
     assert patient.status_code == 201, patient.text
-    image = png_bytes(seed=101, size=48)
+    image = tissue_png(seed=101, size=48)
 
     answer = predict(api, clinician, image, data={"patient_id": patient.json()["id"]})
 
@@ -583,7 +583,7 @@ def assessed(api, new_user):
     reference = f"PT-{uuid.uuid4().hex[:8]}"
     patient = api.post("/api/v1/patients", json={"external_ref": reference}, headers=clinician)
     assert patient.status_code == 201, patient.text
-    image = png_bytes(seed=int(uuid.uuid4().int % 10_000), size=40)
+    image = tissue_png(seed=int(uuid.uuid4().int % 10_000), size=48)
     answer = predict(api, clinician, image, data={"patient_id": patient.json()["id"]})
     assert answer.status_code == 201, answer.text
     return clinician, user_id, reference, answer.json()

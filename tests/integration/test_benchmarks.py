@@ -82,3 +82,17 @@ def test_inference_memory_reports_peaks_above_idle_and_the_targets() -> None:
         assert target["single_at_most_mib"] == 300
         assert isinstance(target["single_pass"], bool)
         assert isinstance(target["concurrent_pass"], bool)
+
+
+def test_assessability_meets_its_targets_on_a_fixed_subset() -> None:
+    result = run_benchmark("assessability", "--per-kind", "20", "--seed", "0", timeout_s=300)
+    assert result["per_kind"] == 20
+    assert result["false_refusal_rate"] <= result["false_refusal_target"] == 0.02
+    assert set(result["miss_rate"]) == {
+        "blank_glass", "dusty_glass", "blurred_tissue", "pen_strokes", "random_noise",
+        "flat_colour", "colour_gradient", "screenshot", "grey_tissue", "inverted_tissue",
+        "dab_ihc", "natural_scene", "over_exposed", "under_exposed",
+    }  # fmt: skip
+    assert all(rate <= result["miss_target"] == 0.05 for rate in result["miss_rate"].values())
+    assert result["within_targets"] is True
+    assert result["ms_per_image"] > 0 and result["preprocess_ms_per_image"] > 0

@@ -27,6 +27,23 @@ def png_bytes(seed: int, size: int = 24, mode: str = "RGB") -> bytes:
     return buffer.getvalue()
 
 
+def tissue_png(seed: int, size: int = 64) -> bytes:
+    """A PNG of synthetic H&E-like tissue, different for each seed, that passes every quality
+    check at the default limits: the model gives it a label (random pixels are refused)."""
+    from ml.quality import QualityLimits, quality_checks
+    from ml.synthetic import make_patient, render
+
+    for attempt in range(100):
+        rng = np.random.default_rng([seed, attempt])
+        malignant = bool(seed % 2)
+        pixels = render(rng, make_patient(rng, seed, malignant), int(malignant), size)
+        if all(check.passed for check in quality_checks(pixels, QualityLimits())):
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, "PNG")
+            return buffer.getvalue()
+    raise AssertionError(f"no synthetic tissue of {size} px passed the quality checks")
+
+
 def chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from ml.card import ModelCard
 from ml.contract import decode_image, preprocess_image
-from tests.support.images import decompression_bomb, png_bytes, png_declaring
+from tests.support.images import decompression_bomb, png_bytes, png_declaring, tissue_png
 from tests.support.inference import running_inference
 from tests.support.tokens import bearer, mint_token
 
@@ -24,7 +24,8 @@ REGIONS = {
 
 
 def png(seed: int, size: int = 50, mode: str = "RGB") -> bytes:
-    return png_bytes(seed, size, mode)
+    """Tissue, which the quality checks pass, in colour; random pixels in other modes."""
+    return tissue_png(seed, size) if mode == "RGB" else png_bytes(seed, size, mode)
 
 
 def served_malignant(folder, model_input: np.ndarray) -> float:

@@ -4,18 +4,19 @@ against its own data made again from the seed, and against real H&E tissue it ne
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from ml.bootstrap import DEMO_DATA, DEMO_VERSION, SHIPPED_MODELS_DIR
 from ml.calibration import expected_calibration_error, temperature_scaled
 from ml.card import ModelCard
 from ml.contract import preprocess_image
 from ml.datasets import read_dataset
+from ml.evaluation_set import real_tissue_tiles
 from ml.ood import Mahalanobis
 from ml.pipeline import predict_with_features
 from ml.preprocessing import check_files, split_by_patient
 from ml.synthetic import generate
 from ml.versions import read_card
-from tests.support.real_tissue import tissue_tiles
 
 SHIPPED = SHIPPED_MODELS_DIR / DEMO_VERSION
 
@@ -88,7 +89,7 @@ def test_held_out_synthetic_images_are_mostly_under_the_ood_threshold(card, outp
 
 
 def test_real_h_and_e_tissue_is_unlike_the_synthetic_training_data(card, model):
-    tiles = tissue_tiles()
+    tiles = [Image.fromarray(tile) for tile in real_tissue_tiles()]
     assert len(tiles) >= 10
     layer = card.out_of_distribution.layer
     features = keras.Model(model.inputs, model.get_layer(layer).output)
