@@ -2,6 +2,7 @@
 supervisord, real PostgreSQL), called only through the gateway."""
 
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -16,8 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 from dotenv import dotenv_values
+from PIL import Image
 
 from devstack.launcher import LaunchedStack
+from ml.evaluation_set import ASSESSABLE, examples, real_tissue_tiles
 from tests.support.images import png_bytes, tissue_png
 from tests.support.launcher import RESTART_TIMEOUT_S, wait_for
 from tests.support.llm_server import Reply, anthropic_error, anthropic_message, scripted_llm_server
@@ -590,9 +593,11 @@ def assessed(api, new_user):
 
 
 def stated(prediction: dict) -> str:
+    """An answer true to `prediction`: an undecided result must be called so."""
+    undecided = " The result is not decided." if prediction["assessment"] == "indeterminate" else ""
     return (
         f"The model assessed this image as {prediction['label']}, with a probability of "
-        f"{prediction['probability'] * 100:.1f} %. It assists and does not diagnose."
+        f"{prediction['probability'] * 100:.1f} %.{undecided} It assists and does not diagnose."
     )
 
 
@@ -727,3 +732,63 @@ def test_the_assistant_is_for_clinicians_within_their_limit(
     assert_envelope(limited, 429, "rate_limited")
     assert int(limited.headers["retry-after"]) >= 1
     assert len(explained_events(databases, prediction["id"])) == ASSISTANT_PER_HOUR
+
+
+# -- Assessability ---------------------------------------------------------------------------
+
+
+def png_of(pixels) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("random_noise", "not_h_and_e"),
+        ("flat_colour", "out_of_focus"),
+        ("blank_glass", "no_tissue"),
+    ],
+)
+def test_what_is_not_tissue_gets_no_verdict_with_its_reason(api, new_user, databases, kind, reason):
+    clinician, user_id = new_user("clinician")
+    [example] = examples(kind, 1, seed=5)
+    answer = predict(api, clinician, png_of(example.image))
+    assert answer.status_code == 201, answer.text
+    prediction = answer.json()
+    assert prediction["assessment"] == "not_assessable"
+    assert reason in prediction["reasons"]
+    assert (prediction["label"], prediction["probability"]) == (None, None)
+    assert sum(prediction["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    failed = [c for c in prediction["checks"] if not c["passed"]]
+    assert reason in {c["reason"] for c in failed}
+    assert prediction["heatmap_ref"] is None  # no map toward a withheld label
+    # Stored for audit as answered, and counted.
+    [stored] = fetch(
+        databases["data"],
+        "SELECT assessment, label, probabilities FROM predictions WHERE requested_by = $1",
+        uuid.UUID(user_id),
+    )
+    assert (stored["assessment"], stored["label"]) == ("not_assessable", None)
+    assert stored["probabilities"]
+    stats = api.get("/api/v1/stats", headers=clinician).json()
+    assert stats["by_assessment"]["not_assessable"] >= 1
+    assert stats["by_reason"][reason] >= 1
+
+
+def test_held_out_synthetic_tissue_gets_a_verdict_or_an_undecided_one(api, new_user):
+    clinician, _ = new_user("clinician")
+    for example in examples(ASSESSABLE, 6, seed=3):
+        prediction = predict(api, clinician, png_of(example.image)).json()
+        assert prediction["assessment"] in ("assessable", "indeterminate"), prediction
+        assert prediction["label"] in ("benign", "malignant")
+
+
+def test_real_h_and_e_tissue_is_tissue_but_unlike_the_demo_models_training(api, new_user):
+    clinician, _ = new_user("clinician")
+    for pixels in real_tissue_tiles()[:4]:
+        prediction = predict(api, clinician, png_of(pixels)).json()
+        assert not {"no_tissue", "not_h_and_e"} & set(prediction["reasons"]), prediction
+        assert "out_of_distribution" in prediction["reasons"]
+        assert prediction["assessment"] == "indeterminate"

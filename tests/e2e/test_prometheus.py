@@ -59,5 +59,11 @@ def test_the_alert_rules_are_loaded(stack):
     alerts = {
         rule["name"]: rule for group in response.json()["data"]["groups"] for rule in group["rules"]
     }
-    assert set(alerts) == {"ServiceDown", "HighErrorRate", "HighLatency", "GatewayDownstreamErrors"}
+    assert set(alerts) == {
+        "ServiceDown",
+        "HighErrorRate",
+        "HighLatency",
+        "GatewayDownstreamErrors",
+        "NotAssessableShareJump",
+    }
     assert all(rule["health"] != "err" for rule in alerts.values()), alerts

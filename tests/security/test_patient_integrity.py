@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from tests.security.conftest import assert_envelope, images_with, predict
-from tests.support.images import png_bytes
+from tests.support.images import tissue_png
 from tests.support.sql import fetch
 
 pytestmark = pytest.mark.timeout(300)
@@ -34,7 +34,7 @@ def test_the_same_bytes_for_two_patients_give_each_patient_their_own_prediction(
     api, stack, databases, clinician, admin
 ):
     patient_a, patient_b = new_patient(api, clinician.headers), new_patient(api, clinician.headers)
-    image = png_bytes(seed=9500, size=40)
+    image = tissue_png(seed=9500, size=48)
 
     first = predict(api, clinician.headers, image, data={"patient_id": patient_a["id"]})
     second = predict(api, clinician.headers, image, data={"patient_id": patient_b["id"]})
@@ -90,7 +90,7 @@ def test_the_same_bytes_for_two_patients_give_each_patient_their_own_prediction(
 
 def test_an_idempotency_key_repeated_for_another_patient_is_refused(api, databases, clinician):
     patient_a, patient_b = new_patient(api, clinician.headers), new_patient(api, clinician.headers)
-    image = png_bytes(seed=9501, size=32)
+    image = tissue_png(seed=9501, size=48)
     key = {"Idempotency-Key": f"patient-{uuid.uuid4()}"}
     options = {"params": {"heatmap": "false"}, "extra_headers": key}
 

@@ -11,9 +11,14 @@ import pytest
 from ml.card import ModelCard
 from ml.contract import decode_image, preprocess_image
 from ml.ood import Mahalanobis
+from ml.quality import measure_quality
 from tests.support.images import png_bytes
 from tests.support.inference import running_inference
 from tests.support.tokens import bearer, mint_token
+
+# What the quality function measures, in order, and what the model adds.
+QUALITY_MEASURES = tuple(measure_quality(np.full((8, 8, 3), 255, np.uint8)))
+MODEL_MEASURES = ("out_of_distribution_score", "distance_from_threshold")
 
 
 async def predict_batch(client, images: list[bytes]):
@@ -49,22 +54,27 @@ async def test_each_answer_carries_the_assessment_from_the_cards_checks(
     for item, score in zip(response.json()["items"], scores, strict=True):
         p = item["probabilities"]["malignant"]
         assert item["probabilities"]["benign"] + p == pytest.approx(1, abs=2e-6)
-        assert [check["measure"] for check in item["checks"]] == [
-            "out_of_distribution_score",
-            "distance_from_threshold",
-        ]
-        ood, band = item["checks"]
+        # The image's quality checks first, then the model's own.
+        *image_checks, ood, band = item["checks"]
+        assert [check["measure"] for check in image_checks] == list(QUALITY_MEASURES)
+        assert [ood["measure"], band["measure"]] == list(MODEL_MEASURES)
         assert ood["value"] == pytest.approx(score, rel=1e-4)
         assert ood["limit"] == card.out_of_distribution.threshold
         assert ood["passed"] == (score <= card.out_of_distribution.threshold)
         assert band["value"] == pytest.approx(abs(p - card.decision_threshold), abs=2e-6)
         assert band["limit"] == card.indeterminate_band.half_width
         failed = [check["reason"] for check in item["checks"] if not check["passed"]]
-        assert item["reasons"] == failed
-        # The model's checks alone never refuse a label: they make it indeterminate.
+        assert item["reasons"] == list(dict.fromkeys(failed))
+        # A failed quality check refuses a verdict; the model's own only make it undecided.
+        if {check["reason"] for check in image_checks if not check["passed"]}:
+            assert item["assessment"] == "not_assessable"
+            assert (item["label"], item["probability"]) == (None, None)
+            continue
         assert item["assessment"] == ("indeterminate" if failed else "assessable")
         assert item["label"] == ("malignant" if p >= card.decision_threshold else "benign")
         assert item["probability"] == item["probabilities"][item["label"]]
+    # Random pixels are not H&E tissue.
+    assert response.json()["items"][-1]["assessment"] == "not_assessable"
 
 
 async def test_an_older_card_without_calibration_band_or_statistics_is_still_served(
@@ -83,8 +93,9 @@ async def test_an_older_card_without_calibration_band_or_statistics_is_still_ser
         [item] = (await predict_batch(client, [image])).json()["items"]
         detail = await client.get("/models/tiny-a", headers=bearer(mint_token("viewer")))
     assert detail.json()["status"] == "active"
-    assert item["checks"] == [] and item["reasons"] == []
-    assert item["assessment"] == "assessable"
+    # Only the image's own checks apply: nothing from the model's missing sections.
+    assert [check["measure"] for check in item["checks"]] == list(QUALITY_MEASURES)
+    assert not {"out_of_distribution", "near_threshold"} & set(item["reasons"])
     assert item["probabilities"]["malignant"] == pytest.approx(raw, abs=1e-5)  # uncalibrated
 
 
