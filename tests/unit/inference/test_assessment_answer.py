@@ -11,7 +11,10 @@ from inference_service.serving.predictor import ModelOutput, Prediction
 from inference_service.serving.service import PredictionMetrics, Serving, site_policies
 from inference_service.settings import InferenceSettings
 from ml.assessment import Reason, band_check, ood_check
-from tests.support.images import png_bytes
+from ml.quality import measure_quality
+from tests.support.images import png_bytes, tissue_png
+
+QUALITY_MEASURES = tuple(measure_quality(np.full((8, 8, 3), 255, np.uint8)))
 
 THRESHOLD = 0.4
 
@@ -64,19 +67,33 @@ def serving(
     )
 
 
-async def answer(service: Serving):
-    [result] = await service.predict([png_bytes(1, size=24)])
+async def answer(service: Serving, image: bytes | None = None):
+    """The answer for synthetic tissue, which passes every quality check (or for `image`)."""
+    [result] = await service.predict([image or tissue_png(1, size=64)])
     return result
+
+
+def model_checks(result) -> list:
+    """The model's own checks: they follow the image's quality checks."""
+    return [c for c in result.checks if c.measure not in QUALITY_MEASURES]
+
+
+async def test_a_failed_quality_check_refuses_a_verdict_even_when_the_model_is_sure():
+    result = await answer(serving(ModelOutput(0.99, ood_score=1.0)), png_bytes(1, size=64))
+    assert result.assessment == "not_assessable" and "not_h_and_e" in result.reasons
+    assert (result.label, result.probability) == (None, None)
+    assert result.probabilities["malignant"] == pytest.approx(0.99)  # kept for audit
+    assert [c.measure for c in result.checks[: len(QUALITY_MEASURES)]] == list(QUALITY_MEASURES)
 
 
 async def test_an_image_the_model_is_sure_of_is_assessable_with_both_checks_passed():
     result = await answer(serving(ModelOutput(0.9, ood_score=3.0)))
     assert result.assessment == "assessable" and result.reasons == []
-    assert [(c.measure, c.passed) for c in result.checks] == [
+    assert [(c.measure, c.passed) for c in model_checks(result)] == [
         ("out_of_distribution_score", True),
         ("distance_from_threshold", True),
     ]
-    assert result.checks[1].value == pytest.approx(0.5)
+    assert model_checks(result)[1].value == pytest.approx(0.5)
     assert result.label == "malignant" and result.probability == pytest.approx(0.9)
 
 
@@ -86,7 +103,7 @@ async def test_unlike_the_training_data_and_near_the_threshold_is_indeterminate_
     assert result.reasons == [Reason.OUT_OF_DISTRIBUTION, Reason.NEAR_THRESHOLD]
     assert result.label == "malignant" and result.probability == pytest.approx(0.42)
     assert result.probabilities == {"benign": pytest.approx(0.58), "malignant": 0.42}
-    assert result.checks[0].model_dump() == {
+    assert model_checks(result)[0].model_dump() == {
         "measure": "out_of_distribution_score",
         "value": 25.0,
         "limit": 10.0,
@@ -105,7 +122,7 @@ async def test_a_site_that_only_warns_gets_an_assessable_answer_that_still_names
 
 async def test_a_version_without_statistics_leaves_the_ood_check_out():
     result = await answer(serving(ModelOutput(0.41, ood_score=None)))
-    assert [c.measure for c in result.checks] == ["distance_from_threshold"]
+    assert [c.measure for c in model_checks(result)] == ["distance_from_threshold"]
     assert result.assessment == "indeterminate" and result.reasons == ["near_threshold"]
 
 
@@ -141,5 +158,5 @@ def test_the_warn_only_setting_takes_reason_codes_from_the_environment(monkeypat
 
 
 def test_an_unknown_reason_code_in_the_setting_is_refused_at_start():
-    with pytest.raises(ValidationError, match="unknown reason codes"):
+    with pytest.raises(ValidationError, match="Input should be 'no_tissue'"):
         InferenceSettings(assessment_warn_only=["out_of_distribution", "looks_odd"])
