@@ -48,20 +48,7 @@ async def test_the_same_idempotency_key_gives_the_first_prediction_even_concurre
 async def test_prediction_bad_input(data):
     image = await data.image(3)
     assert (await data.prediction(str(uuid.uuid4()))).status_code == 404
-    bad_label = await data.store_prediction(
-        {
-            "image_id": image["id"],
-            "model_version": "v1",
-            "label": "cancer",
-            "probability": 0.9,
-            "probabilities": {"benign": 0.1, "malignant": 0.9},
-            "threshold": 0.5,
-            "latency_ms": 1,
-            "assessment": "assessable",
-            "reasons": [],
-            "checks": [],
-        }
-    )
+    bad_label = await data.prediction(image["id"], label="cancer")
     assert bad_label.status_code == 422
     assert (
         await data.prediction(image["id"], headers=bearer(mint_token("viewer")))

@@ -1,6 +1,5 @@
 import asyncio
 import json
-import time
 
 import httpx
 import pytest
@@ -8,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from common.health import ReadinessCache
 from tests.support.apps import create_plumbing_app
+from tests.support.waiting import HeldCheck, until
 
 # What a driver's exception may carry: an internal address and a secret.
 LEAKY = "could not connect to postgresql://svc:hunter2@10.0.3.7:5432/auth"
@@ -15,13 +15,6 @@ LEAKY = "could not connect to postgresql://svc:hunter2@10.0.3.7:5432/auth"
 
 def log_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-
-
-async def wait_until(condition, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture
@@ -158,42 +151,27 @@ def test_public_ready_when_every_check_passes(app):
 
 
 async def test_concurrent_ready_calls_share_one_run_which_is_reused_for_the_interval(app):
-    runs = 0
-    release = asyncio.Event()
-
-    async def counted() -> None:
-        nonlocal runs
-        runs += 1
-        await release.wait()
-
+    check = HeldCheck()
     now = [100.0]
     cache = app.state.readiness_cache = ReadinessCache(1.5, clock=lambda: now[0])
-    arrived = 0
-    get = cache.get
-
-    async def arriving(run):
-        nonlocal arrived
-        arrived += 1
-        return await get(run)
-
-    cache.get = arriving  # type: ignore[method-assign]
-    app.state.readiness_checks["database"] = counted
+    check.count_arrivals(cache)
+    app.state.readiness_checks["database"] = check
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         calls = [asyncio.create_task(client.get("/ready")) for _ in range(50)]
-        await wait_until(lambda: arrived == 50)
-        release.set()
+        await until(lambda: check.arrived == 50, "50 calls at the readiness cache")
+        check.release.set()
         answers = await asyncio.gather(*calls)
         assert {answer.status_code for answer in answers} == {200}
-        assert runs == 1
+        assert check.runs == 1
 
         now[0] += 1.4  # still within the interval
         assert (await client.get("/ready")).status_code == 200
-        assert runs == 1
+        assert check.runs == 1
 
         now[0] += 0.2  # past it
         assert (await client.get("/ready")).status_code == 200
-        assert runs == 2
+        assert check.runs == 2
 
 
 async def test_a_caller_hanging_up_does_not_cancel_the_shared_run():
@@ -209,7 +187,7 @@ async def test_a_caller_hanging_up_does_not_cancel_the_shared_run():
     cache = ReadinessCache(0.0)
     first = asyncio.create_task(cache.get(run))
     second = asyncio.create_task(cache.get(run))
-    await wait_until(lambda: runs == 1)
+    await until(lambda: runs == 1, "the shared run to start")
     first.cancel()
     release.set()
     assert await second == {"database": {"status": "up"}}

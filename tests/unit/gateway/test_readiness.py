@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from devstack.postgres import free_port
 from gateway.main import create_app
 from gateway.settings import GatewaySettings
+from tests.support.waiting import HeldCheck, until
 
 
 class FakeDownstream:
@@ -76,13 +77,6 @@ def gateway_for(urls: dict[str, str], **settings: float) -> FastAPI:
 def warnings_logged(text: str) -> list[dict]:
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     return [line for line in lines if line["level"] == "WARNING"]
-
-
-async def wait_until(condition, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 def test_ready_when_every_downstream_is_ready_and_request_id_passed_on(downstreams):
@@ -184,34 +178,20 @@ async def test_a_flood_of_ready_calls_asks_each_downstream_once_per_interval(dow
 async def test_concurrent_callers_share_the_check_that_is_under_way():
     dead = f"http://127.0.0.1:{free_port()}"
     app = gateway_for({"auth": dead, "inference": dead, "data": dead})
-    runs = 0
-    release = asyncio.Event()
-
-    async def counted() -> None:
-        nonlocal runs
-        runs += 1
-        await release.wait()
-
+    check = HeldCheck()
     app.state.readiness_checks.clear()
-    app.state.readiness_checks["auth"] = counted
-    cache = app.state.readiness_cache
-    arrived = 0
-    get = cache.get
-
-    async def arriving(run):
-        nonlocal arrived
-        arrived += 1
-        return await get(run)
-
-    cache.get = arriving  # type: ignore[method-assign]
+    app.state.readiness_checks["auth"] = check
+    check.count_arrivals(app.state.readiness_cache)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         calls = [asyncio.create_task(client.get("/ready")) for _ in range(50)]
-        await wait_until(lambda: arrived == 50 and runs == 1)
-        release.set()
+        await until(
+            lambda: check.arrived == 50 and check.runs == 1, "50 calls sharing one readiness run"
+        )
+        check.release.set()
         answers = await asyncio.gather(*calls)
     assert {answer.json()["checks"]["auth"]["status"] for answer in answers} == {"up"}
-    assert runs == 1
+    assert check.runs == 1
 
 
 def test_health_does_not_depend_on_downstreams():

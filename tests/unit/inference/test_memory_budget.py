@@ -6,7 +6,6 @@ decoded off the event loop. Counted with instrumented fakes, never timed."""
 import asyncio
 import io
 import threading
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -19,19 +18,10 @@ from inference_service.serving.predictor import ModelOutput, Prediction
 from inference_service.serving.service import Serving
 from ml.contract import ImageHeader
 from tests.support.images import png_bytes, tissue_png
+from tests.support.waiting import until
 
 DEADLINE_S = 30
 MIB = 1024 * 1024
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Let the event loop run until `condition` holds (it only needs the loop's turns)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_S
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"waited {DEADLINE_S} s for {what}")
-        await asyncio.sleep(0.001)
 
 
 class Occupants:
