@@ -53,17 +53,20 @@ async def store_prediction(
     summary="Newest first, filtered; or in the review queue's order",
     description=(
         "`order=review_priority`: indeterminate predictions and those a reviewer disagreed "
-        "with first, then the rest, each newest first (the review queue's order)."
+        "with first, then the rest, each newest first (the review queue's order). "
+        "`reviewed_by_me=false`: those the caller has not reviewed, so a second reviewer "
+        "still sees what another disputed."
     ),
 )
 async def list_predictions(
-    _: Reader,
+    who: Reader,
     session: SessionDep,
     settings: SettingsDep,
     patient_id: uuid.UUID | None = None,
     label: Annotated[str | None, Query(max_length=32)] = None,
     model_version: Annotated[str | None, Query(max_length=64)] = None,
     reviewed: bool | None = None,
+    reviewed_by_me: bool | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
     limit: Annotated[int, Query(ge=1)] = 50,
@@ -72,7 +75,14 @@ async def list_predictions(
 ) -> PredictionPage:
     limit = page_limit(limit, settings.max_page_size)
     filters = service.PredictionFilter(
-        patient_id, label, model_version, reviewed, created_from, created_to
+        patient_id,
+        label,
+        model_version,
+        reviewed,
+        created_from,
+        created_to,
+        reviewer=uuid.UUID(who.subject) if reviewed_by_me is not None else None,
+        reviewed_by_reviewer=reviewed_by_me,
     )
     rows, next_cursor = await service.list_page(session, filters, limit, cursor, order)
     return PredictionPage(items=[out(p, r) for p, r in rows], next_cursor=next_cursor)

@@ -115,6 +115,10 @@ class PredictionFilter:
     reviewed: bool | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    # Whether `reviewer` has a current review of it: a second reviewer's queue is what they
+    # have not reviewed, which keeps the predictions someone else disputed in it.
+    reviewer: uuid.UUID | None = None
+    reviewed_by_reviewer: bool | None = None
 
 
 def check_period(created_from: datetime | None, created_to: datetime | None) -> None:
@@ -170,6 +174,14 @@ def disputed():
     )
 
 
+def reviewed_by(reviewer: uuid.UUID):
+    # Along uq_reviews_current (prediction_id, reviewer) WHERE is_current.
+    review = aliased(Review)
+    return exists().where(
+        review.prediction_id == Prediction.id, review.reviewer == reviewer, review.is_current
+    )
+
+
 def undecided():
     return Prediction.assessment == Assessment.INDETERMINATE.value
 
@@ -196,6 +208,9 @@ def _conditions(filters: PredictionFilter) -> list:
         conditions.append(Prediction.model_version == filters.model_version)
     if filters.reviewed is not None:
         conditions.append(is_reviewed() if filters.reviewed else ~is_reviewed())
+    if filters.reviewer is not None and filters.reviewed_by_reviewer is not None:
+        mine = reviewed_by(filters.reviewer)
+        conditions.append(mine if filters.reviewed_by_reviewer else ~mine)
     if filters.created_from:
         conditions.append(Prediction.created_at >= filters.created_from)
     if filters.created_to:

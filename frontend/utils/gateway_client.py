@@ -308,10 +308,10 @@ class GatewayClient:
         return self._json("GET", "/api/v1/predictions", params=params)
 
     def review_queue(self, limit: int = 50) -> dict[str, Any]:
-        """Predictions no one has reviewed, in the gateway's review order: indeterminate ones
-        first (and any a reviewer disagreed with, which are reviewed already and so only
-        appear without the `reviewed` filter), then the rest, newest first within each."""
-        return self.predictions(reviewed=False, order=REVIEW_ORDER, limit=limit)
+        """Predictions the signed-in user has not reviewed, in the gateway's review order:
+        indeterminate ones and those another reviewer disagreed with first (a second read),
+        then the rest, newest first within each."""
+        return self.predictions(reviewed_by_me=False, order=REVIEW_ORDER, limit=limit)
 
     def prediction(self, prediction_id: str) -> dict[str, Any]:
         return self._json("GET", f"/api/v1/predictions/{prediction_id}")

@@ -115,7 +115,9 @@ async def create_prediction(
     summary="Newest first, filtered; or in the review queue's order",
     description=(
         "`order=review_priority` lists indeterminate predictions and those a reviewer "
-        "disagreed with first, then the rest, each newest first: the review queue's order."
+        "disagreed with first, then the rest, each newest first: the review queue's order. "
+        "`reviewed_by_me=false` keeps those the caller has not reviewed: a second reviewer's "
+        "queue, which still holds what another reviewer disputed."
     ),
     responses=READ_ERRORS,
 )
@@ -126,6 +128,7 @@ async def list_predictions(
     label: Label | None = None,
     model_version: Annotated[str | None, Query(max_length=64)] = None,
     reviewed: bool | None = None,
+    reviewed_by_me: bool | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,

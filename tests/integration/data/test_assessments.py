@@ -344,6 +344,59 @@ async def test_the_review_order_puts_indeterminate_and_disputed_predictions_firs
     assert unreviewed == [undecided_new, undecided_old, refused, plain, oldest]
 
 
+async def test_a_second_reviewers_queue_keeps_what_another_disputed_and_drops_their_own(data):
+    image = await data.image(122)
+    second_reader = bearer(mint_token("clinician"))
+
+    async def store(**fields) -> str:
+        return (await data.prediction(image["id"], **fields)).json()["id"]
+
+    async def review(prediction_id: str, headers: dict, **verdict) -> None:
+        answer = await data.client.post(
+            f"/predictions/{prediction_id}/reviews", json=verdict, headers=headers
+        )
+        assert answer.status_code == 201, answer.text
+
+    async def queue(headers: dict) -> list[str]:
+        params = {"order": "review_priority", "reviewed_by_me": "false", "limit": 2}
+        seen, cursor = [], None
+        while True:
+            answer = await data.client.get(
+                "/predictions",
+                params={**params, **({"cursor": cursor} if cursor else {})},
+                headers=headers,
+            )
+            assert answer.status_code == 200, answer.text
+            seen += [item["id"] for item in answer.json()["items"]]
+            if (cursor := answer.json()["next_cursor"]) is None:
+                return seen
+
+    plain = await store()
+    disputed = await store(label="benign")
+    undecided = await store(**indeterminate())
+    agreed_by_second = await store()
+    newest = await store()
+    await review(disputed, data.clinician, verdict="disagree", corrected_label="malignant")
+    await review(agreed_by_second, second_reader, verdict="agree")
+
+    # The first reader disputed one: it leaves their queue and heads the second reader's.
+    assert await queue(data.clinician) == [undecided, newest, agreed_by_second, plain]
+    assert await queue(second_reader) == [undecided, disputed, newest, plain]
+    # With the old filter, a disputed prediction (reviewed once) never reached anyone again.
+    assert disputed not in await _review_order_pages(data, 2, reviewed="false")
+    # The second reading stays beside the first: both current, one per reviewer.
+    await review(disputed, second_reader, verdict="agree")
+    assert await queue(second_reader) == [undecided, newest, plain]
+    reviews = await data.client.get(f"/predictions/{disputed}/reviews", headers=data.clinician)
+    assert sorted((r["verdict"], r["is_current"]) for r in reviews.json()) == [
+        ("agree", True),
+        ("disagree", True),
+    ]
+    # And what a reader has reviewed, on its own.
+    mine = await _listing(data, reviewed_by_me="true")
+    assert [item["id"] for item in mine["items"]] == [disputed]
+
+
 async def test_a_cursor_of_one_order_is_refused_by_the_other(data):
     image = await data.image(121)
     for _ in range(3):

@@ -82,6 +82,17 @@ def gateway_route(method: str, path: str) -> APIRoute | None:
     )
 
 
+def query_parameters(route: APIRoute) -> set[str]:
+    """The query parameters the route and its dependencies declare."""
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names |= {param.alias for param in dependant.query_params}
+        pending += dependant.dependencies
+    return names
+
+
 def contract_problem(request: httpx.Request, response: httpx.Response) -> str | None:
     """Why the real gateway could not give `response` to `request`, or None when it could."""
     method, path, status = request.method, request.url.path, response.status_code
@@ -92,6 +103,8 @@ def contract_problem(request: httpx.Request, response: httpx.Response) -> str | 
         model: Any = ErrorEnvelope
     elif route is None:
         return f"{method} {path} answered {status}, but the gateway has no such route"
+    elif unknown := set(request.url.params) - query_parameters(route):
+        return f"{method} {route.path} was sent query parameters it does not take: {unknown}"
     elif status not in {route.status_code or 200, *route.responses}:
         return f"{method} {route.path} answered {status}, which the gateway does not document"
     elif status >= 400:
@@ -493,6 +506,14 @@ class FakeGateway:
         if "reviewed" in params:
             wanted = params["reviewed"] == "true"
             items = [p for p in items if p["reviewed"] == wanted]
+        if "reviewed_by_me" in params:
+            wanted = params["reviewed_by_me"] == "true"
+            mine = {
+                r["prediction_id"]
+                for r in self.reviews
+                if r["is_current"] and r.get("reviewer") == caller["id"]
+            }
+            items = [p for p in items if (p["id"] in mine) == wanted]
         if "patient_id" in params:
             items = [p for p in items if p["patient_id"] == params["patient_id"]]
         if params.get("order") == "review_priority":
@@ -602,7 +623,9 @@ class FakeGateway:
         prediction = next(p for p in self.predictions if p["id"] == prediction_id)
         body = json.loads(request.content)
         for earlier in self.reviews:
-            if earlier["prediction_id"] == prediction_id:
+            # Each reviewer's own review is superseded; another's stays current.
+            mine = earlier.get("reviewer") == caller["id"]
+            if earlier["prediction_id"] == prediction_id and mine:
                 earlier["is_current"] = False
         review = {
             "id": str(uuid.uuid4()),

@@ -3,6 +3,7 @@ the `/api/v1` contract (`fake_gateway.py`)."""
 
 import json
 import re
+import uuid
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -317,7 +318,7 @@ def test_review_shows_why_a_prediction_is_first_in_the_queue(fake):
     fake.add_prediction("malignant", 0.9)  # newer, but decided
     app = run("review:render_review_queue")
     sent = fake.calls("GET", "/api/v1/predictions")[-1].url.params
-    assert (sent["order"], sent["reviewed"]) == ("review_priority", "false")
+    assert (sent["order"], sent["reviewed_by_me"]) == ("review_priority", "false")
     badges = [m.value for m in app.markdown if "-badge[" in m.value]
     assert badges == [
         ":orange-badge[:material/priority_high: First in the queue: not decided by the model]"
@@ -326,6 +327,41 @@ def test_review_shows_why_a_prediction_is_first_in_the_queue(fake):
     next(b for b in app.button if b.label == "Submit review").click().run()
     assert fake.reviews[0]["prediction_id"] == undecided["id"]
     assert not [m for m in app.markdown if "-badge[" in m.value]  # the next: the newest
+
+
+def test_a_second_reviewer_sees_what_another_disputed_first_and_not_what_they_reviewed(fake):
+    first_reader = fake.add_user("first.reader@example.com", "clinician")["id"]
+    disputed = fake.add_prediction("malignant", 0.93)
+    mine = fake.add_prediction("benign", 0.05)
+    fake.add_prediction("malignant", 0.88)  # newer than the disputed one, but undisputed
+    fake.reviews += [
+        {
+            "id": str(uuid.uuid4()),
+            "prediction_id": disputed["id"],
+            "reviewer": first_reader,
+            "verdict": "disagree",
+            "corrected_label": "benign",
+            "comment": None,
+            "is_current": True,
+            "created_at": "2026-11-30T09:00:00+00:00",
+        }
+    ]
+    disputed["reviewed"] = True
+    me = fake.users["clinician@example.com"]["user"]["id"]
+    fake.reviews.append(fake.reviews[0] | {"prediction_id": mine["id"], "reviewer": me})
+    app = run("review:render_review_queue")
+    assert "2 waiting for review" in texts(app)  # not the one this clinician reviewed
+    badges = [m.value for m in app.markdown if "-badge[" in m.value]
+    assert badges == [
+        ":orange-badge[:material/priority_high: First in the queue: "
+        "a reviewer disagreed with the model]"
+    ]
+    next(b for b in app.button if b.label == "Submit review").click().run()
+    second = fake.reviews[-1]
+    assert (second["prediction_id"], second["reviewer"]) == (disputed["id"], me)
+    # The first reader's dispute stays current beside the second reading.
+    assert fake.reviews[0]["is_current"]
+    assert "1 waiting for review" in texts(app)
 
 
 def test_review_badges_a_prediction_a_reviewer_disagreed_with():
