@@ -287,17 +287,18 @@ async def test_the_export_marks_assessments_and_gives_no_label_where_nobody_gave
     )
 
 
-async def _listing(data, **params) -> dict:
-    answer = await data.client.get("/predictions", params=params, headers=data.clinician)
+async def _listing(data, headers: dict | None = None, **params) -> dict:
+    answer = await data.client.get("/predictions", params=params, headers=headers or data.clinician)
     assert answer.status_code == 200, answer.text
     return answer.json()
 
 
-async def _review_order_pages(data, limit: int, **params) -> list[str]:
+async def _review_order_pages(data, limit: int, headers: dict | None = None, **params) -> list[str]:
     seen, cursor = [], None
     while True:
         page = await _listing(
             data,
+            headers,
             order="review_priority",
             limit=limit,
             **params,
@@ -358,18 +359,7 @@ async def test_a_second_reviewers_queue_keeps_what_another_disputed_and_drops_th
         assert answer.status_code == 201, answer.text
 
     async def queue(headers: dict) -> list[str]:
-        params = {"order": "review_priority", "reviewed_by_me": "false", "limit": 2}
-        seen, cursor = [], None
-        while True:
-            answer = await data.client.get(
-                "/predictions",
-                params={**params, **({"cursor": cursor} if cursor else {})},
-                headers=headers,
-            )
-            assert answer.status_code == 200, answer.text
-            seen += [item["id"] for item in answer.json()["items"]]
-            if (cursor := answer.json()["next_cursor"]) is None:
-                return seen
+        return await _review_order_pages(data, 2, headers, reviewed_by_me="false")
 
     plain = await store()
     disputed = await store(label="benign")
