@@ -17,7 +17,7 @@ from devstack.launcher import (
     processes_with_env,
 )
 from frontend.config.settings import get_settings
-from tests.support.launcher import RESTART_TIMEOUT_S, get, wait_for
+from tests.support.launcher import RESTART_TIMEOUT_S, get, stack_database_urls, wait_for
 from tests.support.sql import fetch
 
 pytestmark = pytest.mark.timeout(600)
@@ -40,7 +40,7 @@ def test_gateway_reports_every_downstream_ready(stack):
 
 
 def test_every_service_answers_health_ready_and_metrics(stack):
-    for name in ("auth", "inference", "data", "gateway"):
+    for name in ("auth", "inference", "data", "slides", "gateway"):
         for path in ("/health", "/ready", "/metrics"):
             response = get(f"{stack.url(name)}{path}")
             assert response is not None and response.status_code == 200, (name, path)
@@ -155,7 +155,7 @@ def test_make_run_bootstrapped_the_demo_model(stack):
 def test_a_stack_that_cannot_start_says_which_process_and_leaves_nothing_behind(
     new_database_url, pg_server_url
 ):
-    urls = {name: new_database_url(f"e2e_broken_{name}") for name in ("auth", "inference", "data")}
+    urls = stack_database_urls(new_database_url, "e2e_broken")
     # No Prometheus: what is tested is how a service that cannot start is reported.
     broken = LaunchedStack(urls, pg_server_url, {"DEVSTACK_PROMETHEUS": "no-prometheus-here"})
     # Its port is taken: the gateway exits at every start until the launcher gives up on it.
