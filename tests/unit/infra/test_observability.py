@@ -249,26 +249,31 @@ def assessment_series(per_minute: dict[str, tuple[float, float]]) -> list[dict[s
     return series
 
 
-def jump_rule_tests(per_minute: dict[str, tuple[float, float]], expected: list[dict]) -> dict:
-    """A promtool rule test: 70 minutes into the second period the alert fires with
-    `expected` (labels and annotations), or not at all when `expected` is empty."""
+def rule_test(series: list[dict], minutes: int, alert: str, expected: list[dict]) -> dict:
+    """A promtool rule test over series sampled each minute: after `minutes`, `alert` fires
+    with `expected` (labels and annotations), or not at all when `expected` is empty."""
     return {
         "rule_files": [str(PROMETHEUS_DIR / "alerts.yml")],
         "evaluation_interval": "1m",
         "tests": [
             {
                 "interval": "1m",
-                "input_series": assessment_series(per_minute),
+                "input_series": series,
                 "alert_rule_test": [
-                    {
-                        "eval_time": f"{DAY_MINUTES + 70}m",
-                        "alertname": JUMP_ALERT,
-                        "exp_alerts": expected,
-                    },
+                    {"eval_time": f"{minutes}m", "alertname": alert, "exp_alerts": expected},
                 ],
             }
         ],
     }
+
+
+def description_of(alert: str) -> str:
+    return next(r for r in rules() if r.get("alert") == alert)["annotations"]["description"]
+
+
+def jump_rule_tests(per_minute: dict[str, tuple[float, float]], expected: list[dict]) -> dict:
+    """70 minutes into the second period."""
+    return rule_test(assessment_series(per_minute), DAY_MINUTES + 70, JUMP_ALERT, expected)
 
 
 def run_rule_tests(tests: dict, folder: Path) -> subprocess.CompletedProcess:
@@ -283,9 +288,7 @@ FIRED = {
     "exp_labels": {"severity": "warning"},
     "exp_annotations": {
         "summary": "50% of images were not assessable in the last hour",
-        "description": next(r for r in rules() if r.get("alert") == JUMP_ALERT)["annotations"][
-            "description"
-        ],
+        "description": description_of(JUMP_ALERT),
     },
 }
 
@@ -356,25 +359,9 @@ def tile_series(phases: list[tuple[int, float | None]]) -> list[dict[str, str]]:
 
 
 def tile_rule_tests(phases: list[tuple[int, float | None]], expected: list[dict]) -> dict:
-    """A promtool rule test: at the end of the phases the alert fires with `expected`, or
-    not at all when `expected` is empty."""
-    return {
-        "rule_files": [str(PROMETHEUS_DIR / "alerts.yml")],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": tile_series(phases),
-                "alert_rule_test": [
-                    {
-                        "eval_time": f"{sum(minutes for minutes, _ in phases)}m",
-                        "alertname": TILE_ALERT,
-                        "exp_alerts": expected,
-                    },
-                ],
-            }
-        ],
-    }
+    """At the end of the phases."""
+    minutes = sum(length for length, _ in phases)
+    return rule_test(tile_series(phases), minutes, TILE_ALERT, expected)
 
 
 TILES_SLOW = {
@@ -382,9 +369,7 @@ TILES_SLOW = {
     "exp_annotations": {
         # Every tile in the (0.15, 0.3] bucket: the p95 is interpolated at 95 % of it.
         "summary": "Slide tiles: p95 292.5ms",
-        "description": next(r for r in rules() if r.get("alert") == TILE_ALERT)["annotations"][
-            "description"
-        ],
+        "description": description_of(TILE_ALERT),
     },
 }
 
