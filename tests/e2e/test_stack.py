@@ -36,6 +36,7 @@ def test_gateway_reports_every_downstream_ready(stack):
         "auth": "up",
         "inference": "up",
         "data": "up",
+        "slides": "up",
     }
 
 
@@ -51,7 +52,7 @@ def test_request_id_sent_to_gateway_appears_in_downstream_logs(stack):
     request_id = f"e2e-{uuid.uuid4().hex}"
     response = get(f"{stack.url('gateway')}/ready", headers={"X-Request-ID": request_id})
     assert response.headers["X-Request-ID"] == request_id
-    for name in ("auth", "inference", "data"):
+    for name in ("auth", "inference", "data", "slides"):
         wait_for(
             lambda name=name: request_id in stack.log(name), 30, f"the request id in {name}.log"
         )
