@@ -27,7 +27,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -36,12 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from benchmarks.inference_service import jwks_server, token
-from common.migrations import drop_database, upgrade
-from devstack import ROOT
-from devstack.postgres import LOCAL_SERVER_URL, free_port, with_database
+from benchmarks.service_process import service_process, temporary_database_url
 from tests.support.slides import pyramidal_tiff
 
 MIB = 1024 * 1024
@@ -54,11 +49,8 @@ TARGETS = {
 }
 
 
-def temporary_database_url() -> str:
-    server = (
-        os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or LOCAL_SERVER_URL
-    )
-    return with_database(server, f"bench_slides_{os.getpid()}")
+def answers_ready(answer: httpx.Response) -> bool:
+    return answer.status_code == 200
 
 
 @contextmanager
@@ -68,50 +60,11 @@ def running_slide_service(
     """`python -m slide_service` on `database_url` (migrated here, dropped afterwards),
     trusting a JWKS server of its own: its process, base URL and a clinician's
     Authorization header."""
-    upgrade(ROOT / "slide_service", database_url)
-    key = Ed25519PrivateKey.generate()
-    jwks, jwks_url = jwks_server(key)
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "SLIDE_PORT": str(port),
-        "SLIDE_DATABASE_URL": database_url,
-        "SLIDE_STORAGE_DIR": str(storage),
-        "SLIDE_AUTH_URL": jwks_url,
-        "SLIDE_ENVIRONMENT": "test",
-        "SLIDE_LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "slide_service"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(base, process)
-        yield process, base, {"Authorization": f"Bearer {token(key, str(uuid.uuid4()))}"}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        jwks.shutdown()
-        asyncio.run(drop_database(database_url))
-
-
-def wait_until_ready(base: str, process: subprocess.Popen, deadline_s: float = 120) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the slide service exited with {process.returncode}")
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"the slide service was not ready within {deadline_s} s")
+    settings = {"storage_dir": str(storage), "environment": "test"}
+    with service_process(
+        "slide_service", "SLIDE_", database_url, settings, answers_ready, str(uuid.uuid4())
+    ) as running:
+        yield running
 
 
 def peak_mib(pid: int) -> float:
@@ -252,7 +205,11 @@ def main() -> None:
         small = pyramidal_tiff(work / "small.tiff", args.small_side, args.small_side)
         big = pyramidal_tiff(work / "big.tiff", args.big_side, args.big_side)
         for_upload = pyramidal_tiff(work / "upload.tiff", args.upload_side, args.upload_side)
-        with running_slide_service(storage, temporary_database_url()) as (process, base, headers):
+        with running_slide_service(storage, temporary_database_url("bench_slides")) as (
+            process,
+            base,
+            headers,
+        ):
             # (b) memory: the small slide uploaded and tiled, then the big one.
             peaks = {}
             slides = {}
