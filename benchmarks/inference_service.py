@@ -63,13 +63,13 @@ def jwks_server(key: Ed25519PrivateKey) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def token(key: Ed25519PrivateKey) -> str:
+def token(key: Ed25519PrivateKey, subject: str = "bench") -> str:
     now = int(time.time())
     return jwt.encode(
         {
             "iss": "cds-auth",
             "aud": "cds-api",
-            "sub": "bench",
+            "sub": subject,
             "role": "clinician",
             "typ": "access",
             "iat": now,
