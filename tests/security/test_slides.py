@@ -16,8 +16,8 @@ from tests.support.launcher import wait_for
 from tests.support.slide_uploads import (
     mint_grant,
     stored_files,
-    temporary_files,
     upload,
+    uploads_under_way,
     view_link_key,
 )
 from tests.support.slides import real_svs_path
@@ -58,9 +58,9 @@ def nothing_stored(stack, databases, slide):
     records, files = slide_count(databases), stored_files(stack)
     yield
     wait_for(
-        lambda: not temporary_files(stack),
+        lambda: not uploads_under_way(stack),
         DEADLINE_S,
-        "the slide service's temporary files to be removed",
+        "the slide service's temporary upload folders to be removed",
     )
     assert slide_count(databases) == records
     assert stored_files(stack) == files
@@ -97,7 +97,7 @@ def test_an_upload_cut_off_on_the_way_stores_nothing(
     with socket.create_connection(("127.0.0.1", stack.ports["gateway"]), timeout=30) as sock:
         sock.sendall(head + svs[: len(svs) // 2])
         # Until the slide service holds part of it, so the hang-up comes mid-stream.
-        wait_for(lambda: temporary_files(stack), DEADLINE_S, "the upload to reach the service")
+        wait_for(lambda: uploads_under_way(stack), DEADLINE_S, "the upload to reach the service")
 
 
 def test_a_png_named_svs_is_not_a_slide_and_points_to_predictions(

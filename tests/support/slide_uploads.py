@@ -56,9 +56,11 @@ def stored_files(stack: LaunchedStack) -> set[str]:
     }
 
 
-def temporary_files(stack: LaunchedStack) -> list[Path]:
+def uploads_under_way(stack: LaunchedStack) -> list[Path]:
+    """What is in the slide service's temporary folder: an upload makes its own folder there
+    when its first byte arrives, and it goes when the upload is stored or refused."""
     folder = storage_dir(stack) / "tmp"
-    return [path for path in folder.rglob("*") if path.is_file()] if folder.exists() else []
+    return list(folder.iterdir()) if folder.exists() else []
 
 
 def files_with(stack: LaunchedStack, sha256: str) -> list[Path]:
