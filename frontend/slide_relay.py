@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 from starlette.requests import ClientDisconnect, Request
@@ -112,7 +113,7 @@ def _uuid(text: str) -> str | None:
     except ValueError:
         return None
     # Only the canonical spelling, so what reaches the gateway is exactly what was checked.
-    return str(parsed) if str(parsed) == text.lower() else None
+    return str(parsed) if str(parsed) == text else None
 
 
 def _index(text: str, limit: int) -> int | None:
@@ -156,6 +157,9 @@ class SlideRelay:
                 timeout=self.timeout_s,
                 transport=self.transport,
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+                # One client serves every browser: a cookie the gateway set for one must
+                # never ride along with another's requests.
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             )
         return self._client
 
