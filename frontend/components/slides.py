@@ -30,6 +30,7 @@ HANDLED_KEY = "slide_upload_handled"
 OPEN_KEY = "slide_open"
 GRANTS_KEY = "slide_view_grants"
 PAGE_KEY = "slide_list_page"
+FILTER_KEY = "slide_list_patient"
 UPLOAD_KEY = "slide_upload"
 UPLOAD_ERROR_KEY = "slide_upload_error"
 # The gateway's limit (GATEWAY_MAX_SLIDE_BYTES); the browser checks it before sending.
@@ -228,6 +229,9 @@ def render_list(client: GatewayClient) -> None:
     if unknown:
         st.info("No patient has that reference.")
         return
+    if st.session_state.get(FILTER_KEY) != patient_id:  # another patient starts at page 1
+        st.session_state[FILTER_KEY] = patient_id
+        st.session_state[PAGE_KEY] = 0
     page = st.session_state.get(PAGE_KEY, 0)
     listing = client.slides(patient_id=patient_id, limit=PAGE_SIZE, offset=page * PAGE_SIZE)
     total, items = listing["total"], listing["items"]
