@@ -36,11 +36,19 @@ IMAGE_SIGNATURES = (
 )
 
 
-def image_upload_openapi(form_fields: dict[str, dict] | None = None) -> dict:
-    """The request body of an image upload route, for its OpenAPI description (the route
-    reads the body itself, within limits, so FastAPI cannot infer it): multipart field
-    `file` plus `form_fields`, or the raw image."""
+def upload_openapi(
+    form_fields: dict[str, dict],
+    raw_types: tuple[str, ...],
+    *,
+    required: tuple[str, ...] = (),
+    file_last: bool = False,
+) -> dict:
+    """The request body of an upload route, for its OpenAPI description (the route reads
+    the body itself, within limits, so FastAPI cannot infer it): multipart field `file` plus
+    `form_fields` (before it when `file_last`, as a streaming reader needs them), or the raw
+    file with one of `raw_types`."""
     binary = {"type": "string", "format": "binary"}
+    properties = {**form_fields, "file": binary} if file_last else {"file": binary, **form_fields}
     return {
         "requestBody": {
             "required": True,
@@ -48,15 +56,19 @@ def image_upload_openapi(form_fields: dict[str, dict] | None = None) -> dict:
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
-                        "properties": {"file": binary, **(form_fields or {})},
-                        "required": ["file"],
+                        "properties": properties,
+                        "required": [*required, "file"],
                     }
                 },
-                "image/png": {"schema": binary},
-                "image/jpeg": {"schema": binary},
+                **{media_type: {"schema": binary} for media_type in raw_types},
             },
         }
     }
+
+
+def image_upload_openapi(form_fields: dict[str, dict] | None = None) -> dict:
+    """An image upload: multipart field `file` plus `form_fields`, or the raw image."""
+    return upload_openapi(form_fields or {}, ("image/png", "image/jpeg"))
 
 
 IMAGE_UPLOAD_OPENAPI = image_upload_openapi()

@@ -17,6 +17,7 @@ from gateway.plumbing.proxy import Proxy
 from gateway.plumbing.ratelimit import RateLimits, client_address, remember
 from gateway.predictions.flow import PredictionFlow
 from gateway.settings import GatewaySettings
+from gateway.slides.upload import SlideUploads
 
 # Who may call: Reader, Writer and Admin, the same three rules in every service (common.auth).
 
@@ -27,6 +28,7 @@ DownstreamsDep = Annotated[Downstreams, Depends(app_state("downstreams"))]
 PredictionFlowDep = Annotated[PredictionFlow, Depends(app_state("prediction_flow"))]
 AssistantDep = Annotated[Assistant, Depends(app_state("assistant"))]
 RateLimitsDep = Annotated[RateLimits, Depends(app_state("rate_limits"))]
+SlideUploadsDep = Annotated[SlideUploads, Depends(app_state("slide_uploads"))]
 
 
 async def _proxy(request: Request, downstreams: DownstreamsDep) -> Proxy:
@@ -46,6 +48,11 @@ async def limit_general(request: Request, rate_limits: RateLimitsDep) -> None:
 
 async def limit_login(request: Request, rate_limits: RateLimitsDep) -> None:
     remember(request, await rate_limits.hit("login", client_address(request)))
+
+
+async def limit_slide_tiles(request: Request, rate_limits: RateLimitsDep) -> None:
+    """Deep-zoom tiles, per client address, instead of the general limit."""
+    remember(request, await rate_limits.hit("slide_tiles", client_address(request)))
 
 
 def per_user_limit(name: str):

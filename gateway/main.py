@@ -14,7 +14,7 @@ from gateway.assistant.routes import router as assistant_router
 from gateway.assistant.service import Assistant, provider_from_settings
 from gateway.auth.routes import router as auth_router
 from gateway.auth.sessions import AccountStatuses, SessionCheckingVerifier
-from gateway.deps import limit_general
+from gateway.deps import limit_general, limit_slide_tiles
 from gateway.insights.routes import router as insights_router
 from gateway.models.routes import router as models_router
 from gateway.patients.routes import router as patients_router
@@ -24,6 +24,9 @@ from gateway.plumbing.ratelimit import RateLimits
 from gateway.predictions.flow import SERVICE_ISSUER, PredictionFlow
 from gateway.predictions.routes import router as predictions_router
 from gateway.settings import GatewaySettings, get_settings
+from gateway.slides.routes import router as slides_router
+from gateway.slides.routes import tiles_router as slide_tiles_router
+from gateway.slides.upload import SlideUploads
 
 # Every public feature's routes, in the order the API docs list them.
 FEATURE_ROUTERS = (
@@ -31,13 +34,21 @@ FEATURE_ROUTERS = (
     predictions_router,
     assistant_router,
     patients_router,
+    slides_router,
     insights_router,
     models_router,
 )
 
-UPLOAD_PATHS = frozenset({"/api/v1/predictions"})
+# Multipart framing and the form's small fields, on top of an upload's file.
+MULTIPART_ALLOWANCE = 64 * 1024
 # What a browser on an allowed origin may send and read.
-CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"]
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-None-Match",
+    "X-Request-ID",
+]
 CORS_EXPOSED_HEADERS = [
     "X-Request-ID",
     "Retry-After",
@@ -46,7 +57,17 @@ CORS_EXPOSED_HEADERS = [
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
+    "ETag",
 ]
+
+
+def upload_limits(settings: GatewaySettings) -> dict[str, int]:
+    """The body limit of each upload route: its file's limit and the multipart around it.
+    A slide streams through (gateway.slides), so its limit costs no memory."""
+    return {
+        "/api/v1/predictions": settings.max_upload_bytes + MULTIPART_ALLOWANCE,
+        "/api/v1/slides": settings.max_slide_bytes + MULTIPART_ALLOWANCE,
+    }
 
 
 def edge_middleware(settings: GatewaySettings) -> list[Middleware]:
@@ -55,7 +76,7 @@ def edge_middleware(settings: GatewaySettings) -> list[Middleware]:
         Middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list(),
-            allow_methods=["GET", "POST", "PATCH"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=CORS_REQUEST_HEADERS,
             expose_headers=CORS_EXPOSED_HEADERS,
             allow_credentials=False,  # bearer tokens, never cookies
@@ -64,9 +85,7 @@ def edge_middleware(settings: GatewaySettings) -> list[Middleware]:
         Middleware(
             BodyLimitMiddleware,
             default_limit=settings.max_body_bytes,
-            # The image plus the multipart framing and the patient field.
-            upload_limit=settings.max_upload_bytes + 64 * 1024,
-            upload_paths=UPLOAD_PATHS,
+            upload_limits=upload_limits(settings),
         ),
     ]
 
@@ -116,6 +135,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         settings.predict_timeout_s,
         ServiceTokenSigner(service_key, SERVICE_ISSUER) if service_key else None,
     )
+    app.state.slide_uploads = SlideUploads(
+        downstreams, settings.slide_upload_timeout_s, settings.max_slide_bytes
+    )
     app.state.assistant = state["assistant"] = Assistant(
         provider_from_settings(settings),
         downstreams,
@@ -131,6 +153,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     for router in FEATURE_ROUTERS:
         app.include_router(router, dependencies=[Depends(limit_general)])
+    app.include_router(slide_tiles_router, dependencies=[Depends(limit_slide_tiles)])
     for name in downstreams.clients:
         app.state.readiness_checks[name] = downstreams.readiness_check(name)
     if settings.redis_url:

@@ -14,10 +14,15 @@ class GatewaySettings(TokenCheckingSettings):
     port: int = 8004
     inference_url: str = "http://127.0.0.1:8001"
     data_url: str = "http://127.0.0.1:8002"
+    slide_url: str = "http://127.0.0.1:8003"
     downstream_connect_timeout_s: float = 2.0
     # Per call: reads, writes and logins; a prediction (model call, Grad-CAM) may take longer.
     downstream_timeout_s: float = 10.0
     predict_timeout_s: float = 30.0
+    # A slide upload streams for minutes: this bounds each wait for the slide service (each
+    # write of a chunk, and its answer after the last one, when it checks the file), not the
+    # whole upload.
+    slide_upload_timeout_s: float = Field(default=120.0, gt=0)
     # How long `/ready` waits for each downstream's own `/ready`.
     readiness_timeout_s: float = 3.0
     # How long the gateway's public `/ready` answer is reused: a flood of calls reaches the
@@ -44,6 +49,9 @@ class GatewaySettings(TokenCheckingSettings):
     rate_limit_login: str = "10/minute"  # per client address
     rate_limit_general: str = "600/minute"  # per client address, every /api/v1 route
     rate_limit_assistant: str = "100/hour"  # per user, the assistant's answers
+    # Per client address, deep-zoom tiles only (they count against nothing else): a viewer
+    # panning across a slide asks for a few hundred tiles a minute.
+    rate_limit_slide_tiles: str = "6000/minute"
     # Counts are kept in memory (one gateway) or in Redis, shared by every replica.
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("GATEWAY_REDIS_URL", "REDIS_URL")
@@ -55,6 +63,8 @@ class GatewaySettings(TokenCheckingSettings):
     # Request bodies beyond these are cut off while they stream in (413).
     max_upload_bytes: int = 20 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
+    # A whole-slide file (scanners write 1-5 GB), streamed through, never held.
+    max_slide_bytes: int = Field(default=4 * 1024**3, gt=0)
 
     # The gateway's own Ed25519 private key (PEM text, or a file), with which it signs the
     # service token that lets it alone store predictions in the data service (which holds
@@ -93,7 +103,11 @@ class GatewaySettings(TokenCheckingSettings):
     assistant_max_input_tokens: int = Field(default=4000, ge=2000, le=100_000)
 
     @field_validator(
-        "rate_limit_predictions", "rate_limit_login", "rate_limit_general", "rate_limit_assistant"
+        "rate_limit_predictions",
+        "rate_limit_login",
+        "rate_limit_general",
+        "rate_limit_assistant",
+        "rate_limit_slide_tiles",
     )
     @classmethod
     def _parseable(cls, value: str) -> str:
@@ -115,7 +129,12 @@ class GatewaySettings(TokenCheckingSettings):
         return self
 
     def downstream_urls(self) -> dict[str, str]:
-        return {"auth": self.auth_url, "inference": self.inference_url, "data": self.data_url}
+        return {
+            "auth": self.auth_url,
+            "inference": self.inference_url,
+            "data": self.data_url,
+            "slides": self.slide_url,
+        }
 
     def assistant_choice(self) -> str:
         """The provider that answers: the configured one, or the first with a key."""

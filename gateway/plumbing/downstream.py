@@ -94,8 +94,10 @@ class Downstreams:
         self.breakers = AsyncCircuitBreakerFactory(
             default_threshold=settings.breaker_threshold,
             default_ttl=settings.breaker_reset_s,
-            # A caller hanging up says nothing about the service.
-            exclude=[asyncio.CancelledError],
+            # A caller hanging up says nothing about the service; nor does an error in the
+            # body the caller streams through us (an upload cut off or over its limit),
+            # which is raised from inside the call.
+            exclude=[asyncio.CancelledError, ServiceError],
         )
         self.metrics = DownstreamMetrics(registry)
 

@@ -6,6 +6,7 @@ and a huge upload is refused after the limit, not after it has all arrived.
 """
 
 import json
+from collections.abc import Mapping
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -71,22 +72,20 @@ class BodyTooLarge(ServiceError):
 class BodyLimitMiddleware(HttpMiddleware):
     """Refuses a body over its limit: at once when Content-Length says so, else as soon as
     the bytes received pass it (the route reading the body gets `BodyTooLarge`, which the
-    error handlers answer with 413). The upload routes have a limit of their own.
+    error handlers answer with 413). The upload routes (`upload_limits`: path -> limit)
+    have limits of their own.
 
     An answer given before the body has all arrived (401, 429, 413, ...) closes the
     connection, so the server does not go on reading, and discarding, the rest.
     """
 
-    def __init__(
-        self, app: ASGIApp, default_limit: int, upload_limit: int, upload_paths: frozenset[str]
-    ) -> None:
+    def __init__(self, app: ASGIApp, default_limit: int, upload_limits: Mapping[str, int]) -> None:
         super().__init__(app)
         self.default_limit = default_limit
-        self.upload_limit = upload_limit
-        self.upload_paths = upload_paths
+        self.upload_limits = upload_limits
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self.upload_limit if scope["path"] in self.upload_paths else self.default_limit
+        limit = self.upload_limits.get(scope["path"], self.default_limit)
         declared, chunked = _body_framing(scope)
         if declared is not None and declared > limit:
             await _refuse(send, BodyTooLarge(limit))

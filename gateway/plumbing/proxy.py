@@ -14,7 +14,13 @@ from gateway.plumbing.downstream import Downstreams
 
 # What a caller may tell a downstream service; everything else (cookies, hop-by-hop
 # headers, anything spoofing our own) stays at the gateway.
-REQUEST_HEADERS = ("authorization", "content-type", "accept", "accept-language")
+REQUEST_HEADERS = (
+    "authorization",
+    "content-type",
+    "accept",
+    "accept-language",
+    "if-none-match",  # a cached tile or image is answered 304 by its service
+)
 RESPONSE_HEADERS = (
     "content-type",
     "content-disposition",

@@ -1,5 +1,5 @@
 """Rate limits with the `limits` library: per user on predictions and on the assistant, per
-client address on login and on every `/api/v1` route.
+client address on login, on slide tiles and on every other `/api/v1` route.
 
 Counts live in memory (one gateway process) or in Redis when `REDIS_URL` is set, so that
 several gateway replicas share them. The sliding-window counter strategy keeps one or two
@@ -51,6 +51,7 @@ class RateLimits:
             "login": parse_many(settings.rate_limit_login),
             "general": parse_many(settings.rate_limit_general),
             "assistant": parse_many(settings.rate_limit_assistant),
+            "slide_tiles": parse_many(settings.rate_limit_slide_tiles),
         }
         self.shared = bool(settings.redis_url)
         self.limited = Counter(
@@ -103,6 +104,7 @@ _WHAT = {
     "login": "login attempts from this address",
     "general": "requests from this address",
     "assistant": "questions to the assistant",
+    "slide_tiles": "slide tiles from this address",
 }
 
 

@@ -58,8 +58,13 @@ class FakeDownstream:
 
 @pytest.fixture
 def downstreams():
-    with FakeDownstream() as auth, FakeDownstream() as inference, FakeDownstream() as data:
-        yield {"auth": auth, "inference": inference, "data": data}
+    with (
+        FakeDownstream() as auth,
+        FakeDownstream() as inference,
+        FakeDownstream() as data,
+        FakeDownstream() as slides,
+    ):
+        yield {"auth": auth, "inference": inference, "data": data, "slides": slides}
 
 
 def gateway_for(urls: dict[str, str], **settings: float) -> FastAPI:
@@ -68,6 +73,7 @@ def gateway_for(urls: dict[str, str], **settings: float) -> FastAPI:
             auth_url=urls["auth"],
             inference_url=urls["inference"],
             data_url=urls["data"],
+            slide_url=urls.get("slides", urls["data"]),
             readiness_timeout_s=1.0,
             **settings,
         )
@@ -88,6 +94,7 @@ def test_ready_when_every_downstream_is_ready_and_request_id_passed_on(downstrea
         "auth": "up",
         "inference": "up",
         "data": "up",
+        "slides": "up",
     }
     assert all(d.seen_request_ids == ["gw-ready-1"] for d in downstreams.values())
 
@@ -140,6 +147,7 @@ def test_a_downstreams_addresses_and_secrets_stay_out_of_the_public_answer(downs
             "auth": {"status": "down"},
             "inference": {"status": "up", "latency_ms": latency["inference"]},
             "data": {"status": "up", "latency_ms": latency["data"]},
+            "slides": {"status": "up", "latency_ms": latency["slides"]},
         },
         "error": {
             "code": "not_ready",
@@ -162,16 +170,16 @@ async def test_a_flood_of_ready_calls_asks_each_downstream_once_per_interval(dow
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         answers = await asyncio.gather(*(client.get("/ready") for _ in range(50)))
         assert {answer.status_code for answer in answers} == {200}
-        assert [len(d.seen_request_ids) for d in downstreams.values()] == [1, 1, 1]
+        assert [len(d.seen_request_ids) for d in downstreams.values()] == [1, 1, 1, 1]
 
         now[0] += 0.9
         assert (await client.get("/ready")).status_code == 200
-        assert [len(d.seen_request_ids) for d in downstreams.values()] == [1, 1, 1]
+        assert [len(d.seen_request_ids) for d in downstreams.values()] == [1, 1, 1, 1]
 
         now[0] += 0.2
         downstreams["data"].ready = False
         assert (await client.get("/ready")).status_code == 503
-        assert [len(d.seen_request_ids) for d in downstreams.values()] == [2, 2, 2]
+        assert [len(d.seen_request_ids) for d in downstreams.values()] == [2, 2, 2, 2]
     await app.state.downstreams.close()
 
 

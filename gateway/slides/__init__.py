@@ -1,0 +1,1 @@
+"""Whole-slide images through the gateway: streamed uploads, metadata and deep-zoom tiles."""
