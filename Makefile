@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 UV_VERSION := 0.13.9
 VENV := .venv
 PY := $(VENV)/bin/python
-SERVICES_WITH_DATABASE := auth_service inference_service data_service
+SERVICES_WITH_DATABASE := auth_service inference_service data_service slide_service
 
 .PHONY: help install browser infra-tools run test lint typecheck format migrate train evaluate explore demo-model up down logs clean
 

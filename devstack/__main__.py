@@ -23,8 +23,15 @@ from devstack.secrets import (
     admin_settings,
     gateway_service_key_settings,
     signing_key_settings,
+    slide_view_link_secret_settings,
 )
-from devstack.stack import COMPONENTS, Stack, build_stack, configured_environment
+from devstack.stack import (
+    COMPONENTS,
+    GATEWAY_DOWNSTREAMS,
+    Stack,
+    build_stack,
+    configured_environment,
+)
 from devstack.supervisor import Supervisor
 from ml.versions import list_versions
 
@@ -168,7 +175,7 @@ def print_urls(stack: Stack, prometheus: bool, admin_works: bool = True) -> None
         f"  Frontend        {stack.url('frontend')}",
         f"  API (gateway)   {gateway}/api/v1   docs: {gateway}/docs",
         f"  Readiness       {gateway}/ready",
-        *(f"  {c.name:<15} {stack.url(c.name)}   (internal)" for c in COMPONENTS[:3]),
+        *(f"  {name:<15} {stack.url(name)}   (internal)" for name in GATEWAY_DOWNSTREAMS),
         *([f"  Prometheus      {stack.url('prometheus')}"] if prometheus else []),
         *([f"  Admin login     in {credentials}"] if credentials.exists() and admin_works else []),
         BANNER_LAST_LINE,
@@ -199,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
         stack = build_stack(configured, server_url, var_dir)
         stack.env.update(signing_key_settings(stack.env, var_dir))
         stack.env.update(gateway_service_key_settings(stack.env, var_dir))
+        stack.env.update(slide_view_link_secret_settings(stack.env, var_dir))
         generated_admin = admin_settings(stack.env, var_dir)
         stack.env.update(generated_admin)
         supervisor = Supervisor(stack, log_dir)

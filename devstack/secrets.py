@@ -1,5 +1,6 @@
 """Secrets a developer machine needs and nobody should have to invent: the auth service's
-signing key, the gateway's service-token key pair and the first admin's password. Made once
+signing key, the gateway's service-token key pair, the slide service's view-link key and the
+first admin's password. Made once
 under the var folder (git-ignored), readable by their owner only, and reused by every later
 run."""
 
@@ -53,6 +54,26 @@ def gateway_service_key_settings(env: dict[str, str], var_dir: Path) -> dict[str
     }
 
 
+def _write_private(path: Path, text: str) -> None:
+    """A new file only its owner reads (refused with FileExistsError if it exists)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+
+
+def slide_view_link_secret_settings(env: dict[str, str], var_dir: Path) -> dict[str, str]:
+    """The HS256 key that signs slide view grants, made once under var/slide-keys, unless
+    one is configured. The slide service refuses the built-in development key in
+    production, so the stack makes a real one as it does the other keys."""
+    if env.get("SLIDE_VIEW_LINK_SECRET") or env.get("SLIDE_VIEW_LINK_SECRET_FILE"):
+        return {}
+    path = var_dir / "slide-keys" / "view-link.secret"
+    if not path.exists():
+        _write_private(path, secrets.token_urlsafe(48))  # 64 characters, above the 32 required
+    return {"SLIDE_VIEW_LINK_SECRET_FILE": str(path)}
+
+
 def admin_credentials_file(var_dir: Path) -> Path:
     return var_dir / "admin-credentials.env"
 
@@ -66,14 +87,12 @@ def admin_settings(env: dict[str, str], var_dir: Path) -> dict[str, str]:
         return {}
     path = admin_credentials_file(var_dir)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(
-                "# The first admin of this development stack, made by the first `make run`.\n"
-                f"ADMIN_EMAIL={email or DEV_ADMIN_EMAIL}\n"
-                f"ADMIN_PASSWORD={password or secrets.token_urlsafe(18)}\n"
-            )
+        _write_private(
+            path,
+            "# The first admin of this development stack, made by the first `make run`.\n"
+            f"ADMIN_EMAIL={email or DEV_ADMIN_EMAIL}\n"
+            f"ADMIN_PASSWORD={password or secrets.token_urlsafe(18)}\n",
+        )
     stored = dotenv_values(path)
     return {
         "AUTH_ADMIN_EMAIL": str(stored["ADMIN_EMAIL"]),

@@ -26,10 +26,18 @@ COMPONENTS = (
     Component("auth", "auth_service", "AUTH_", 8000, "auth"),
     Component("inference", "inference_service", "INFERENCE_", 8001, "inference"),
     Component("data", "data_service", "DATA_", 8002, "data"),
+    Component("slides", "slide_service", "SLIDE_", 8003, "slides"),
     Component("gateway", "gateway", "GATEWAY_", 8004),
     Component("frontend", "frontend", "FRONTEND_", 8501),
 )
 BY_NAME = {component.name: component for component in COMPONENTS}
+# The services the gateway calls -> the gateway's setting for its URL.
+GATEWAY_DOWNSTREAMS = {
+    "auth": "GATEWAY_AUTH_URL",
+    "inference": "GATEWAY_INFERENCE_URL",
+    "data": "GATEWAY_DATA_URL",
+    "slides": "GATEWAY_SLIDE_URL",
+}
 # Optional, beside the components: runs when its binary is found (devstack.prometheus).
 PROMETHEUS_DEFAULT_PORT = 9090
 
@@ -118,14 +126,12 @@ def build_stack(configured: dict[str, str], server_url: str, var_dir: Path) -> S
         default(f"{component.env_prefix}PORT", str(component.default_port))
         if component.database and (login := separate_runtime_login(env, component, server_url)):
             runtime_logins.append(login)
-    for name in ("auth", "inference", "data"):
-        default(
-            f"GATEWAY_{name.upper()}_URL",
-            f"http://127.0.0.1:{env[f'{BY_NAME[name].env_prefix}PORT']}",
-        )
+    for name, setting in GATEWAY_DOWNSTREAMS.items():
+        default(setting, f"http://127.0.0.1:{env[f'{BY_NAME[name].env_prefix}PORT']}")
     default("DEVSTACK_PROMETHEUS_PORT", str(PROMETHEUS_DEFAULT_PORT))
     default("FRONTEND_GATEWAY_URL", f"http://127.0.0.1:{env['GATEWAY_PORT']}")
     default("DATA_STORAGE_DIR", str(var_dir / "data" / "images"))
+    default("SLIDE_STORAGE_DIR", str(var_dir / "slides"))
     default("DEVSTACK_MODELS_DIR", str(var_dir / "models"))
     default("INFERENCE_MODELS_DIR", env["DEVSTACK_MODELS_DIR"])
     # Load the model before serving, as compose does: the first prediction after a start (or
@@ -135,6 +141,7 @@ def build_stack(configured: dict[str, str], server_url: str, var_dir: Path) -> S
     default("MLFLOW_TRACKING_URI", f"sqlite:///{var_dir / 'mlflow' / 'mlflow.db'}")
     default("INFERENCE_AUTH_URL", env["GATEWAY_AUTH_URL"])
     default("DATA_AUTH_URL", env["GATEWAY_AUTH_URL"])
+    default("SLIDE_AUTH_URL", env["GATEWAY_AUTH_URL"])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return Stack(env=env, var_dir=var_dir, runtime_logins=tuple(runtime_logins))

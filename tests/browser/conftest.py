@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from devstack import ROOT
 from devstack.launcher import LaunchedStack
+from tests.support.launcher import stack_database_urls
 from tests.support.tokens import bearer
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
@@ -57,9 +58,7 @@ def browser(pg_server_url, new_database_url) -> Browser:
 
 @pytest.fixture(scope="module")
 def stack(new_database_url, pg_server_url):
-    databases = {
-        name: new_database_url(f"browser_{name}") for name in ("auth", "inference", "data")
-    }
+    databases = stack_database_urls(new_database_url, "browser")
     launched = LaunchedStack(
         databases,
         pg_server_url,

@@ -290,7 +290,7 @@ def test_the_browser_only_ever_talks_to_the_frontend(browser, stack, admin_crede
     go(page, "Models", "Models")
     assert origins == {urlsplit(stack.url("frontend")).netloc}
     content = page.content()
-    for name in ("gateway", "auth", "inference", "data"):
+    for name in ("gateway", "auth", "inference", "data", "slides"):
         assert f":{stack.ports[name]}" not in content, name
 
 

@@ -5,11 +5,12 @@ provider): every stack start costs half a minute of a slow machine."""
 import pytest
 
 from devstack.launcher import LaunchedStack
+from tests.support.launcher import stack_database_urls
 
 
 @pytest.fixture(scope="package")
 def database_urls(new_database_url):
-    return {name: new_database_url(f"e2e_{name}") for name in ("auth", "inference", "data")}
+    return stack_database_urls(new_database_url, "e2e")
 
 
 @pytest.fixture(scope="package")

@@ -22,7 +22,7 @@ from PIL import Image
 from devstack.launcher import LaunchedStack
 from ml.evaluation_set import ASSESSABLE, examples, real_tissue_tiles
 from tests.support.images import png_bytes, tissue_png
-from tests.support.launcher import RESTART_TIMEOUT_S, wait_for
+from tests.support.launcher import RESTART_TIMEOUT_S, stack_database_urls, wait_for
 from tests.support.llm_server import Reply, anthropic_error, anthropic_message, scripted_llm_server
 from tests.support.sql import fetch
 from tests.support.stack_login import RenewingLogin
@@ -50,7 +50,7 @@ def new_address() -> str:
 
 @pytest.fixture(scope="module")
 def databases(new_database_url):
-    return {name: new_database_url(f"e2e_gw_{name}") for name in ("auth", "inference", "data")}
+    return stack_database_urls(new_database_url, "e2e_gw")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from devstack.launcher import (
     processes_with_env,
 )
 from frontend.config.settings import get_settings
-from tests.support.launcher import RESTART_TIMEOUT_S, get, wait_for
+from tests.support.launcher import RESTART_TIMEOUT_S, get, stack_database_urls, wait_for
 from tests.support.sql import fetch
 
 pytestmark = pytest.mark.timeout(600)
@@ -36,11 +36,12 @@ def test_gateway_reports_every_downstream_ready(stack):
         "auth": "up",
         "inference": "up",
         "data": "up",
+        "slides": "up",
     }
 
 
 def test_every_service_answers_health_ready_and_metrics(stack):
-    for name in ("auth", "inference", "data", "gateway"):
+    for name in ("auth", "inference", "data", "slides", "gateway"):
         for path in ("/health", "/ready", "/metrics"):
             response = get(f"{stack.url(name)}{path}")
             assert response is not None and response.status_code == 200, (name, path)
@@ -51,7 +52,7 @@ def test_request_id_sent_to_gateway_appears_in_downstream_logs(stack):
     request_id = f"e2e-{uuid.uuid4().hex}"
     response = get(f"{stack.url('gateway')}/ready", headers={"X-Request-ID": request_id})
     assert response.headers["X-Request-ID"] == request_id
-    for name in ("auth", "inference", "data"):
+    for name in ("auth", "inference", "data", "slides"):
         wait_for(
             lambda name=name: request_id in stack.log(name), 30, f"the request id in {name}.log"
         )
@@ -155,7 +156,7 @@ def test_make_run_bootstrapped_the_demo_model(stack):
 def test_a_stack_that_cannot_start_says_which_process_and_leaves_nothing_behind(
     new_database_url, pg_server_url
 ):
-    urls = {name: new_database_url(f"e2e_broken_{name}") for name in ("auth", "inference", "data")}
+    urls = stack_database_urls(new_database_url, "e2e_broken")
     # No Prometheus: what is tested is how a service that cannot start is reported.
     broken = LaunchedStack(urls, pg_server_url, {"DEVSTACK_PROMETHEUS": "no-prometheus-here"})
     # Its port is taken: the gateway exits at every start until the launcher gives up on it.

@@ -8,7 +8,7 @@ import pytest
 from dotenv import dotenv_values
 
 from devstack.postgres import with_database
-from tests.support.launcher import UNLIMITED, running_stack
+from tests.support.launcher import STACK_DATABASES, UNLIMITED, running_stack
 from tests.support.private_postgres import running_private_postgres
 from tests.support.stack_login import RenewingLogin
 from tests.support.tokens import bearer, issued_token
@@ -28,7 +28,7 @@ def private_postgres():
 def databases(private_postgres):
     return {
         name: with_database(private_postgres.url, f"rel_{name}_{uuid.uuid4().hex[:8]}")
-        for name in ("auth", "inference", "data")
+        for name in STACK_DATABASES
     }
 
 

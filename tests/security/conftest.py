@@ -10,7 +10,7 @@ import httpx
 import pytest
 from dotenv import dotenv_values
 
-from tests.support.launcher import UNLIMITED, running_stack
+from tests.support.launcher import UNLIMITED, running_stack, stack_database_urls
 from tests.support.sql import fetch
 from tests.support.stack_login import RenewingLogin
 
@@ -47,7 +47,7 @@ class User:
 
 @pytest.fixture(scope="package")
 def databases(new_database_url):
-    return {name: new_database_url(f"sec_{name}") for name in ("auth", "inference", "data")}
+    return stack_database_urls(new_database_url, "sec")
 
 
 @pytest.fixture(scope="package")

@@ -8,6 +8,10 @@ from contextlib import contextmanager
 import httpx
 
 from devstack.launcher import LaunchedStack
+from devstack.stack import COMPONENTS
+
+# The stack's components with a database of their own: a launched stack needs a URL for each.
+STACK_DATABASES = tuple(c.name for c in COMPONENTS if c.database)
 
 # How long a restarted service may take to serve again: the inference service imports
 # TensorFlow first (12 s on an idle machine here, several times that on a slow or busy one).
@@ -46,6 +50,11 @@ UNLIMITED = {
     "GATEWAY_RATE_LIMIT_GENERAL": "100000/minute",
     "GATEWAY_RATE_LIMIT_ASSISTANT": "100000/minute",
 }
+
+
+def stack_database_urls(new_database_url, prefix: str) -> dict[str, str]:
+    """A new database, named `<prefix>_<component>`, for each component that has one."""
+    return {name: new_database_url(f"{prefix}_{name}") for name in STACK_DATABASES}
 
 
 @contextmanager

@@ -9,7 +9,7 @@
 #   SELECT.
 set -eu
 
-for service in auth inference data; do
+for service in auth inference data slides; do
   upper="$(echo "$service" | tr '[:lower:]' '[:upper:]')"
   password="$(printenv "${upper}_DB_PASSWORD")"
   runtime_password="$(printenv "${upper}_RUNTIME_DB_PASSWORD")"

@@ -12,6 +12,7 @@ from devstack.secrets import (
     admin_settings,
     gateway_service_key_settings,
     signing_key_settings,
+    slide_view_link_secret_settings,
 )
 
 
@@ -70,6 +71,26 @@ def test_the_gateway_service_key_pair_is_made_once_unless_both_sides_are_configu
     # One side alone would leave the two keys unmatched: refused, saying so.
     with pytest.raises(ValueError, match="or neither"):
         gateway_service_key_settings({"GATEWAY_SERVICE_SIGNING_KEY": "pem"}, tmp_path / "y")
+
+
+def test_the_slide_view_link_secret_is_made_once_unless_one_is_configured(tmp_path):
+    settings = slide_view_link_secret_settings({}, tmp_path)
+    path = Path(settings["SLIDE_VIEW_LINK_SECRET_FILE"])
+    assert path.parent == tmp_path / "slide-keys"
+    assert path.stat().st_mode & 0o777 == 0o600
+    made = path.read_text()
+    # The slide service refuses a production key shorter than 32 bytes.
+    assert len(made.encode()) >= 32 and made == made.strip()
+    assert slide_view_link_secret_settings({}, tmp_path) == settings
+    assert path.read_text() == made  # kept: grants already handed out stay valid
+    other = slide_view_link_secret_settings({}, tmp_path / "other")
+    assert Path(other["SLIDE_VIEW_LINK_SECRET_FILE"]).read_text() != made  # random, not fixed
+    for configured in (
+        {"SLIDE_VIEW_LINK_SECRET": "k" * 32},
+        {"SLIDE_VIEW_LINK_SECRET_FILE": "/run/secrets/slide-view-link"},
+    ):
+        assert slide_view_link_secret_settings(configured, tmp_path / "x") == {}
+    assert not (tmp_path / "x").exists()
 
 
 def test_the_refusal_names_the_file_and_database_and_not_the_password(tmp_path):

@@ -19,6 +19,7 @@ from devstack import ROOT
 from frontend.config.settings import FrontendSettings
 from gateway.settings import GatewaySettings
 from inference_service.settings import InferenceSettings
+from slide_service.settings import SlideSettings
 from tests.unit.test_configuration import env_names
 
 BIN = Path(sys.executable).parent
@@ -30,6 +31,9 @@ SECRETS = {
     "AUTH_RUNTIME_DB_PASSWORD": "auth-runtime-secret",
     "INFERENCE_RUNTIME_DB_PASSWORD": "inference-runtime-secret",
     "DATA_RUNTIME_DB_PASSWORD": "data-runtime-secret",
+    "SLIDES_DB_PASSWORD": "s",
+    "SLIDES_RUNTIME_DB_PASSWORD": "slides-runtime-secret",
+    "SLIDE_VIEW_LINK_SECRET": "view-link-secret-" + "x" * 32,
     "GRAFANA_ADMIN_PASSWORD": "g",
 }
 # compose service -> (settings class, folder with its Dockerfile, extra of pyproject.toml)
@@ -38,9 +42,16 @@ COMPONENTS = {
     "auth": (AuthSettings, "auth_service", "auth"),
     "inference": (InferenceSettings, "inference_service", "inference"),
     "data": (DataSettings, "data_service", "data"),
+    "slides": (SlideSettings, "slide_service", "slides"),
     "frontend": (FrontendSettings, "frontend", "frontend"),
 }
 PUBLISHING = {"gateway", "frontend", "prometheus", "grafana"}
+# The compose services with a database of their own (named as the service), migrated first.
+WITH_DATABASE = ("auth", "inference", "data", "slides")
+
+
+def env_prefix(name: str) -> str:
+    return COMPONENTS[name][0].model_config["env_prefix"]
 
 
 def tool(name: str) -> str:
@@ -78,9 +89,9 @@ def test_compose_refuses_to_start_without_the_database_passwords():
     assert checked.returncode != 0
     for name in ("POSTGRES_PASSWORD", "AUTH_DB_PASSWORD", "DATA_DB_PASSWORD"):
         assert name in checked.stderr
-    without_runtime = {k: v for k, v in SECRETS.items() if k != "DATA_RUNTIME_DB_PASSWORD"}
-    checked = compose("config", "-q", env=without_runtime)
-    assert checked.returncode != 0 and "DATA_RUNTIME_DB_PASSWORD" in checked.stderr
+    for name in ("DATA_RUNTIME_DB_PASSWORD", "SLIDES_DB_PASSWORD", "SLIDE_VIEW_LINK_SECRET"):
+        checked = compose("config", "-q", env={k: v for k, v in SECRETS.items() if k != name})
+        assert checked.returncode != 0 and name in checked.stderr, name
 
 
 def test_only_the_entry_points_publish_ports(services):
@@ -91,14 +102,17 @@ def test_only_the_entry_points_publish_ports(services):
 
 
 def test_each_service_waits_for_its_migration_and_dependencies_to_be_healthy(services):
-    for name in ("auth", "inference", "data"):
+    for name in WITH_DATABASE:
         depends = services[name]["depends_on"]
         assert depends[f"{name}-migrate"]["condition"] == "service_completed_successfully"
         assert depends["postgres"]["condition"] == "service_healthy"
         assert services[f"{name}-migrate"]["depends_on"]["postgres"]["condition"] == (
             "service_healthy"
         )
-    for name, upstream in (("gateway", ("auth", "inference", "data")), ("frontend", ("gateway",))):
+    for name, upstream in (
+        ("gateway", ("auth", "inference", "data", "slides")),
+        ("frontend", ("gateway",)),
+    ):
         depends = services[name]["depends_on"]
         assert {u: depends[u]["condition"] for u in upstream} == dict.fromkeys(
             upstream, "service_healthy"
@@ -106,25 +120,50 @@ def test_each_service_waits_for_its_migration_and_dependencies_to_be_healthy(ser
 
 
 def test_each_service_runs_as_its_runtime_login_and_migrates_as_the_owner(services):
-    for name in ("auth", "inference", "data"):
-        prefix = name.upper()
+    for name in WITH_DATABASE:
+        prefix = env_prefix(name)  # of its settings; the passwords are named for the database
+        owner_password = SECRETS[f"{name.upper()}_DB_PASSWORD"]
         running = services[name]["environment"]
-        runtime_password = SECRETS[f"{prefix}_RUNTIME_DB_PASSWORD"]
-        assert running[f"{prefix}_DATABASE_URL"] == (
+        runtime_password = SECRETS[f"{name.upper()}_RUNTIME_DB_PASSWORD"]
+        assert running[f"{prefix}DATABASE_URL"] == (
             f"postgresql://{name}_runtime:{runtime_password}@postgres:5432/{name}"
         )
         # The owner's login stays with the migration step: the service never sees it.
-        assert f"{prefix}_MIGRATION_DATABASE_URL" not in running
-        assert not any(f"{name}:{SECRETS[f'{prefix}_DB_PASSWORD']}@" in v for v in running.values())
+        assert f"{prefix}MIGRATION_DATABASE_URL" not in running
+        assert not any(f"{name}:{owner_password}@" in v for v in running.values())
         migrating = services[f"{name}-migrate"]["environment"]
-        assert migrating[f"{prefix}_MIGRATION_DATABASE_URL"] == (
-            f"postgresql://{name}:{SECRETS[f'{prefix}_DB_PASSWORD']}@postgres:5432/{name}"
+        assert migrating[f"{prefix}MIGRATION_DATABASE_URL"] == (
+            f"postgresql://{name}:{owner_password}@postgres:5432/{name}"
         )
         # Names the login to grant; its password is not needed there.
         assert (
-            migrating[f"{prefix}_DATABASE_URL"]
+            migrating[f"{prefix}DATABASE_URL"]
             == f"postgresql://{name}_runtime@postgres:5432/{name}"
         )
+
+
+def test_the_postgres_init_script_makes_the_database_and_logins_of_each_service(services):
+    script = (ROOT / "infra" / "postgres" / "init" / "01-databases.sh").read_text()
+    (loop,) = re.findall(r"^for service in ([\w ]+); do$", script, re.MULTILINE)
+    assert tuple(loop.split()) == WITH_DATABASE
+    given = services["postgres"]["environment"]
+    for name in WITH_DATABASE:
+        for variable in (f"{name.upper()}_DB_PASSWORD", f"{name.upper()}_RUNTIME_DB_PASSWORD"):
+            assert given[variable] == SECRETS[variable], variable
+
+
+def test_only_the_slide_service_gets_the_view_link_key_and_as_a_file(services):
+    holders = {name for name, s in services.items() if s.get("secrets")}
+    assert holders == {"slides"}
+    (mounted,) = services["slides"]["secrets"]
+    environment = services["slides"]["environment"]
+    assert environment["SLIDE_VIEW_LINK_SECRET_FILE"] == f"/run/secrets/{mounted['target']}"
+    # Never the value itself in a container's environment.
+    secret = SECRETS["SLIDE_VIEW_LINK_SECRET"]
+    for name, service in services.items():
+        assert secret not in json.dumps(service.get("environment") or {}), name
+    # Production: the service refuses the development key when the file is missing or short.
+    assert environment["SLIDE_ENVIRONMENT"] == "production"
 
 
 def test_compose_sets_only_variables_the_services_read(services):
@@ -151,10 +190,11 @@ def test_compose_ports_are_the_services_own(services):
 
 
 def test_migrations_run_the_services_own_migration_modules(services):
-    for name in ("auth", "inference", "data"):
+    for name in WITH_DATABASE:
+        package = COMPONENTS[name][1]
         command = " ".join(services[f"{name}-migrate"]["command"])
-        assert f"python -m {name}_service.migrate upgrade" in command
-        assert (ROOT / f"{name}_service" / "migrate.py").is_file()
+        assert f"python -m {package}.migrate upgrade" in command
+        assert (ROOT / package / "migrate.py").is_file()
 
 
 @pytest.mark.parametrize("name", list(COMPONENTS))
@@ -221,6 +261,18 @@ def test_ci_runs_what_a_developer_runs():
         "${{ env.REPOSITORY }}:${{ github.sha }}",
         "${{ env.REPOSITORY }}:latest",
     ]
+
+
+def test_the_images_workflow_builds_each_component_from_its_own_dockerfile(tmp_path):
+    images = yaml.safe_load((ROOT / ".github" / "workflows" / "images.yml").read_text())
+    (folder,) = [s for s in images["jobs"]["build"]["steps"] if s.get("id") == "folder"]
+    for name, (_, directory, _) in COMPONENTS.items():
+        output = tmp_path / f"{name}.out"
+        script = folder["run"].replace("${{ matrix.component }}", name)
+        subprocess.run(
+            ["bash", "-euc", script], env={"GITHUB_OUTPUT": str(output)}, check=True, cwd=ROOT
+        )
+        assert output.read_text() == f"dockerfile={directory}/Dockerfile\n", name
 
 
 def test_make_up_down_logs_wrap_compose():
@@ -351,9 +403,13 @@ def test_what_compose_containers_keep_is_on_volumes(services):
         "postgres": "/var/lib/postgresql/data",
         "auth": "/var/lib/auth/keys",
         "data": "/data/images",
+        "slides": "/data/slides",
         "prometheus": "/prometheus",
         "grafana": "/var/lib/grafana",
     }
+    # Each store is where its service writes: uploads are renamed into place on that volume.
+    assert services["data"]["environment"]["DATA_STORAGE_DIR"] == expected["data"]
+    assert services["slides"]["environment"]["SLIDE_STORAGE_DIR"] == expected["slides"]
     for name, target in expected.items():
         volumes = {v["target"]: v for v in services[name].get("volumes", [])}
         assert volumes[target]["type"] == "volume", name

@@ -22,6 +22,7 @@ from devstack import ROOT
 from frontend.config.settings import FrontendSettings
 from gateway.settings import GatewaySettings
 from inference_service.settings import InferenceSettings
+from slide_service.settings import SlideSettings
 
 K8S = ROOT / "infra" / "k8s"
 BASE = K8S / "base"
@@ -36,6 +37,7 @@ COMPONENTS = {
     "auth": (AuthSettings, "auth_service"),
     "inference": (InferenceSettings, "inference_service"),
     "data": (DataSettings, "data_service"),
+    "slides": (SlideSettings, "slide_service"),
     "gateway": (GatewaySettings, None),
     "frontend": (FrontendSettings, None),
 }
@@ -240,9 +242,11 @@ def test_services_find_each_other_by_their_service_names_and_ports(example):
             "GATEWAY_AUTH_URL": url("auth"),
             "GATEWAY_INFERENCE_URL": url("inference"),
             "GATEWAY_DATA_URL": url("data"),
+            "GATEWAY_SLIDE_URL": url("slides"),
         },
         "inference": {"INFERENCE_AUTH_URL": url("auth")},
         "data": {"DATA_AUTH_URL": url("auth")},
+        "slides": {"SLIDE_AUTH_URL": url("auth")},
         "frontend": {"FRONTEND_GATEWAY_URL": url("gateway")},
     }
     for component, variables in expected.items():
@@ -281,6 +285,20 @@ def test_the_signing_key_and_admin_come_from_the_secret(example):
     auth = main_container(of_kind(example, "Deployment")["auth"])
     from_secret = {v["name"] for v in auth["env"] if "secretKeyRef" in v.get("valueFrom", {})}
     assert {"AUTH_SIGNING_KEY", "AUTH_ADMIN_EMAIL", "AUTH_ADMIN_PASSWORD"} <= from_secret
+
+
+def test_the_view_link_key_comes_from_the_secret_and_only_to_the_slide_service(example):
+    holders = set()
+    for name, deployment in of_kind(example, "Deployment").items():
+        for container in all_containers(deployment):
+            env = {v["name"]: v for v in container.get("env", [])}
+            if "SLIDE_VIEW_LINK_SECRET" in env:
+                assert "secretKeyRef" in env["SLIDE_VIEW_LINK_SECRET"]["valueFrom"]
+                holders.add(f"{name}/{container['name']}")
+    assert holders == {"slides/slides"}  # not the migration, not another service
+    # Production: the development key is refused, so a missing or short key stops the pod.
+    env = container_env(main_container(of_kind(example, "Deployment")["slides"]), example)
+    assert env["SLIDE_ENVIRONMENT"] == "production"
 
 
 # --- migrations ------------------------------------------------------------------------
@@ -388,9 +406,11 @@ def test_models_are_a_read_only_claim_at_the_models_dir(example):
     assert claim in of_kind(example, "PersistentVolumeClaim")
 
 
-def test_images_are_a_writable_shared_claim_at_the_storage_dir(example):
-    deployment = of_kind(example, "Deployment")["data"]
-    storage_dir = container_env(main_container(deployment), example)["DATA_STORAGE_DIR"]
+@pytest.mark.parametrize("component", ["data", "slides"])
+def test_stores_are_a_writable_shared_claim_at_the_storage_dir(example, component):
+    deployment = of_kind(example, "Deployment")[component]
+    prefix = COMPONENTS[component][0].model_config["env_prefix"]
+    storage_dir = container_env(main_container(deployment), example)[f"{prefix}STORAGE_DIR"]
     mount, volume = volume_at(deployment, storage_dir)
     assert not mount.get("readOnly")
     claim = of_kind(example, "PersistentVolumeClaim")[volume["persistentVolumeClaim"]["claimName"]]
@@ -431,19 +451,46 @@ def test_the_ingress_routes_the_api_to_the_gateway_and_the_rest_to_the_frontend(
                     backend["port"].get("number") in port_numbers
                 )
                 routes[path["path"]] = backend["name"]
-    assert routes == {"/api": "gateway", "/": "frontend"}
+    assert routes == {
+        "/api": "gateway",
+        "/api/v1/slides": "gateway",
+        "/slide-upload": "frontend",
+        "/": "frontend",
+    }
 
 
 def test_the_frontend_ingress_keeps_websockets_open(example):
-    (frontend,) = [
-        i
-        for i in of_kind(example, "Ingress").values()
-        if i["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "frontend"
-    ]
+    frontend = of_kind(example, "Ingress")["frontend"]
     annotations = frontend["metadata"]["annotations"]
     for timeout in ("proxy-read-timeout", "proxy-send-timeout"):
         assert int(annotations[f"nginx.ingress.kubernetes.io/{timeout}"]) >= 3600
     assert annotations["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+
+
+def test_slide_uploads_get_a_large_streamed_body_and_the_rest_of_the_api_does_not(example):
+    ingresses = of_kind(example, "Ingress")
+    gateway = GatewaySettings(_env_file=None)
+
+    def body_limit(name: str) -> int:
+        annotations = ingresses[name]["metadata"]["annotations"]
+        return memory(annotations["nginx.ingress.kubernetes.io/proxy-body-size"].upper() + "i")
+
+    for name in ("gateway-slides", "frontend-slide-upload"):
+        annotations = ingresses[name]["metadata"]["annotations"]
+        assert body_limit(name) > gateway.max_slide_bytes, name
+        # Streamed through: nginx does not first spool 4 GiB to its own disk.
+        assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off"
+        for timeout in ("proxy-read-timeout", "proxy-send-timeout"):
+            seconds = int(annotations[f"nginx.ingress.kubernetes.io/{timeout}"])
+            assert seconds > gateway.slide_upload_timeout_s, (name, timeout)
+    # The API's other routes keep their small limit.
+    assert body_limit("gateway") < 100 * 2**20
+    # The upload ticket lives in the frontend pod that made it: the app's sticky cookie.
+    upload = ingresses["frontend-slide-upload"]["metadata"]["annotations"]
+    app = ingresses["frontend"]["metadata"]["annotations"]
+    for key in ("affinity", "session-cookie-name"):
+        key = f"nginx.ingress.kubernetes.io/{key}"
+        assert upload[key] == app[key], key
 
 
 # --- images and secrets ----------------------------------------------------------------
@@ -471,7 +518,7 @@ def test_no_secret_in_the_base_has_a_value(base):
     # Nor is one hidden among the plain settings.
     for name, config in of_kind(base, "ConfigMap").items():
         for key in config.get("data", {}):
-            assert not re.search(r"DATABASE_URL|PASSWORD|SIGNING_KEY|REDIS_URL", key), name
+            assert not re.search(r"DATABASE_URL|PASSWORD|SIGNING_KEY|SECRET|REDIS_URL", key), name
 
 
 def test_the_example_secrets_are_placeholders():

@@ -18,7 +18,7 @@ from tests.unit.infra.test_kubernetes import (
     render,
 )
 
-BACKENDS = ("auth", "inference", "data")
+BACKENDS = ("auth", "inference", "data", "slides")
 DATABASE = Endpoint("database", "203.0.113.10")  # the managed PostgreSQL, outside the cluster
 INTERNET = Endpoint("internet", "198.51.100.7")
 NAME = "app.kubernetes.io/name"
@@ -114,8 +114,8 @@ def test_a_pod_without_a_components_label_reaches_nothing_and_nothing_reaches_it
             assert reaching(policies, pods, stray, port) == set(), (stray.name, port)
 
 
-def test_only_the_gateway_reaches_inference_and_data(policies, pods):
-    for component in ("inference", "data"):
+def test_only_the_gateway_reaches_inference_data_and_slides(policies, pods):
+    for component in ("inference", "data", "slides"):
         assert reaching(policies, pods, pods[component], port_of(component)) == {
             "gateway",
             "prometheus",  # /metrics is served on the service port
@@ -127,6 +127,7 @@ def test_auth_is_reached_by_the_gateway_and_by_the_services_fetching_its_keys(po
         "gateway",
         "inference",  # the JWKS, to check tokens
         "data",
+        "slides",
         "prometheus",
     }
 
@@ -181,8 +182,10 @@ def test_who_each_component_calls(policies, pods):
         ("gateway", "auth"),
         ("gateway", "inference"),
         ("gateway", "data"),
+        ("gateway", "slides"),
         ("inference", "auth"),
         ("data", "auth"),
+        ("slides", "auth"),
     }
 
 

@@ -16,12 +16,14 @@ from devstack import ROOT, prometheus
 from devstack.stack import build_stack
 from gateway.main import create_app as create_gateway_app
 from gateway.settings import GatewaySettings
+from slide_service.main import create_app as create_slide_app
+from slide_service.settings import SlideSettings
 from tests.support.services import auth_app, data_app, inference_app
 
 PROMETHEUS_DIR = ROOT / "infra" / "prometheus"
 GRAFANA_DIR = ROOT / "infra" / "grafana"
 DASHBOARD = GRAFANA_DIR / "dashboards" / "cancer-detection.json"
-JOBS = {"gateway", "auth", "inference", "data"}
+JOBS = {"gateway", "auth", "inference", "data", "slides"}
 # Series Prometheus makes itself for each target, beside what the target exposes.
 SYNTHETIC = {"up"}
 UNUSED_DATABASE = "postgresql://postgres@127.0.0.1:1/unused"  # the apps' lifespans never run
@@ -83,7 +85,7 @@ def _sample_names(registry) -> set[str]:
 
 @pytest.fixture(scope="module")
 def exposed(tmp_path_factory) -> set[str]:
-    """Every series name the four services can expose, from their apps built in process."""
+    """Every series name the five services can expose, from their apps built in process."""
     folder = tmp_path_factory.mktemp("services")
     ensure_key_file(folder / "keys")
     apps = [
@@ -91,6 +93,11 @@ def exposed(tmp_path_factory) -> set[str]:
         auth_app(UNUSED_DATABASE, keys_dir=folder / "keys"),
         data_app(UNUSED_DATABASE, storage_dir=folder / "images"),
         inference_app(UNUSED_DATABASE, models_dir=folder / "models"),
+        create_slide_app(
+            SlideSettings(
+                _env_file=None, database_url=UNUSED_DATABASE, storage_dir=folder / "slides"
+            )
+        ),
     ]
     names = set()
     for app in apps:
@@ -125,6 +132,7 @@ def test_alert_rules_are_valid_and_cover_downtime_errors_latency_and_downstreams
         "HighLatency",
         "GatewayDownstreamErrors",
         "NotAssessableShareJump",
+        "SlideTileLatencyHigh",
     }
     assert alerts["ServiceDown"]["for"] == "1m"
     assert 'status=~"5.."' in alerts["HighErrorRate"]["expr"]
@@ -142,6 +150,7 @@ def test_the_dev_stack_config_scrapes_local_ports_with_the_same_jobs_and_rules(t
         "auth": ["127.0.0.1:8000"],
         "inference": ["127.0.0.1:8001"],
         "data": ["127.0.0.1:8002"],
+        "slides": ["127.0.0.1:8003"],
     }
     assert config["rule_files"] == [str(PROMETHEUS_DIR / "alerts.yml")]
     check("config", prometheus.write_config(stack, tmp_path))
@@ -176,6 +185,9 @@ def test_the_dashboard_has_a_panel_for_each_view_on_the_provisioned_datasource()
         "Assistant answers": "gateway_assistant_answers_total",
         "Not-assessable share": "inference_assessments_total",
         "Assessments and reasons": "inference_assessment_reasons_total",
+        "Slide tile latency p95": "slide_tile_seconds_bucket",
+        "Slide tile cache hit rate": "slide_tile_cache_misses_total",
+        "Slide uploads": "http_requests_total",
     }
     for title, metric in wanted.items():
         assert title in panels, title
@@ -184,8 +196,26 @@ def test_the_dashboard_has_a_panel_for_each_view_on_the_provisioned_datasource()
     assert {"0.5", "0.95"} <= {
         m for t in panels["Latency p50 / p95"]["targets"] for m in re.findall(r"0\.\d+", t["expr"])
     }
+    (hit_rate,) = panels["Slide tile cache hit rate"]["targets"]
+    assert {"slide_tile_cache_hits_total", "slide_tile_cache_misses_total"} <= metric_names(
+        hit_rate["expr"]
+    )
+    (uploads,) = panels["Slide uploads"]["targets"]
+    assert 'job="slides"' in uploads["expr"] and 'handler="/slides"' in uploads["expr"]
+    assert 'method="POST"' in uploads["expr"]
     for panel in board["panels"]:
         assert panel["datasource"]["uid"] == "prometheus", panel["title"]
+    # Panels do not overlap (Grafana would push one down, out of its place).
+    cells = set()
+    for panel in board["panels"]:
+        box = panel["gridPos"]
+        covered = {
+            (x, y)
+            for x in range(box["x"], box["x"] + box["w"])
+            for y in range(box["y"], box["y"] + box["h"])
+        }
+        assert not cells & covered, panel["title"]
+        cells |= covered
 
 
 def test_rules_and_dashboard_ask_only_for_metrics_the_services_expose(exposed):
@@ -193,6 +223,7 @@ def test_rules_and_dashboard_ask_only_for_metrics_the_services_expose(exposed):
     used = set().union(*map(metric_names, expressions))
     assert {"inference_predictions_total", "gateway_downstream_errors_total"} <= used
     assert {"inference_assessments_total", "inference_assessment_reasons_total"} <= used
+    assert {"slide_tile_seconds_bucket", "slide_tile_cache_hits_total"} <= used
     assert used - exposed - SYNTHETIC == set()
 
 
@@ -218,30 +249,35 @@ def assessment_series(per_minute: dict[str, tuple[float, float]]) -> list[dict[s
     return series
 
 
-def jump_rule_tests(per_minute: dict[str, tuple[float, float]], expected: list[dict]) -> dict:
-    """A promtool rule test: 70 minutes into the second period the alert fires with
-    `expected` (labels and annotations), or not at all when `expected` is empty."""
+def rule_test(series: list[dict], minutes: int, alert: str, expected: list[dict]) -> dict:
+    """A promtool rule test over series sampled each minute: after `minutes`, `alert` fires
+    with `expected` (labels and annotations), or not at all when `expected` is empty."""
     return {
         "rule_files": [str(PROMETHEUS_DIR / "alerts.yml")],
         "evaluation_interval": "1m",
         "tests": [
             {
                 "interval": "1m",
-                "input_series": assessment_series(per_minute),
+                "input_series": series,
                 "alert_rule_test": [
-                    {
-                        "eval_time": f"{DAY_MINUTES + 70}m",
-                        "alertname": JUMP_ALERT,
-                        "exp_alerts": expected,
-                    },
+                    {"eval_time": f"{minutes}m", "alertname": alert, "exp_alerts": expected},
                 ],
             }
         ],
     }
 
 
+def description_of(alert: str) -> str:
+    return next(r for r in rules() if r.get("alert") == alert)["annotations"]["description"]
+
+
+def jump_rule_tests(per_minute: dict[str, tuple[float, float]], expected: list[dict]) -> dict:
+    """70 minutes into the second period."""
+    return rule_test(assessment_series(per_minute), DAY_MINUTES + 70, JUMP_ALERT, expected)
+
+
 def run_rule_tests(tests: dict, folder: Path) -> subprocess.CompletedProcess:
-    path = folder / "jump_test.yml"
+    path = folder / "rule_test.yml"
     path.write_text(yaml.safe_dump(tests))
     return subprocess.run(
         [promtool(), "test", "rules", str(path)], capture_output=True, text=True, check=False
@@ -252,9 +288,7 @@ FIRED = {
     "exp_labels": {"severity": "warning"},
     "exp_annotations": {
         "summary": "50% of images were not assessable in the last hour",
-        "description": next(r for r in rules() if r.get("alert") == JUMP_ALERT)["annotations"][
-            "description"
-        ],
+        "description": description_of(JUMP_ALERT),
     },
 }
 
@@ -292,3 +326,82 @@ def test_the_rule_tests_can_fail(tmp_path):
     assert run_rule_tests(jump_rule_tests(jump, []), tmp_path).returncode != 0
     steady = {"assessable": (95, 95), "not_assessable": (5, 5)}
     assert run_rule_tests(jump_rule_tests(steady, [FIRED]), tmp_path).returncode != 0
+
+
+# -- Slow slide tiles, with promtool's rule tests over a made-up tile histogram ---------------
+
+TILE_ALERT = "SlideTileLatencyHigh"
+# Upper bounds of the made-up buckets; 0.15 s, the alert's limit, is one of them.
+TILE_BUCKETS = (0.03, 0.1, 0.15, 0.3, float("inf"))
+TILES_PER_MINUTE = 100
+
+
+def tile_series(phases: list[tuple[int, float | None]]) -> list[dict[str, str]]:
+    """`slide_tile_seconds_bucket` counters sampled each minute: for each phase, its minutes
+    and how long each of 100 tiles a minute took (None: no tiles)."""
+    counts = dict.fromkeys(TILE_BUCKETS, 0)
+    values: dict[float, list[int]] = {bound: [0] for bound in TILE_BUCKETS}
+    for minutes, seconds in phases:
+        for _ in range(minutes):
+            for bound in TILE_BUCKETS:
+                if seconds is not None and seconds <= bound:
+                    counts[bound] += TILES_PER_MINUTE
+                values[bound].append(counts[bound])
+    return [
+        {
+            "series": "slide_tile_seconds_bucket"
+            f'{{le="{"+Inf" if bound == float("inf") else bound}",job="slides",'
+            'instance="slides:8003"}',
+            "values": " ".join(map(str, values[bound])),
+        }
+        for bound in TILE_BUCKETS
+    ]
+
+
+def tile_rule_tests(phases: list[tuple[int, float | None]], expected: list[dict]) -> dict:
+    """At the end of the phases."""
+    minutes = sum(length for length, _ in phases)
+    return rule_test(tile_series(phases), minutes, TILE_ALERT, expected)
+
+
+TILES_SLOW = {
+    "exp_labels": {"severity": "warning", "job": "slides"},
+    "exp_annotations": {
+        # Every tile in the (0.15, 0.3] bucket: the p95 is interpolated at 95 % of it.
+        "summary": "Slide tiles: p95 292.5ms",
+        "description": description_of(TILE_ALERT),
+    },
+}
+
+
+def test_the_tile_latency_alert_fires_when_tiles_stay_slow(tmp_path):
+    # Fast for a while, then every tile takes 0.2 s for 20 minutes.
+    phases = [(30, 0.02), (20, 0.2)]
+    result = run_rule_tests(tile_rule_tests(phases, [TILES_SLOW]), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "phases",
+    [
+        # Every tile well under the limit.
+        [(40, 0.02)],
+        # At the limit, not above it.
+        [(40, 0.15)],
+        # Slow for 8 minutes only: shorter than the 10 the alert waits.
+        [(30, 0.02), (8, 0.2)],
+        # No tiles at all (a quantile of nothing is no value, not a breach).
+        [(40, None)],
+    ],
+    ids=["fast", "at-the-limit", "brief-spike", "idle"],
+)
+def test_the_tile_latency_alert_stays_quiet_otherwise(tmp_path, phases):
+    result = run_rule_tests(tile_rule_tests(phases, []), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_tile_rule_tests_can_fail(tmp_path):
+    slow = [(30, 0.02), (20, 0.2)]
+    assert run_rule_tests(tile_rule_tests(slow, []), tmp_path).returncode != 0
+    fast = [(40, 0.02)]
+    assert run_rule_tests(tile_rule_tests(fast, [TILES_SLOW]), tmp_path).returncode != 0
