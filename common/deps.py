@@ -5,6 +5,8 @@ from typing import Any
 
 from fastapi import Request
 
+from common.errors import ServiceError
+
 
 def app_state(name: str) -> Callable[[Request], Awaitable[Any]]:
     """A dependency that returns `request.app.state.<name>`; wrap it in `Annotated` with the
@@ -16,3 +18,10 @@ def app_state(name: str) -> Callable[[Request], Awaitable[Any]]:
 
     dependency.__name__ = f"app_state_{name}"
     return dependency
+
+
+def page_limit(limit: int, maximum: int) -> int:
+    """`limit` within the configured maximum: a larger one is a 422, not silently cut."""
+    if limit > maximum:
+        raise ServiceError(422, f"limit must be at most {maximum}.", code="validation_error")
+    return limit

@@ -12,6 +12,7 @@ from common.auth import Principal
 from common.auth import Reader as Reader
 from common.auth import Writer as Writer
 from common.deps import app_state
+from common.deps import page_limit as page_limit
 from common.errors import ServiceError
 from common.service_tokens import SERVICE_TOKEN_HEADER, ServiceTokenVerifier
 from data_service.images.storage import ImageStore
@@ -42,10 +43,3 @@ async def _from_gateway(request: Request, who: Writer) -> Principal:
 
 # A clinician or admin whose request the gateway vouched for.
 GatewayCall = Annotated[Principal, Depends(_from_gateway)]
-
-
-def page_limit(limit: int, maximum: int) -> int:
-    """`limit` within the configured maximum: a larger one is a 422, not silently cut."""
-    if limit > maximum:
-        raise ServiceError(422, f"limit must be at most {maximum}.", code="validation_error")
-    return limit

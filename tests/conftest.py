@@ -31,6 +31,7 @@ SERVICE_DIRS = {
     "auth": ROOT / "auth_service",
     "inference": ROOT / "inference_service",
     "data": ROOT / "data_service",
+    "slides": ROOT / "slide_service",
 }
 
 
@@ -108,7 +109,7 @@ def new_database_url(pg_server_url: str) -> Iterator[Callable[[str], str]]:
 
 @pytest.fixture(scope="session")
 def migrated_database_url(new_database_url: Callable[[str], str]) -> Callable[[str], str]:
-    """A fresh, fully migrated database for one service ('auth', 'inference' or 'data')."""
+    """A fresh, fully migrated database for one service (a key of SERVICE_DIRS)."""
 
     def make(service: str) -> str:
         url = new_database_url(service)

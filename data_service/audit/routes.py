@@ -19,5 +19,5 @@ async def audit_events(
     before_id: int | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[AuditEventOut]:
-    events = await service.list_events(session, resource_type, resource_id, before_id, limit)
+    events = await service.trail.events(session, resource_type, resource_id, before_id, limit)
     return [AuditEventOut.model_validate(e) for e in events]

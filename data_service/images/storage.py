@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from common.storage import check_writable_folder, fsync_folder
+
 TEMP_PREFIX = ".tmp-"
 
 
@@ -36,11 +38,7 @@ class ImageStore:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        folder = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)  # the rename itself survives a power cut
-        finally:
-            os.close(folder)
+        fsync_folder(target.parent)  # the rename itself survives a power cut
         return target
 
     def read(self, sha256: str) -> bytes:
@@ -63,9 +61,4 @@ class ImageStore:
 
     def check_writable(self) -> str | None:
         """Raise unless a file can be created, synced and removed here (readiness)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=self.root, prefix=".ready-", delete=True) as probe:
-            probe.write(b"ok")
-            probe.flush()
-            os.fsync(probe.fileno())
-        return None
+        return check_writable_folder(self.root)

@@ -18,6 +18,8 @@ from data_service import models as _data_models  # noqa: F401
 from data_service.database import Base as DataBase
 from inference_service import models as _inference_models  # noqa: F401
 from inference_service.database import Base as InferenceBase
+from slide_service import models as _slide_models  # noqa: F401
+from slide_service.database import Base as SlideBase
 from tests.conftest import SERVICE_DIRS
 from tests.support.sql import fetch
 
@@ -25,6 +27,7 @@ METADATA = {
     "auth": AuthBase.metadata,
     "inference": InferenceBase.metadata,
     "data": DataBase.metadata,
+    "slides": SlideBase.metadata,
 }
 
 

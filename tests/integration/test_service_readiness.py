@@ -18,8 +18,8 @@ SERVICES = sorted(DATABASE_SERVICES)
 @pytest.fixture
 def build(trained_versions):
     def make(service, database_url, tmp_path):
-        if service == "data":
-            return DATABASE_SERVICES[service](database_url, storage_dir=tmp_path / "images")
+        if service in ("data", "slides"):
+            return DATABASE_SERVICES[service](database_url, storage_dir=tmp_path / "files")
         if service == "inference":  # ready only with a model version to serve
             models_dir = copy_versions(trained_versions, tmp_path / "models", ["tiny-a"])
             return DATABASE_SERVICES[service](database_url, models_dir=models_dir)
@@ -95,10 +95,13 @@ def test_ready_is_503_when_nothing_listens_at_the_database_address(tmp_path, bui
     assert response.json()["checks"]["database"]["status"] == "down"
 
 
-def test_data_service_is_not_ready_when_image_storage_is_unusable(migrated_database_url, tmp_path):
+@pytest.mark.parametrize("service", ["data", "slides"])
+def test_service_is_not_ready_when_its_file_storage_is_unusable(
+    service, migrated_database_url, tmp_path
+):
     not_a_folder = tmp_path / "occupied"
-    not_a_folder.write_text("a file where the image folder should be")
-    app = DATABASE_SERVICES["data"](migrated_database_url("data"), storage_dir=not_a_folder)
+    not_a_folder.write_text("a file where the storage folder should be")
+    app = DATABASE_SERVICES[service](migrated_database_url(service), storage_dir=not_a_folder)
     with TestClient(app) as client:
         response = client.get("/ready")
     assert response.status_code == 503

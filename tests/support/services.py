@@ -13,6 +13,8 @@ from data_service.main import create_app as create_data_app
 from data_service.settings import DataSettings
 from inference_service.main import create_app as create_inference_app
 from inference_service.settings import InferenceSettings
+from slide_service.main import create_app as create_slide_app
+from slide_service.settings import SlideSettings
 from tests.support.tokens import GATEWAY_SERVICE_PUBLIC_PEM
 
 
@@ -36,8 +38,14 @@ def data_app(database_url: str, storage_dir: Path | None = None, **overrides: ob
     return create_data_app(DataSettings(database_url=database_url, **overrides))
 
 
+def slide_app(database_url: str, storage_dir: Path | None = None, **overrides: object) -> FastAPI:
+    overrides["storage_dir"] = storage_dir or Path(tempfile.mkdtemp(prefix="cds-slides-"))
+    return create_slide_app(SlideSettings(database_url=database_url, **overrides))
+
+
 DATABASE_SERVICES: dict[str, Callable[..., FastAPI]] = {
     "auth": auth_app,
     "inference": inference_app,
     "data": data_app,
+    "slides": slide_app,
 }

@@ -39,6 +39,7 @@ PACKAGES = (
     "auth_service",
     "inference_service",
     "data_service",
+    "slide_service",
     "gateway",
     "common",
     "ml",
@@ -48,7 +49,14 @@ PACKAGES = (
     "tests",
 )
 # Services talk over HTTP, never through each other's modules.
-SERVICES = ("auth_service", "inference_service", "data_service", "gateway", "frontend")
+SERVICES = (
+    "auth_service",
+    "inference_service",
+    "data_service",
+    "slide_service",
+    "gateway",
+    "frontend",
+)
 # All of `ml` that shared plumbing may use: decoding and the serving contract, no training.
 ML_FOR_COMMON = {"ml.contract"}
 

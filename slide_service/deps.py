@@ -1,0 +1,56 @@
+"""Typed dependencies, so routes read like their contract: who may do what (clinicians and
+admins upload, every role reads, only admins delete, read associated images or the audit
+trail; dzi and tiles also take a view grant instead of a bearer token) and what the app
+factory set up for them."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+# Who may call: the same three rules in every service.
+from common.auth import Admin as Admin
+from common.auth import Reader as Reader
+from common.auth import TokenVerifier
+from common.auth import Writer as Writer
+from common.deps import app_state
+from common.deps import page_limit as page_limit
+from common.errors import ServiceError
+from slide_service.settings import SlideSettings
+from slide_service.slides.storage import SlideStore
+from slide_service.tiles.deepzoom import SlideRefs, TileServer
+from slide_service.view_links.grants import ViewGrants
+
+SettingsDep = Annotated[SlideSettings, Depends(app_state("settings"))]
+SlideStoreDep = Annotated[SlideStore, Depends(app_state("slide_store"))]
+TileServerDep = Annotated[TileServer, Depends(app_state("tile_server"))]
+SlideRefsDep = Annotated[SlideRefs, Depends(app_state("slide_refs"))]
+ViewGrantsDep = Annotated[ViewGrants, Depends(app_state("view_grants"))]
+
+_bearer = HTTPBearer(auto_error=False, description="An access token, or use ?grant=")
+
+
+async def _viewer(
+    request: Request,
+    slide_id: uuid.UUID,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    grant: Annotated[str | None, Query(max_length=4096)] = None,
+) -> str:
+    """The caller's subject: from a view grant for this slide, else from a bearer token of
+    any role."""
+    if grant is not None:
+        grants: ViewGrants = request.app.state.view_grants
+        return str(grants.check(grant, slide_id)["sub"])
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ServiceError(
+            401,
+            "Reading a slide's tiles needs a bearer token or a view link (?grant=).",
+            code="missing_token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return (await verifier.verify(credentials.credentials)).subject
+
+
+SlideViewer = Annotated[str, Depends(_viewer)]

@@ -1,0 +1,54 @@
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import DatabaseServiceSettings, TokenCheckingSettings
+
+GIB = 1024**3
+MIB = 1024**2
+# Signs view grants where nothing else is configured; refused in production (see view_link_key).
+DEVELOPMENT_VIEW_LINK_SECRET = "development-only slide view-link secret, never in production"  # noqa: S105  (public on purpose)
+MIN_SECRET_BYTES = 32
+
+
+class SlideSettings(TokenCheckingSettings, DatabaseServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SLIDE_")
+
+    port: int = 8003
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/slides"
+    # Content-addressed slide files; it must be on persistent storage.
+    storage_dir: Path = Path("var/slides")
+    max_upload_bytes: int = Field(default=4 * GIB, ge=1)
+    max_archive_members: int = Field(default=10_000, ge=1)
+    max_archive_bytes: int = Field(default=8 * GIB, ge=1)
+    view_link_secret: SecretStr | None = None
+    view_link_secret_file: Path | None = None
+    view_link_ttl_s: int = Field(default=600, ge=1)
+    tile_cache_bytes: int = Field(default=256 * MIB, ge=0)
+    open_slides: int = Field(default=16, ge=1)
+    read_threads: int = Field(default=8, ge=1)
+    max_page_size: int = Field(default=100, ge=1)
+
+    def view_link_key(self) -> bytes:
+        """The HS256 key of view grants: from the file, else the variable; in development
+        and tests a fixed default. Production refuses to start without one of 32 bytes."""
+        secret: str | None = None
+        if self.view_link_secret_file is not None:
+            secret = self.view_link_secret_file.read_text().strip()
+        elif self.view_link_secret is not None:
+            secret = self.view_link_secret.get_secret_value()
+        if secret is None and self.environment != "production":
+            secret = DEVELOPMENT_VIEW_LINK_SECRET
+        if secret is None or len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"SLIDE_VIEW_LINK_SECRET (or SLIDE_VIEW_LINK_SECRET_FILE) must be set to at "
+                f"least {MIN_SECRET_BYTES} bytes in production"
+            )
+        return secret.encode()
+
+
+@lru_cache
+def get_settings() -> SlideSettings:
+    return SlideSettings()
