@@ -39,9 +39,9 @@ PAGES: list[PageEntry] = [
     PageEntry(render_analyse, "Analyse", ":material/biotech:", "analyse", CLINICAL),
     PageEntry(render_history, "Patients & history", ":material/history:", "history", EVERYONE),
     PageEntry(render_review_queue, "Review queue", ":material/rate_review:", "review", CLINICAL),
+    PageEntry(render_assistant, "Assistant", ":material/smart_toy:", "assistant", CLINICAL),
     # Everyone views slides; only clinicians and admins see the upload form on it.
     PageEntry(render_slides, "Slides", ":material/slideshow:", "slides", EVERYONE),
-    PageEntry(render_assistant, "Assistant", ":material/smart_toy:", "assistant", CLINICAL),
     PageEntry(render_dashboard, "Dashboard", ":material/monitoring:", "dashboard", EVERYONE),
     PageEntry(render_models, "Models", ":material/model_training:", "models", EVERYONE),
     PageEntry(render_data, "Data", ":material/dataset:", "data", EVERYONE),
