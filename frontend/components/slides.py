@@ -224,7 +224,7 @@ def render_slide_row(client: GatewayClient, slide: dict[str, Any]) -> None:
 
 
 def render_list(client: GatewayClient) -> None:
-    st.subheader("Slides")
+    st.subheader("Stored slides")
     patient_id, unknown = patient_filter(client)
     if unknown:
         st.info("No patient has that reference.")

@@ -43,7 +43,7 @@ def test_a_clinician_uploads_the_real_slide_zooms_to_full_resolution_and_pans(
     go(page, "Slides", "Slides")
 
     reference = f"S-{uuid.uuid4().hex[:8]}"
-    page.get_by_role("textbox", name="Patient reference").fill(reference)
+    page.get_by_role("textbox", name="Patient reference", exact=True).fill(reference)
     page.get_by_role("button", name="Choose the file").click()
     expect(page.get_by_text(f"For patient {reference}")).to_be_visible()
     settle(page)
@@ -66,6 +66,7 @@ def test_a_clinician_uploads_the_real_slide_zooms_to_full_resolution_and_pans(
         "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
         ".every(img => img.complete && img.naturalWidth > 0)"
     )
+    page.locator(COMPONENT).last.scroll_into_view_if_needed()  # the viewer and its facts
     for fact in ["Vendor: aperio", "Dimensions: 2,220 x 2,967 px", "Objective: 20x"]:
         expect(page.get_by_text(fact, exact=True)).to_be_visible()
     expect(page.get_by_text("Resolution: 0.499 µm/px (from the file)", exact=True)).to_be_visible()
@@ -93,6 +94,7 @@ def test_a_clinician_uploads_the_real_slide_zooms_to_full_resolution_and_pans(
     # Pan by dragging, as a person does: the view moves and new full-resolution tiles come.
     before = viewer.evaluate("() => window.slideViewer.viewport.getCenter(true)")
     tiles_before = body_number(viewer, "tilesLoaded")
+    page.locator(COMPONENT).last.scroll_into_view_if_needed()
     box = page.locator(COMPONENT).last.bounding_box()
     assert box is not None
     x, y = box["x"] + box["width"] / 2, box["y"] + 300
