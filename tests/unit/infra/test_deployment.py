@@ -293,6 +293,7 @@ UNPINNED_IMAGES = {
     "docker/dockerfile:1": "BuildKit's Dockerfile frontend, a moving tag by design",
     "ghcr.io/astral-sh/uv:0.13.9": "no published digest of it could be checked",
     "ngrok/ngrok:3": "no published digest of it could be checked",
+    "node:20-slim": "the frontend's build stage only (npm ci of the viewer); no digest checked",
 }
 
 
