@@ -24,7 +24,16 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --all-extras --python 3.11
 	@touch $@
 
-install: $(VENV)/.installed ## create .venv and install every component from uv.lock
+# The slide viewer's OpenSeadragon, from the npm registry by its lock file, copied into the
+# component's static folder; again only when the lock file changes.
+VIEWER := frontend/components/slide_viewer
+$(VIEWER)/static/vendor/.installed: $(VIEWER)/package.json $(VIEWER)/package-lock.json $(VIEWER)/build.mjs
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 or newer (Debian: apt-get install nodejs npm)." >&2; exit 1; }
+	npm ci --prefix $(VIEWER) --no-audit --no-fund --loglevel=error
+	npm run --prefix $(VIEWER) --silent build
+	@touch $@
+
+install: $(VENV)/.installed $(VIEWER)/static/vendor/.installed ## create .venv and install every component from uv.lock and the viewer's package-lock.json
 
 # The browser tests drive Debian's Chromium; Playwright never downloads a browser of its own.
 CHROMIUM_PATH ?= /usr/bin/chromium

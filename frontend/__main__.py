@@ -1,38 +1,22 @@
-"""`python -m frontend`: serve the Streamlit app on its configured host and port."""
-
-import os
-import sys
-from pathlib import Path
+"""`python -m frontend`: serve the Streamlit app, with the slide relays, on its configured host
+and port."""
 
 from frontend.config.settings import get_settings
-from frontend.config.theme import theme_options
+from frontend.config.theme import THEME
+from frontend.server import app
 
 settings = get_settings()
-app_path = Path(__file__).with_name("app.py")
-# exec: Streamlit becomes this process, so a supervisor's signals reach it directly.
-os.execv(
-    sys.executable,
-    [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(app_path),
-        "--server.address",
-        settings.host,
-        "--server.port",
-        str(settings.port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
+# The server runs in this process, so a supervisor's signals reach it directly.
+app.run(
+    config={
+        "server.address": settings.host,
+        "server.port": settings.port,
+        "server.headless": True,
+        "browser.gatherUsageStats": False,
         # A failure shows the page's own message, never a traceback.
-        "--client.showErrorDetails",
-        "none",
-        "--server.maxUploadSize",
-        str(settings.max_upload_mb),
-        "--client.toolbarMode",
-        "minimal",
-        *theme_options(),
-    ],
+        "client.showErrorDetails": "none",
+        "server.maxUploadSize": settings.max_upload_mb,
+        "client.toolbarMode": "minimal",
+        **{f"theme.{name}": value for name, value in THEME.items()},
+    }
 )

@@ -1,4 +1,5 @@
-"""Entry point of the clinicians' app: `python -m frontend` (or `streamlit run frontend/app.py`).
+"""Entry point of the clinicians' app: `python -m frontend` (`frontend/server.py`), which serves
+it with the server's own slide routes; `streamlit run frontend/app.py` serves it without them.
 
 Streamlit runs this script for every interaction of every browser session. It shows the pages
 the signed-in user's role may see and runs the chosen one; a failure on a page becomes a

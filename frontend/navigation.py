@@ -14,6 +14,7 @@ from frontend.components.data import render_data
 from frontend.components.history import render_history
 from frontend.components.models import render_models
 from frontend.components.review import render_review_queue
+from frontend.components.slides import render_slides
 from frontend.components.stats import render_dashboard
 from frontend.components.upload import render_analyse
 from frontend.components.widgets import mark_session_expired, show_error
@@ -39,6 +40,8 @@ PAGES: list[PageEntry] = [
     PageEntry(render_history, "Patients & history", ":material/history:", "history", EVERYONE),
     PageEntry(render_review_queue, "Review queue", ":material/rate_review:", "review", CLINICAL),
     PageEntry(render_assistant, "Assistant", ":material/smart_toy:", "assistant", CLINICAL),
+    # Everyone views slides; only clinicians and admins see the upload form on it.
+    PageEntry(render_slides, "Slides", ":material/slideshow:", "slides", EVERYONE),
     PageEntry(render_dashboard, "Dashboard", ":material/monitoring:", "dashboard", EVERYONE),
     PageEntry(render_models, "Models", ":material/model_training:", "models", EVERYONE),
     PageEntry(render_data, "Data", ":material/dataset:", "data", EVERYONE),

@@ -17,6 +17,9 @@ class FrontendSettings(ServiceSettings):
     # The browser refuses bigger files before sending them; keep it at the gateway's upload
     # limit (GATEWAY_MAX_UPLOAD_BYTES, 20 MB).
     max_upload_mb: int = Field(default=20, ge=1, le=200)
+    # A slide upload waits this long for each read of the gateway's answer (it checks the
+    # whole file before answering); the gateway's own GATEWAY_SLIDE_UPLOAD_TIMEOUT_S is 120.
+    slide_upload_timeout_s: float = Field(default=300.0, gt=0)
 
 
 @lru_cache

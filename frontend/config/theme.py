@@ -18,7 +18,3 @@ CSS = """
   }
 </style>
 """
-
-
-def theme_options() -> list[str]:
-    return [option for name, value in THEME.items() for option in (f"--theme.{name}", value)]

@@ -161,7 +161,8 @@ class GatewayClient:
             return True
         return False
 
-    def _authorized(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def fresh_session(self) -> Session:
+        """The session, its access token refreshed first when it is about to run out."""
         session = self.session
         if session is None:
             raise SessionExpired("Please sign in.", 401)
@@ -174,6 +175,10 @@ class GatewayClient:
                 # Auth is away for a moment: the current token may still do for this call.
                 if session.access_expires_at <= time.time():
                     raise
+        return session
+
+    def _authorized(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        session = self.fresh_session()
         headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {session.access_token}"}
         response = self._send(method, path, headers=headers, **kwargs)
         if response.status_code == 401:
@@ -394,6 +399,25 @@ class GatewayClient:
 
     def update_user(self, user_id: str, **changes: Any) -> dict[str, Any]:
         return self._json("PATCH", f"/api/v1/admin/users/{user_id}", json=changes)
+
+    def slides(
+        self, patient_id: str | None = None, limit: int = 20, offset: int = 0
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if patient_id:
+            params["patient_id"] = patient_id
+        return self._json("GET", "/api/v1/slides", params=params)
+
+    def slide(self, slide_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/slides/{slide_id}")
+
+    def slide_thumbnail(self, slide_id: str) -> bytes:
+        return self._bytes(f"/api/v1/slides/{slide_id}/thumbnail")
+
+    def slide_view_link(self, slide_id: str) -> dict[str, Any]:
+        """A grant to read this one slide's deep-zoom tiles for a few minutes, for the
+        viewer in the browser: it opens that slide and nothing else, and expires."""
+        return self._json("POST", f"/api/v1/slides/{slide_id}/view-links")
 
     def close(self) -> None:
         self._client.close()

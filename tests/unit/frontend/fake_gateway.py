@@ -16,7 +16,7 @@ import json
 import re
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -282,6 +282,8 @@ class FakeGateway:
         self.assistant_replaced: tuple[str, str] | None = None  # (attempted provider, reason)
         self.assistant_text: str | None = None
         self.assistant_retry_after_s: int | None = None
+        self.slides: list[dict[str, Any]] = []
+        self.view_links: list[dict[str, Any]] = []  # grants handed out, newest last
         self.drift: list[str] = []  # answers the real gateway could not give (ContractDrift)
         # How the next uploads come out: add_prediction's keyword arguments.
         self.outcome: dict[str, Any] = {}
@@ -359,6 +361,36 @@ class FakeGateway:
         self.patients.append(patient)
         return patient
 
+    def add_slide(
+        self,
+        patient_id: str,
+        filename: str = "CMU-1-Small-Region.svs",
+        mpp: float | None = 0.499,
+        objective_power: float | None = 20,
+    ) -> dict[str, Any]:
+        """A stored slide, shaped like the real SVS region (2220x2967 px, 20x, 0.499 µm/px)."""
+        slide = {
+            "id": str(uuid.uuid4()),
+            "patient_id": patient_id,
+            "filename": filename,
+            "format": "aperio",
+            "width": 2220,
+            "height": 2967,
+            "level_count": 1,
+            "levels": [{"width": 2220, "height": 2967, "downsample": 1.0}],
+            "microns_per_pixel_x": mpp,
+            "microns_per_pixel_y": mpp,
+            "resolution_source": "file" if mpp is not None else "unknown",
+            "objective_power": objective_power,
+            "associated_images": ["label", "macro", "thumbnail"],
+            "size_bytes": 1_938_264,
+            "sha256": "0" * 64,
+            "uploaded_by": self.users["clinician@example.com"]["user"]["id"],
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        self.slides.insert(0, slide)
+        return slide
+
     def calls(self, method: str, path: str) -> list[httpx.Request]:
         return [r for r in self.requests if r.method == method and r.url.path == path]
 
@@ -410,6 +442,10 @@ class FakeGateway:
             ("GET", r"/api/v1/models/(?P<v>[^/]+)", self.model),
             ("GET", r"/api/v1/models/(?P<v>[^/]+)/figures/.+", self.image),
             ("POST", r"/api/v1/models/(?P<v>[^/]+)/activate", self.activate),
+            ("GET", r"/api/v1/slides", self.list_slides),
+            ("GET", r"/api/v1/slides/(?P<id>[^/]+)", self.get_slide),
+            ("GET", r"/api/v1/slides/(?P<id>[^/]+)/thumbnail", self.slide_thumbnail),
+            ("POST", r"/api/v1/slides/(?P<id>[^/]+)/view-links", self.view_link),
             ("GET", r"/api/v1/admin/users", self.list_users),
             ("POST", r"/api/v1/admin/users", self.create_user),
             ("PATCH", r"/api/v1/admin/users/(?P<id>[^/]+)", self.update_user),
@@ -742,6 +778,52 @@ class FakeGateway:
             account["password"] = changes.pop("password")
         account["user"].update(changes)
         return httpx.Response(200, json=account["user"])
+
+    def list_slides(self, request, caller) -> httpx.Response:
+        params = request.url.params
+        limit, offset = int(params.get("limit", 20)), int(params.get("offset", 0))
+        found = [s for s in self.slides if params.get("patient_id") in (None, s["patient_id"])]
+        page = found[offset : offset + limit]
+        body = {"items": page, "total": len(found), "limit": limit, "offset": offset}
+        return httpx.Response(200, json=body)
+
+    def _slide(self, request) -> dict[str, Any] | None:
+        wanted = request.extensions["match"]["id"]
+        return next((s for s in self.slides if s["id"] == wanted), None)
+
+    def get_slide(self, request, caller) -> httpx.Response:
+        slide = self._slide(request)
+        if slide is None:
+            return envelope(404, "slide_not_found", "No such slide.")
+        return httpx.Response(200, json=slide)
+
+    def slide_thumbnail(self, request, caller) -> httpx.Response:
+        if self._slide(request) is None:
+            return envelope(404, "slide_not_found", "No such slide.")
+        return httpx.Response(200, content=jpeg_bytes(), headers={"content-type": "image/jpeg"})
+
+    def view_link(self, request, caller) -> httpx.Response:
+        slide = self._slide(request)
+        if slide is None:
+            return envelope(404, "slide_not_found", "No such slide.")
+        grant = f"eyJ0eXAiOiJzbGlkZV92aWV3In0.{uuid.uuid4().hex}.c2ln"
+        base = f"/api/v1/slides/{slide['id']}"
+        link = {
+            "grant": grant,
+            "expires_at": (datetime.now(UTC) + timedelta(minutes=10)).isoformat(),
+            "dzi_url": f"{base}/dzi?grant={grant}",
+            "tile_url_template": f"{base}/tiles/{{level}}/{{col}}_{{row}}.jpeg?grant={grant}",
+        }
+        self.view_links.append(link)
+        return httpx.Response(200, json=link)
+
+
+def jpeg_bytes() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (230, 200, 230)).save(buffer, format="JPEG")
+    return buffer.getvalue()
 
 
 def render(component: str, role: str | None) -> None:

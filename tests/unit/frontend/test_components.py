@@ -857,3 +857,186 @@ def test_a_result_links_to_the_assistant_for_clinicians_only(fake):
     viewer.text_input[0].input("H-3").run()
     assert "BENIGN" not in texts(viewer) and "MALIGNANT" in texts(viewer)
     assert not viewer.get("page_link")
+
+
+# -- Slides ----------------------------------------------------------------------------------
+
+
+def component_args(app: AppTest, key: str) -> dict:
+    """What the page handed a custom component (the browser-side piece) on its last run."""
+    [element] = [e for e in app.get("component_instance") if e.key == key]
+    return json.loads(element.proto.json_args)
+
+
+def test_slides_upload_issues_a_one_time_ticket_for_the_patient_and_keeps_the_token_here(fake):
+    from frontend.slide_relay import TICKETS
+
+    app = run("slides:render_slides")
+    assert "slide_upload" not in {e.key for e in app.get("component_instance")}
+    app.text_input[0].input("H-2026-0100")
+    app.number_input[0].set_value(0.25)
+    app.button[0].click().run()  # "Choose the file"
+    assert not app.exception
+    [patient] = fake.patients
+    assert patient["external_ref"] == "H-2026-0100"
+    args = component_args(app, "slide_upload")
+    assert args["mode"] == "upload"
+    bearer = next(t for t, email in fake.access.items() if email == "clinician@example.com")
+    assert bearer not in json.dumps(args)  # the browser gets a ticket, never the token
+    ticket = TICKETS.spend(args["ticket"])
+    assert (ticket.bearer, ticket.patient_id, ticket.microns_per_pixel) == (
+        bearer,
+        patient["id"],
+        0.25,
+    )
+
+    app.run()  # every run replaces the session's ticket: the last one dies
+    newer = component_args(app, "slide_upload")["ticket"]
+    assert newer != args["ticket"]
+    app.run()
+    assert TICKETS.spend(newer) is None
+    assert TICKETS.spend(component_args(app, "slide_upload")["ticket"]) is not None
+
+
+def test_slides_upload_needs_a_patient_reference(fake):
+    app = run("slides:render_slides")
+    app.button[0].click().run()
+    assert "Enter the patient reference first." in texts(app)
+    assert fake.patients == []
+    assert "slide_upload" not in {e.key for e in app.get("component_instance")}
+
+
+def chosen_file_page(fake) -> AppTest:
+    app = run("slides:render_slides")
+    app.text_input[0].input("H-2026-0101")
+    app.button[0].click().run()
+    return app
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "says"),
+    [
+        (415, "not_a_slide", "To analyse a single image, use the Analyse page."),
+        (415, "unsupported_slide_format", "This slide format cannot be read. Supported: Aperio"),
+        (422, "corrupt_slide", "it may be damaged or only partly copied"),
+        (413, "payload_too_large", "The file is larger than the system accepts."),
+        (400, "upload_incomplete", "The upload stopped before the whole file arrived"),
+        (422, "unsafe_archive", "The zip was refused"),
+        (422, "invalid_filename", "rename the file"),
+        (401, "invalid_upload_ticket", "The upload form had expired"),
+    ],
+)
+def test_slides_upload_refusal_says_what_to_do(fake, status, code, says):
+    app = chosen_file_page(fake)
+    body = {"error": {"code": code, "message": "The API's own words.", "request_id": "req-7"}}
+    app.session_state["slide_upload"] = {
+        "nonce": "n1",
+        "status": status,
+        "body": body,
+        "filename": "photo.png",
+    }
+    app.run()
+    [error] = app.error
+    assert error.value.startswith("photo\\.png was not stored: ")
+    assert says in texts(app) and "The API's own words." in texts(app)
+    assert "request req-7" in texts(app)
+    assert "slide_open" not in app.session_state
+
+
+def test_slides_upload_lost_connection_is_said(fake):
+    app = chosen_file_page(fake)
+    app.session_state["slide_upload"] = {"nonce": "n", "status": 0, "body": None, "filename": "a"}
+    app.run()
+    assert "The connection failed before the system answered" in texts(app)
+
+
+def test_slides_a_stored_upload_opens_in_the_viewer(fake):
+    app = chosen_file_page(fake)
+    slide = fake.add_slide(fake.patients[0]["id"])
+    app.session_state["slide_upload"] = {"nonce": "n2", "status": 201, "body": slide}
+    app.run()
+    assert not app.error
+    assert component_args(app, "slide_viewer")["slide_id"] == slide["id"]
+    assert app.subheader[-1].value == "Viewer: CMU\\-1\\-Small\\-Region\\.svs"
+
+
+def test_slides_viewer_shows_the_metadata_and_gets_tiles_with_a_grant_for_that_slide(fake):
+    patient = fake.add_patient("H-2026-0102")
+    slide = fake.add_slide(patient["id"])
+    app = run("slides:render_slides", role="viewer")
+    assert "slide_upload" not in {e.key for e in app.get("component_instance")}  # read only
+    assert len(app.get("image")) == 1  # the thumbnail
+    assert "aperio · 2,220 x 2,967 px · 20x · 0.499 µm/px (from the file)" in texts(app)
+    app.button[0].click().run()  # View
+    assert not app.exception
+    facts = texts(app)
+    for fact in [
+        "Vendor: **aperio**",
+        "Dimensions: **2,220 x 2,967 px**",
+        "Levels: **1**",
+        "Objective: **20x**",
+        "Resolution: **0.499 µm/px (from the file)**",
+    ]:
+        assert fact in facts.replace("\\", "")
+    args = component_args(app, "slide_viewer")
+    [link] = fake.view_links
+    assert args == {
+        "mode": "viewer",
+        "slide_id": slide["id"],
+        "grant": link["grant"],
+        "mpp": 0.499,
+        "height": 600,
+        "default": None,
+        "key": "slide_viewer",
+    }
+    app.run()  # the grant is reused while it is young: the browser's tile cache stays valid
+    assert len(fake.view_links) == 1
+    assert component_args(app, "slide_viewer")["grant"] == link["grant"]
+
+
+def test_slides_without_a_resolution_have_no_scale_bar_and_say_so(fake):
+    patient = fake.add_patient("H-2026-0103")
+    fake.add_slide(patient["id"], filename="scan.tiff", mpp=None, objective_power=None)
+    app = run("slides:render_slides", role="viewer")
+    app.button[0].click().run()
+    assert component_args(app, "slide_viewer")["mpp"] is None
+    assert "Resolution unknown: this slide has no scale bar" in texts(app)
+    assert "Objective: **unknown**" in texts(app).replace("\\", "")
+
+
+def test_slides_list_pages_and_filters_by_patient(fake):
+    first, second = fake.add_patient("H-A"), fake.add_patient("H-B")
+    for n in range(12):
+        fake.add_slide(first["id"], filename=f"a{n:02}.svs")
+    fake.add_slide(second["id"], filename="b.svs")
+    app = run("slides:render_slides", role="viewer")
+    assert "Page 1 of 2 (13 slides)" in texts(app)
+    assert texts(app).count(".svs**") == 10
+    next(b for b in app.button if b.label == "Next").click().run()
+    assert "Page 2 of 2 (13 slides)" in texts(app)
+    assert texts(app).count(".svs**") == 3
+    assert fake.calls("GET", "/api/v1/slides")[-1].url.params["offset"] == "10"
+
+    app.text_input[0].input("H-B").run()
+    assert "**b.svs**" in texts(app) and "a00" not in texts(app)
+    assert fake.calls("GET", "/api/v1/slides")[-1].url.params["patient_id"] == second["id"]
+    app.text_input[0].input("H-NOBODY").run()
+    assert "No patient has that reference." in texts(app)
+
+
+def test_slides_a_deleted_slide_closes_the_viewer_with_a_message(fake):
+    patient = fake.add_patient("H-2026-0104")
+    fake.add_slide(patient["id"])
+    app = run("slides:render_slides", role="viewer")
+    app.button[0].click().run()
+    fake.slides.clear()
+    app.run()
+    assert "Could not open the slide: No such slide." in texts(app)
+    assert "slide_open" not in app.session_state
+
+
+def test_slides_is_a_page_for_every_role(fake):
+    from frontend.navigation import PAGES
+
+    [entry] = [p for p in PAGES if p.url_path == "slides"]
+    assert entry.roles == {"admin", "clinician", "viewer"}

@@ -275,6 +275,24 @@ def test_the_images_workflow_builds_each_component_from_its_own_dockerfile(tmp_p
         assert output.read_text() == f"dockerfile={directory}/Dockerfile\n", name
 
 
+def test_ci_has_node_before_make_installs_the_slide_viewer():
+    """`make install` (behind lint, typecheck and test) runs npm for the viewer's bundle."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert "npm ci --prefix $(VIEWER)" in makefile
+    jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())["jobs"]
+    for name, job in jobs.items():
+        steps = job["steps"]
+        installs = [
+            i
+            for i, step in enumerate(steps)
+            if re.search(r"make (lint|typecheck|test|install)|\.ci/run", step.get("run", ""))
+        ]
+        if not installs:
+            continue
+        node = [i for i, s in enumerate(steps) if "actions/setup-node@" in s.get("uses", "")]
+        assert node and node[0] < installs[0], name
+
+
 def test_make_up_down_logs_wrap_compose():
     makefile = (ROOT / "Makefile").read_text()
     assert "$(COMPOSE) up --build --detach --wait" in makefile
@@ -293,6 +311,7 @@ UNPINNED_IMAGES = {
     "docker/dockerfile:1": "BuildKit's Dockerfile frontend, a moving tag by design",
     "ghcr.io/astral-sh/uv:0.13.9": "no published digest of it could be checked",
     "ngrok/ngrok:3": "no published digest of it could be checked",
+    "node:20-slim": "the frontend's build stage only (npm ci of the viewer); no digest checked",
 }
 
 

@@ -1,0 +1,120 @@
+"""The Slides page in a real browser against the real stack, slide service included: a
+clinician uploads the real Aperio slide, sees its thumbnail and metadata, zooms to full
+resolution and pans, with a screenshot of each step; the bearer token never reaches the
+browser, and every request goes to the app's own origin."""
+
+import re
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Frame, Page, expect
+
+from tests.browser.conftest import PASSWORD
+from tests.browser.ui import go, header, open_app, screenshot, settle, sign_in
+from tests.support.slides import real_svs_path
+
+pytestmark = pytest.mark.timeout(900)
+COMPONENT = 'iframe[title*="slide_viewer"]'
+
+
+def component_frame(page: Page, which: str, part: str) -> Frame:
+    """The frame of the Slides component ("first" or "last" on the page) once it shows `part`
+    ("upload" or "viewer-box")."""
+    iframe = getattr(page.locator(COMPONENT), which)
+    expect(iframe.content_frame.locator(f"#{part}")).to_be_visible()
+    frame = iframe.element_handle().content_frame()
+    assert frame is not None
+    return frame
+
+
+def body_number(frame: Frame, name: str) -> float:
+    return float(frame.evaluate(f"() => Number(document.body.dataset.{name} ?? -1)"))
+
+
+def test_a_clinician_uploads_the_real_slide_zooms_to_full_resolution_and_pans(
+    browser, stack, new_user, screenshots_dir
+):
+    page = open_app(browser, stack.url("frontend"))
+    seen: list[tuple[str, dict[str, str]]] = []
+    page.on("request", lambda request: seen.append((request.url, request.headers)))
+    sign_in(page, new_user("clinician"), PASSWORD)
+    expect(header(page, "Analyse images")).to_be_visible()
+    go(page, "Slides", "Slides")
+
+    reference = f"S-{uuid.uuid4().hex[:8]}"
+    page.get_by_role("textbox", name="Patient reference", exact=True).fill(reference)
+    page.get_by_role("button", name="Choose the file").click()
+    expect(page.get_by_text(f"For patient {reference}")).to_be_visible()
+    settle(page)
+    upload = component_frame(page, "first", "upload")
+    upload.locator("#file").set_input_files(str(real_svs_path()))
+    upload.get_by_role("button", name="Upload slide").click()
+    # The bar follows the XHR's upload events, to the last byte, then the server's answer.
+    expect(upload.locator("#upload-status")).to_have_text(
+        "Stored cmu_small_region.svs.", timeout=120_000
+    )
+    assert upload.evaluate("() => document.getElementById('progress').value") == 1
+    screenshot(page, screenshots_dir, "slides-1-uploaded")
+
+    # The page reruns with the stored slide listed and opened.
+    expect(header(page, "Viewer: cmu_small_region.svs")).to_be_visible()
+    settle(page)
+    listed = page.get_by_test_id("stImage").locator("img").first
+    expect(listed).to_be_visible()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
+        ".every(img => img.complete && img.naturalWidth > 0)"
+    )
+    page.locator(COMPONENT).last.scroll_into_view_if_needed()  # the viewer and its facts
+    for fact in ["Vendor: aperio", "Dimensions: 2,220 x 2,967 px", "Objective: 20x"]:
+        expect(page.get_by_text(fact, exact=True)).to_be_visible()
+    expect(page.get_by_text("Resolution: 0.499 µm/px (from the file)", exact=True)).to_be_visible()
+    screenshot(page, screenshots_dir, "slides-2-thumbnail-and-metadata")
+
+    viewer = component_frame(page, "last", "viewer-box")
+    viewer.wait_for_function("() => Number(document.body.dataset.tilesLoaded || 0) > 0")
+    expect(viewer.locator("#scalebar-label")).to_have_text(re.compile(r"^\d+(\.\d+)? (µm|mm)$"))
+
+    # Full resolution: one screen pixel per slide pixel, and the pyramid's last level drawn.
+    viewer.evaluate(
+        "() => { const v = window.slideViewer;"
+        " v.viewport.zoomTo(v.viewport.imageToViewportZoom(1.0), null, true); }"
+    )
+    viewer.wait_for_function(
+        "() => document.body.dataset.maxLevelLoaded === document.body.dataset.maxLevel"
+    )
+    expect(viewer.locator("#viewer-status")).to_have_text("Zoom: 100.0 % of full resolution")
+    # At 0.499 µm/px, 50 µm is 100 px on screen.
+    expect(viewer.locator("#scalebar-label")).to_have_text("50 µm")
+    width = viewer.evaluate("() => parseFloat(document.getElementById('scalebar-bar').style.width)")
+    assert width == pytest.approx(50 / 0.499, abs=0.5)
+    screenshot(page, screenshots_dir, "slides-3-full-resolution")
+
+    # Pan by dragging, as a person does: the view moves and new full-resolution tiles come.
+    before = viewer.evaluate("() => window.slideViewer.viewport.getCenter(true)")
+    tiles_before = body_number(viewer, "tilesLoaded")
+    page.locator(COMPONENT).last.scroll_into_view_if_needed()
+    box = page.locator(COMPONENT).last.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + 300
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x - 400, y - 250, steps=12)
+    page.mouse.up()
+    viewer.wait_for_function(
+        "([x, y, n]) => { const c = window.slideViewer.viewport.getCenter(true);"
+        " return Math.abs(c.x - x) > 0.05 && Number(document.body.dataset.tilesLoaded) > n; }",
+        arg=[before["x"], before["y"], tiles_before],
+    )
+    expect(viewer.locator("#viewer-status")).to_have_text("Zoom: 100.0 % of full resolution")
+    screenshot(page, screenshots_dir, "slides-4-panned")
+
+    # Everything went to the app's own origin; no request of the page carried a bearer token,
+    # and the tiles came through the relay with a grant.
+    origin = urlsplit(stack.url("frontend")).netloc
+    assert {urlsplit(url).netloc for url, _ in seen} == {origin}
+    assert not [url for url, headers in seen if "authorization" in headers]
+    tiles = [url for url, _ in seen if "/slide-tiles/" in url]
+    assert tiles and all("grant=" in url for url in tiles)
+    assert not [url for url, _ in seen if "/api/v1/" in url]
