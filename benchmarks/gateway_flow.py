@@ -33,6 +33,10 @@ from common.migrations import drop_database
 from devstack import ROOT
 from devstack.launcher import LaunchedStack
 from devstack.postgres import LOCAL_SERVER_URL, with_database
+from devstack.stack import COMPONENTS
+
+# Every component of the stack that has a database of its own.
+DATABASES = tuple(c.name for c in COMPONENTS if c.database)
 
 
 def distinct_pngs(count: int, size: int = 48, seed: int = 7) -> list[bytes]:
@@ -86,10 +90,7 @@ def main() -> None:
     server = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     server = server or LOCAL_SERVER_URL
     tag = uuid.uuid4().hex[:8]
-    databases = {
-        name: with_database(server, f"bench_gw_{name}_{tag}")
-        for name in ("auth", "inference", "data")
-    }
+    databases = {name: with_database(server, f"bench_gw_{name}_{tag}") for name in DATABASES}
     os.environ.setdefault("DEVSTACK_MODELS_DIR", str(ROOT / "var" / "models"))
     stack = LaunchedStack(
         databases,

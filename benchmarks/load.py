@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from benchmarks.gateway_flow import admin_token, distinct_pngs
+from benchmarks.gateway_flow import DATABASES, admin_token, distinct_pngs
 from common.migrations import drop_database
 from devstack.launcher import LaunchedStack
 from devstack.postgres import LOCAL_SERVER_URL, with_database
@@ -223,9 +223,7 @@ def main() -> None:
     server = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     server = server or LOCAL_SERVER_URL
     suffix = uuid.uuid4().hex[:8]
-    databases = {
-        n: with_database(server, f"bench_load_{n}_{suffix}") for n in ("auth", "inference", "data")
-    }
+    databases = {n: with_database(server, f"bench_load_{n}_{suffix}") for n in DATABASES}
     limits = (
         {}
         if args.keep_limits
