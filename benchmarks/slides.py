@@ -136,23 +136,28 @@ async def fetch_tiles(
     """Each tile asked once, by `clients` concurrent viewers; the latencies in seconds."""
     queue = list(tiles)
     random.Random(1).shuffle(queue)
+    paths = [f"/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg" for level, col, row in queue]
+    return await fetch_all(base, paths, {"grant": grant}, clients)
+
+
+async def fetch_all(base: str, paths: list[str], params: dict, clients: int) -> list[float]:
+    """Each path asked once, by `clients` concurrent clients; the latencies in seconds."""
+    queue = list(paths)
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-        await client.get(f"/slides/{slide_id}/dzi", params={"grant": grant})
+        await client.get("/health")  # a connection open before the clock starts
 
-        async def viewer() -> None:
+        async def one_client() -> None:
             while queue:
-                level, col, row = queue.pop()
+                path = queue.pop()
                 started = time.perf_counter()
-                response = await client.get(
-                    f"/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg", params={"grant": grant}
-                )
+                response = await client.get(path, params=params)
                 latencies.append(time.perf_counter() - started)
                 if response.status_code != 200:
-                    raise RuntimeError(f"tile {level}/{col}_{row}: {response.status_code}")
+                    raise RuntimeError(f"{path}: {response.status_code}")
 
-        await asyncio.gather(*(viewer() for _ in range(clients)))
+        await asyncio.gather(*(one_client() for _ in range(clients)))
     return latencies
 
 
@@ -235,8 +240,10 @@ def main() -> None:
                 "peak_after_big_mib": peaks["big"],
                 "difference_mib": round(peaks["big"] - peaks["small"], 1),
             }
-            # (c) tiles of the big slide: each asked cold, then again from the cache.
+            # (c) tiles of the big slide: each asked cold, then again from the cache; and the
+            # floor of this machine and client: /health (no work at all) the same way.
             _, cold, cached, inside = slides["big"]
+            health = asyncio.run(fetch_all(base, ["/health"] * args.tiles, {}, args.clients))
             result["tiles"] = {
                 "clients": args.clients,
                 "tiles": len(cold),
@@ -244,6 +251,8 @@ def main() -> None:
                 "cached_p95_ms": p95_ms(cached),
                 "cold_median_ms": round(sorted(cold)[len(cold) // 2] * 1000, 2),
                 "cached_median_ms": round(sorted(cached)[len(cached) // 2] * 1000, 2),
+                "health_p95_ms": p95_ms(health),
+                "cached_p95_to_health_p95": round(p95_ms(cached) / p95_ms(health), 2),
                 # Inside the service (its slide_tile_seconds histogram, to a bucket's bound):
                 # what the client and a busy machine add is the rest.
                 "service_cold_p95_ms_at_most": inside["cold"],

@@ -91,7 +91,8 @@ async def receive(
 async def _write(upload: Upload, chunks: list[bytes], filename: str) -> None:
     if upload.path is None:
         # A zip is extracted later; anything else is the slide file itself.
-        is_zip = b"".join(chunks)[:4] == formats.ZIP_MAGIC
+        head = chunks[0][:4] if len(chunks[0]) >= 4 else b"".join(chunks)[:4]
+        is_zip = head == formats.ZIP_MAGIC
         upload.open("upload.zip" if is_zip else f"content/{formats.stored_name(filename)}")
     await run_in_threadpool(upload.write, chunks)
 

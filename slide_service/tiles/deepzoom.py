@@ -18,6 +18,7 @@ from a short-lived map of slide id to file (`SlideRefs`), dropped on delete.
 """
 
 import asyncio
+import contextlib
 import io
 import time
 import uuid
@@ -172,9 +173,13 @@ class TileServer:
             raise TileNotFound()
         data = await self._read(self._make_tile, deepzoom, level, col, row)
         self.misses.inc()
-        self._tiles[key] = data
+        self._keep(key, data)
         self.seconds.labels("miss").observe(time.perf_counter() - started)
         return data
+
+    def _keep(self, key: tuple[Any, ...], data: bytes) -> None:
+        with contextlib.suppress(ValueError):  # larger than the whole cache: not kept
+            self._tiles[key] = data
 
     @staticmethod
     def _make_tile(deepzoom: DeepZoomGenerator, level: int, col: int, row: int) -> bytes:
@@ -186,7 +191,7 @@ class TileServer:
         if data is None:
             slide = (await self.opened(ref)).slide
             data = await self._read(lambda: _jpeg(slide.get_thumbnail((max_size, max_size))))
-            self._tiles[key] = data
+            self._keep(key, data)
         return data
 
     async def associated(self, ref: SlideRef, name: str) -> bytes:

@@ -120,6 +120,9 @@ def test_slides_prints_upload_ratio_memory_difference_and_tile_latencies() -> No
     assert (tiles["clients"], tiles["tiles"]) == (4, 20)
     assert 0 < tiles["cold_median_ms"] <= tiles["cold_p95_ms"]
     assert 0 < tiles["cached_median_ms"] <= tiles["cached_p95_ms"]
+    assert tiles["cached_p95_to_health_p95"] == pytest.approx(
+        tiles["cached_p95_ms"] / tiles["health_p95_ms"], abs=0.01
+    )
     # Every tile was produced once from the file and once from the cache, inside the service.
     assert tiles["service_cold_p95_ms_at_most"] > 0
     assert tiles["service_cached_p95_ms_at_most"] > 0

@@ -209,3 +209,15 @@ async def test_tiles_refuse_a_missing_or_bad_grant_with_401(slides, svs_bytes, c
         assert response.status_code == 401, (case, path, response.text)
         code = "missing_token" if case == "none" else "invalid_view_grant"
         assert response.json()["error"]["code"] == code
+
+
+async def test_without_a_tile_cache_every_tile_is_read_again(slides_db, tmp_path, svs_bytes):
+    from tests.support.slide_service import running_slides
+
+    async with running_slides(slides_db, tmp_path / "s", tile_cache_bytes=0) as service:
+        slide = await service.slide(svs_bytes, "a.svs")
+        url = f"/slides/{slide['id']}/tiles/10/1_1.jpeg"
+        for _ in range(2):
+            assert (await service.client.get(url, headers=service.viewer)).status_code == 200
+        assert await service.metric("slide_tile_cache_misses_total") == 2
+        assert await service.metric("slide_tile_cache_hits_total") == 0
