@@ -30,7 +30,7 @@ ONE_SLIDE_ERRORS = {**READ_ERRORS, **error_responses(404, s404="No such slide")}
 UPLOAD_OPENAPI = upload_openapi(
     {
         "patient_id": {"type": "string", "format": "uuid"},
-        "microns_per_pixel": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
+        "microns_per_pixel": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1000},
     },
     ("application/octet-stream", "application/zip"),
     required=("patient_id",),
@@ -101,7 +101,7 @@ async def upload_slide(
         str | None, Query(min_length=1, max_length=255, description="for a raw-body upload")
     ] = None,
     microns_per_pixel: Annotated[
-        float | None, Query(gt=0, le=1000, description="when the file does not say")
+        float | None, Query(gt=0, lt=1000, description="when the file does not say")
     ] = None,
 ) -> Response:
     answer = await uploads.upload(

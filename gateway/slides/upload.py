@@ -26,7 +26,8 @@ from common.errors import ServiceError
 from gateway.plumbing.downstream import Downstreams
 from gateway.plumbing.proxy import caller_identity, raise_for_answer
 
-RAW_TYPES = ("application/octet-stream", "application/zip")
+ZIP_TYPES = ("application/zip", "application/x-zip-compressed")  # the second: Windows'
+RAW_TYPES = ("application/octet-stream", *ZIP_TYPES)
 FORM_FIELDS = ("patient_id", "microns_per_pixel")
 MAX_FIELD_BYTES = 1024
 MAX_FILENAME_CHARS = 255
@@ -97,9 +98,9 @@ def slide_fields(
             mpp = float(microns_per_pixel)
         except ValueError as exc:
             raise invalid("microns_per_pixel must be a number.") from exc
-        if not 0 < mpp <= 1000:  # also refuses nan and inf
-            raise invalid("microns_per_pixel must be a positive number of at most 1000.")
-    zipped = content_type == "application/zip" or filename.lower().endswith(".zip")
+        if not 0 < mpp < 1000:  # also refuses nan and inf
+            raise invalid("microns_per_pixel must be a positive number below 1000.")
+    zipped = content_type in ZIP_TYPES or filename.lower().endswith(".zip")
     return SlideFields(
         patient, filename, mpp, "application/zip" if zipped else "application/octet-stream"
     )

@@ -79,6 +79,11 @@ def logged_in(api: httpx.Client, user_id: str, email: str, role: str) -> User:
 
 @pytest.fixture(scope="package")
 def admin(api, stack) -> User:
+    return stack_admin(api, stack)
+
+
+def stack_admin(api: httpx.Client, stack) -> User:
+    """The stack's first admin (its credentials are in the stack's folder), logged in."""
     stored = dotenv_values(stack.var_dir / "admin-credentials.env")
     session = RenewingLogin(lambda: login(api, stored["ADMIN_EMAIL"], stored["ADMIN_PASSWORD"]))
     me = api.get("/api/v1/auth/me", headers=session)
@@ -86,19 +91,24 @@ def admin(api, stack) -> User:
     return User(me.json()["id"], stored["ADMIN_EMAIL"], "admin", session)
 
 
+def create_user(api: httpx.Client, admin: User, role: str) -> User:
+    """A new account of `role`, made by `admin`, logged in."""
+    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+    created = api.post(
+        "/api/v1/admin/users",
+        json={"email": email, "full_name": role, "role": role, "password": PASSWORD},
+        headers=admin.headers,
+    )
+    assert created.status_code == 201, created.text
+    return logged_in(api, created.json()["id"], email, role)
+
+
 @pytest.fixture(scope="package")
 def new_user(api, admin):
     """A new account of `role`, logged in."""
 
     def create(role: str = "clinician") -> User:
-        email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
-        created = api.post(
-            "/api/v1/admin/users",
-            json={"email": email, "full_name": role, "role": role, "password": PASSWORD},
-            headers=admin.headers,
-        )
-        assert created.status_code == 201, created.text
-        return logged_in(api, created.json()["id"], email, role)
+        return create_user(api, admin, role)
 
     return create
 

@@ -499,3 +499,27 @@ def test_only_admins_delete_and_read_associated_images(api, upstream):
     assert [c["method"] for c in upstream.calls] == ["DELETE"]
     assert api.get(label, headers=bearer(mint_token("admin"))).status_code == 404
     assert upstream.calls[-1]["path"] == f"/slides/{slide_id}/associated/label"
+
+
+def test_a_browser_on_an_allowed_origin_may_delete(upstream_server):
+    origin = "https://clinic.example"
+    with gateway(upstream_server, cors_origins=origin) as client:
+        preflight = client.options(
+            f"/api/v1/slides/{uuid.uuid4()}",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "DELETE",
+                "Access-Control-Request-Headers": "Authorization, If-None-Match",
+            },
+        )
+    assert preflight.status_code == 200, preflight.text
+    assert "DELETE" in preflight.headers["access-control-allow-methods"]
+    assert "if-none-match" in preflight.headers["access-control-allow-headers"].lower()
+
+
+def test_a_slide_service_that_is_down_is_named(upstream_server, upstream):
+    dead = f"http://127.0.0.1:{free_port()}"
+    with gateway(upstream_server, slide_url=dead) as client:
+        answer = client.get(f"/api/v1/slides/{uuid.uuid4()}", headers=clinician())
+    assert answer.status_code == 503
+    assert "slides service" in answer.json()["error"]["message"]
