@@ -20,66 +20,18 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import httpx
-import jwt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from jwt.algorithms import OKPAlgorithm
 
 from benchmarks.http_load import load
-from common.migrations import drop_database, upgrade
-from devstack import ROOT
-from devstack.postgres import LOCAL_SERVER_URL, free_port, with_database
-
-
-def jwks_server(key: Ed25519PrivateKey) -> tuple[ThreadingHTTPServer, str]:
-    body = json.dumps(
-        {"keys": [{**OKPAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "bench"}]}
-    ).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
-def token(key: Ed25519PrivateKey) -> str:
-    now = int(time.time())
-    return jwt.encode(
-        {
-            "iss": "cds-auth",
-            "aud": "cds-api",
-            "sub": "bench",
-            "role": "clinician",
-            "typ": "access",
-            "iat": now,
-            "exp": now + 3600,
-            "jti": str(uuid.uuid4()),
-        },
-        key,
-        algorithm="EdDSA",
-        headers={"kid": "bench"},
-    )
+from benchmarks.service_process import service_process, temporary_database_url
 
 
 def raw_figures(folder: Path, image: bytes) -> dict:
@@ -111,6 +63,12 @@ def raw_figures(folder: Path, image: bytes) -> dict:
     }
 
 
+def serving_a_model(ready: httpx.Response) -> bool:
+    """The readiness of an inference service whose model is loaded."""
+    detail = ready.json().get("checks", {}).get("model", {}).get("detail", "")
+    return isinstance(detail, str) and detail.startswith("serving")
+
+
 @contextmanager
 def running_service(
     folder: Path, database_name: str, **settings: str
@@ -119,58 +77,14 @@ def running_service(
     warmed up and ready, with these extra settings (`batch_max_size="8"`), on a temporary
     database and a JWKS server of its own: its process, base URL and a clinician's
     Authorization header. Everything is stopped, and the database dropped, afterwards."""
-    server = (
-        os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or LOCAL_SERVER_URL
-    )
-    database_url = with_database(server, f"{database_name}_{os.getpid()}")
-    upgrade(ROOT / "inference_service", database_url)
-    key = Ed25519PrivateKey.generate()
-    jwks, jwks_url = jwks_server(key)
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "INFERENCE_PORT": str(port),
-        "INFERENCE_DATABASE_URL": database_url,
-        "INFERENCE_MODELS_DIR": str(folder.parent),
-        "INFERENCE_AUTH_URL": jwks_url,
-        "INFERENCE_WARM_UP": "true",
-        "INFERENCE_LOG_LEVEL": "WARNING",
-        **{f"INFERENCE_{name.upper()}": value for name, value in settings.items()},
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "inference_service"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base, process)
-        yield process, base, {"Authorization": f"Bearer {token(key)}"}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        jwks.shutdown()
-        asyncio.run(drop_database(database_url))
-
-
-def wait_until_serving(base: str, process: subprocess.Popen, deadline_s: float = 180) -> None:
-    """Until the service's readiness says its model is loaded; an error if it exits first
-    or is not there within `deadline_s`."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the inference service exited with {process.returncode}")
-        try:
-            ready = httpx.get(f"{base}/ready", timeout=2).json()
-            if ready.get("checks", {}).get("model", {}).get("detail", "").startswith("serving"):
-                return
-        except (httpx.TransportError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the inference service did not serve a model within {deadline_s} s")
+    with service_process(
+        "inference_service",
+        "INFERENCE_",
+        temporary_database_url(database_name),
+        {"models_dir": str(folder.parent), "warm_up": "true", **settings},
+        serving_a_model,
+    ) as running:
+        yield running
 
 
 def rss_mb(pid: int) -> float:

@@ -39,7 +39,7 @@ TILE_SIZE = 254
 OVERLAP = 1
 JPEG_QUALITY = 80
 # Decoded pyramid tiles OpenSlide keeps for all handles together.
-OPENSLIDE_CACHE_BYTES = 64 * 1024 * 1024
+OPENSLIDE_CACHE_BYTES = 32 * 1024 * 1024
 # How long a process trusts its map of slide id to file; a delete elsewhere (another
 # replica) is seen within this time, a delete here at once.
 REF_TTL_S = 30.0

@@ -4,7 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from slide_service.deps import SlideRefsDep, SlideViewer, TileServerDep
-from slide_service.tiles.deepzoom import tile_etag
+from slide_service.tiles.deepzoom import TileServer, tile_etag
 
 router = APIRouter(prefix="/slides", tags=["deep zoom"])
 
@@ -46,10 +46,11 @@ async def tile(
     col: Annotated[int, Path(ge=0)],
     row: Annotated[int, Path(ge=0)],
     _: SlideViewer,
-    refs: SlideRefsDep,
-    tiles: TileServerDep,
 ) -> Response:
-    ref = await refs.get(slide_id)
+    # The app's state read directly: the busiest route, where each dependency FastAPI
+    # resolves costs every request.
+    tiles: TileServer = request.app.state.tile_server
+    ref = await request.app.state.slide_refs.get(slide_id)
     etag = tile_etag(ref, level, col, row)
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if request.headers.get("if-none-match") == etag:

@@ -96,3 +96,31 @@ def test_assessability_meets_its_targets_on_a_fixed_subset() -> None:
     assert all(rate <= result["miss_target"] == 0.05 for rate in result["miss_rate"].values())
     assert result["within_targets"] is True
     assert result["ms_per_image"] > 0 and result["preprocess_ms_per_image"] > 0
+
+
+def test_slides_prints_upload_ratio_memory_difference_and_tile_latencies() -> None:
+    result = run_benchmark(
+        "slides",
+        *("--upload-side", "4000", "--small-side", "1000", "--big-side", "6000"),
+        *("--tiles", "20", "--clients", "4"),
+        timeout_s=300,
+    )
+    upload = result["upload"]
+    assert upload["bytes"] > 0 and upload["disk_write_fsync_mib_s"] > 0
+    assert upload["ratio"] == pytest.approx(
+        upload["service_upload_mib_s"] / upload["disk_write_fsync_mib_s"], abs=0.01
+    )
+    memory = result["memory"]
+    assert (memory["small_side"], memory["big_side"]) == (1000, 6000)
+    assert memory["peak_after_big_mib"] >= memory["peak_after_small_mib"] > 0
+    assert memory["difference_mib"] == pytest.approx(
+        memory["peak_after_big_mib"] - memory["peak_after_small_mib"], abs=0.11
+    )
+    tiles = result["tiles"]
+    assert (tiles["clients"], tiles["tiles"]) == (4, 20)
+    assert 0 < tiles["cold_median_ms"] <= tiles["cold_p95_ms"]
+    assert 0 < tiles["cached_median_ms"] <= tiles["cached_p95_ms"]
+    # Every tile was produced once from the file and once from the cache, inside the service.
+    assert tiles["service_cold_p95_ms_at_most"] > 0
+    assert tiles["service_cached_p95_ms_at_most"] > 0
+    assert set(result["pass"]) == {"upload", "memory", "tiles_cold", "tiles_cached"}
