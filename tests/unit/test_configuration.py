@@ -11,8 +11,16 @@ from devstack import ROOT
 from frontend.config.settings import FrontendSettings
 from gateway.settings import GatewaySettings
 from inference_service.settings import InferenceSettings
+from slide_service.settings import SlideSettings
 
-SETTINGS = [AuthSettings, InferenceSettings, DataSettings, GatewaySettings, FrontendSettings]
+SETTINGS = [
+    AuthSettings,
+    InferenceSettings,
+    DataSettings,
+    SlideSettings,
+    GatewaySettings,
+    FrontendSettings,
+]
 EXAMPLE = dotenv_values(ROOT / ".env.example")
 # `${NAME}`, `${NAME:-default}`, `${NAME:?message}` in the compose file.
 COMPOSE_VARIABLES = set(

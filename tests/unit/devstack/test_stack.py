@@ -1,11 +1,13 @@
 """What `make run` gives each process: every service the gateway calls, and the slide
 service's database, storage and token check like the data service's."""
 
+import re
+
 import pytest
 
-from devstack import prometheus
+from devstack import ROOT, prometheus
 from devstack.__main__ import print_urls
-from devstack.stack import BY_NAME, GATEWAY_DOWNSTREAMS, build_stack
+from devstack.stack import BY_NAME, COMPONENTS, GATEWAY_DOWNSTREAMS, build_stack
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -52,3 +54,11 @@ def test_the_banner_names_each_internal_service(tmp_path, capsys, name):
     print_urls(stack, prometheus=False)
     printed = capsys.readouterr().out
     assert f"  {name:<15} {stack.url(name)}   (internal)" in printed
+
+
+def test_make_migrate_migrates_every_database_the_stack_runs():
+    makefile = (ROOT / "Makefile").read_text()
+    (listed,) = re.findall(r"^SERVICES_WITH_DATABASE := (.+)$", makefile, re.MULTILINE)
+    assert listed.split() == [c.module for c in COMPONENTS if c.database]
+    for module in listed.split():
+        assert (ROOT / module / "migrate.py").is_file(), module

@@ -16,9 +16,7 @@ from devstack import ROOT, prometheus
 from devstack.stack import build_stack
 from gateway.main import create_app as create_gateway_app
 from gateway.settings import GatewaySettings
-from slide_service.main import create_app as create_slide_app
-from slide_service.settings import SlideSettings
-from tests.support.services import auth_app, data_app, inference_app
+from tests.support.services import auth_app, data_app, inference_app, slide_app
 
 PROMETHEUS_DIR = ROOT / "infra" / "prometheus"
 GRAFANA_DIR = ROOT / "infra" / "grafana"
@@ -93,11 +91,7 @@ def exposed(tmp_path_factory) -> set[str]:
         auth_app(UNUSED_DATABASE, keys_dir=folder / "keys"),
         data_app(UNUSED_DATABASE, storage_dir=folder / "images"),
         inference_app(UNUSED_DATABASE, models_dir=folder / "models"),
-        create_slide_app(
-            SlideSettings(
-                _env_file=None, database_url=UNUSED_DATABASE, storage_dir=folder / "slides"
-            )
-        ),
+        slide_app(UNUSED_DATABASE, storage_dir=folder / "slides"),
     ]
     names = set()
     for app in apps:
