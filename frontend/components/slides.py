@@ -63,6 +63,8 @@ UPLOAD_ADVICE = {
     "invalid_upload_ticket": "The upload form had expired; choose the file and upload again.",
     "patient_not_found": "That patient is no longer registered; enter the reference again.",
 }
+# Refusals whose own message adds what people need (the limit, what is wrong in the file).
+WITH_DETAIL = frozenset({"payload_too_large", "corrupt_slide", "unsafe_archive"})
 RESOLUTION_SOURCES = {
     "file": "from the file",
     "uploader": "entered at upload",
@@ -87,7 +89,10 @@ def upload_error_message(status: int, body: Any) -> tuple[str, str | None]:
         return f"The system answered {status} without saying why.", None
     code, message = str(error.get("code") or ""), str(error.get("message") or "")
     advice = UPLOAD_ADVICE.get(code)
-    text = f"{advice} ({message})" if advice and message else advice or message
+    if advice and message and code in WITH_DETAIL:
+        text = f"{advice} ({message})"
+    else:
+        text = advice or message
     return text, error.get("request_id")
 
 
