@@ -63,6 +63,8 @@ UPLOAD_ADVICE = {
     "invalid_upload_ticket": "The upload form had expired; choose the file and upload again.",
     "patient_not_found": "That patient is no longer registered; enter the reference again.",
 }
+# Refusals whose own message adds what people need (the limit, what is wrong in the file).
+WITH_DETAIL = frozenset({"payload_too_large", "corrupt_slide", "unsafe_archive"})
 RESOLUTION_SOURCES = {
     "file": "from the file",
     "uploader": "entered at upload",
@@ -87,7 +89,10 @@ def upload_error_message(status: int, body: Any) -> tuple[str, str | None]:
         return f"The system answered {status} without saying why.", None
     code, message = str(error.get("code") or ""), str(error.get("message") or "")
     advice = UPLOAD_ADVICE.get(code)
-    text = f"{advice} ({message})" if advice and message else advice or message
+    if advice and message and code in WITH_DETAIL:
+        text = f"{advice} ({message})"
+    else:
+        text = advice or message
     return text, error.get("request_id")
 
 
@@ -254,19 +259,20 @@ def render_list(client: GatewayClient) -> None:
 # -- viewer ------------------------------------------------------------------------------------
 
 
-def view_grant(client: GatewayClient, slide_id: str) -> str:
-    """A grant for this slide, reused while more than half its life is left (the browser
-    caches tiles by address, grant included), a new one after."""
+def view_grant(client: GatewayClient, slide_id: str) -> tuple[str, float]:
+    """A grant for this slide and the seconds until the viewer should ask for the next: one
+    is reused while more than half its life is left (the browser caches tiles by address,
+    grant included), and the viewer asks in time (a rerun) so tiles never meet an expired one."""
     grants: dict[str, tuple[str, float, float]] = st.session_state.setdefault(GRANTS_KEY, {})
     now = time.time()
     if slide_id in grants:
         grant, issued, expires = grants[slide_id]
         if now < (issued + expires) / 2:
-            return grant
+            return grant, (issued + expires) / 2 - now
     link = client.slide_view_link(slide_id)
     expires_at = _timestamp(link["expires_at"], default=now + 60)
     grants[slide_id] = (link["grant"], now, expires_at)
-    return link["grant"]
+    return link["grant"], max(expires_at - now, 0) / 2
 
 
 def _timestamp(text: str, default: float) -> float:
@@ -303,11 +309,12 @@ def render_viewer(client: GatewayClient, slide_id: str) -> None:
                 "physical scale will not run on it."
             )
     with picture:
-        grant = view_grant(client, slide_id)
+        grant, renew_in_s = view_grant(client, slide_id)
         _component(
             mode="viewer",
             slide_id=slide_id,
             grant=grant,
+            renew_in_s=round(renew_in_s, 1),
             mpp=slide.get("microns_per_pixel_x"),
             height=VIEWER_HEIGHT,
             key="slide_viewer",

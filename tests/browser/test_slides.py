@@ -5,6 +5,7 @@ browser, and every request goes to the app's own origin."""
 
 import re
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -12,6 +13,7 @@ from playwright.sync_api import Frame, Page, expect
 
 from tests.browser.conftest import PASSWORD
 from tests.browser.ui import go, header, open_app, screenshot, settle, sign_in
+from tests.support.images import png_bytes
 from tests.support.slides import real_svs_path
 
 pytestmark = pytest.mark.timeout(900)
@@ -28,6 +30,22 @@ def component_frame(page: Page, which: str, part: str) -> Frame:
     return frame
 
 
+def send_through_the_page(page: Page, path: Path) -> Frame:
+    """On the Slides page of a signed-in clinician: a new patient reference, then the file
+    through the upload component; returns that component's frame."""
+    expect(header(page, "Analyse images")).to_be_visible()
+    go(page, "Slides", "Slides")
+    reference = f"S-{uuid.uuid4().hex[:8]}"
+    page.get_by_role("textbox", name="Patient reference", exact=True).fill(reference)
+    page.get_by_role("button", name="Choose the file").click()
+    expect(page.get_by_text(f"For patient {reference}")).to_be_visible()
+    settle(page)
+    upload = component_frame(page, "first", "upload")
+    upload.locator("#file").set_input_files(str(path))
+    upload.get_by_role("button", name="Upload slide").click()
+    return upload
+
+
 def body_number(frame: Frame, name: str) -> float:
     return float(frame.evaluate(f"() => Number(document.body.dataset.{name} ?? -1)"))
 
@@ -39,17 +57,7 @@ def test_a_clinician_uploads_the_real_slide_zooms_to_full_resolution_and_pans(
     seen: list[tuple[str, dict[str, str]]] = []
     page.on("request", lambda request: seen.append((request.url, request.headers)))
     sign_in(page, new_user("clinician"), PASSWORD)
-    expect(header(page, "Analyse images")).to_be_visible()
-    go(page, "Slides", "Slides")
-
-    reference = f"S-{uuid.uuid4().hex[:8]}"
-    page.get_by_role("textbox", name="Patient reference", exact=True).fill(reference)
-    page.get_by_role("button", name="Choose the file").click()
-    expect(page.get_by_text(f"For patient {reference}")).to_be_visible()
-    settle(page)
-    upload = component_frame(page, "first", "upload")
-    upload.locator("#file").set_input_files(str(real_svs_path()))
-    upload.get_by_role("button", name="Upload slide").click()
+    upload = send_through_the_page(page, real_svs_path())
     # The bar follows the XHR's upload events, to the last byte, then the server's answer.
     expect(upload.locator("#upload-status")).to_have_text(
         "Stored cmu_small_region.svs.", timeout=120_000
@@ -118,3 +126,20 @@ def test_a_clinician_uploads_the_real_slide_zooms_to_full_resolution_and_pans(
     tiles = [url for url, _ in seen if "/slide-tiles/" in url]
     assert tiles and all("grant=" in url for url in tiles)
     assert not [url for url, _ in seen if "/api/v1/" in url]
+
+
+def test_a_plain_image_sent_as_a_slide_is_refused_with_what_to_do(
+    browser, stack, new_user, tmp_path, screenshots_dir
+):
+    renamed = tmp_path / "photo.svs"
+    renamed.write_bytes(png_bytes(5, 64))
+    page = open_app(browser, stack.url("frontend"))
+    sign_in(page, new_user("clinician"), PASSWORD)
+    upload = send_through_the_page(page, renamed)
+    expect(upload.locator("#upload-status")).to_have_text("photo.svs was not stored.")
+    expect(page.get_by_test_id("stAlert").filter(has_text="was not stored")).to_contain_text(
+        "photo.svs was not stored: This is a plain image, not a whole scanned slide. To "
+        "analyse a single image, use the Analyse page."
+    )
+    expect(page.get_by_text("Reference for support: request")).to_be_visible()
+    screenshot(page, screenshots_dir, "slides-5-plain-image-refused")

@@ -938,7 +938,10 @@ def test_slides_upload_refusal_says_what_to_do(fake, status, code, says):
     app.run()
     [error] = app.error
     assert error.value.startswith("photo\\.png was not stored: ")
-    assert says in texts(app) and "The API's own words." in texts(app)
+    assert says in texts(app)
+    # The API's sentence is added where it tells more (a limit, what is wrong in the file).
+    detailed = code in ("payload_too_large", "corrupt_slide", "unsafe_archive")
+    assert ("The API's own words." in texts(app)) is detailed
     assert "request req-7" in texts(app)
     assert "slide_open" not in app.session_state
 
@@ -980,6 +983,7 @@ def test_slides_viewer_shows_the_metadata_and_gets_tiles_with_a_grant_for_that_s
         assert fact in facts.replace("\\", "")
     args = component_args(app, "slide_viewer")
     [link] = fake.view_links
+    assert 290 < args.pop("renew_in_s") <= 300  # half the fake's 10 minutes
     assert args == {
         "mode": "viewer",
         "slide_id": slide["id"],
@@ -992,6 +996,14 @@ def test_slides_viewer_shows_the_metadata_and_gets_tiles_with_a_grant_for_that_s
     app.run()  # the grant is reused while it is young: the browser's tile cache stays valid
     assert len(fake.view_links) == 1
     assert component_args(app, "slide_viewer")["grant"] == link["grant"]
+
+    # Half its life gone (the viewer's timer reruns the page then): a fresh grant.
+    grant, issued, expires = app.session_state["slide_view_grants"][slide["id"]]
+    app.session_state["slide_view_grants"] = {slide["id"]: (grant, issued - 400, expires - 400)}
+    app.session_state["slide_viewer"] = {"renew": 1}
+    app.run()
+    assert len(fake.view_links) == 2
+    assert component_args(app, "slide_viewer")["grant"] == fake.view_links[1]["grant"]
 
 
 def test_slides_without_a_resolution_have_no_scale_bar_and_say_so(fake):

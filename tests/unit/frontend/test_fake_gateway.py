@@ -82,6 +82,6 @@ def test_an_error_must_be_the_envelope_with_a_status_the_route_documents():
 
 
 def test_a_success_on_a_path_the_gateway_does_not_have_is_drift():
-    request = httpx.Request("GET", "http://gateway.test/api/v1/nowhere")
+    request = httpx.Request("GET", "http://gateway.test/api/v1/specimens")
     problem = contract_problem(request, httpx.Response(200, json=[]))
-    assert problem == "GET /api/v1/nowhere answered 200, but the gateway has no such route"
+    assert problem == "GET /api/v1/specimens answered 200, but the gateway has no such route"

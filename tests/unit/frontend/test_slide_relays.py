@@ -2,6 +2,9 @@
 app: which requests they pass on, with what, and what they refuse."""
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -12,7 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from devstack import ROOT
+from devstack.postgres import free_port
 from frontend.slide_relay import SlideRelay, UploadTickets
+from tests.support.launcher import RESTART_TIMEOUT_S, get, wait_for
 from tests.support.waiting import until
 
 SLIDE = str(uuid.uuid4())
@@ -301,3 +307,42 @@ async def test_an_upload_streams_to_the_gateway_as_it_arrives(browser, gateway, 
     assert answer.status_code == 201, answer.text
     assert gateway.uploaded == [b"first chunk", b"second chunk"]
     assert gateway.requests[0].headers["content-length"] == "23"
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+
+def test_python_m_frontend_serves_the_app_and_its_relays_on_one_origin():
+    """`python -m frontend` as `make run` starts it: Streamlit's own routes and the relays,
+    the relays answering by themselves when the gateway is away."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "FRONTEND_PORT": str(port),
+        "FRONTEND_GATEWAY_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "frontend"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(
+            lambda: (r := get(f"{base}/_stcore/health")) is not None and r.status_code == 200,
+            RESTART_TIMEOUT_S,
+            "the frontend's /_stcore/health",
+        )
+        assert "<html" in httpx.get(f"{base}/", timeout=10).text.lower()
+        invalid = httpx.get(f"{base}/slide-tiles/{SLIDE}/dzi", timeout=10)
+        assert invalid.status_code == 401
+        assert invalid.json()["error"]["code"] == "invalid_view_grant"
+        away = httpx.get(f"{base}/slide-tiles/{SLIDE}/dzi", params={"grant": GRANT}, timeout=30)
+        assert away.status_code == 503
+        upload = httpx.post(f"{base}/slide-upload", params={"ticket": "x"}, content=b"x")
+        assert upload.json()["error"]["code"] == "invalid_upload_ticket"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

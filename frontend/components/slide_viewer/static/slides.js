@@ -91,7 +91,15 @@ $("send").addEventListener("click", send);
 
 // -- viewer ------------------------------------------------------------------------------------
 
-const view = { viewer: null, slideId: null, grant: null, mpp: null, maxLevel: 0, maxLoaded: -1 };
+const view = {
+  viewer: null,
+  slideId: null,
+  grant: null,
+  mpp: null,
+  maxLevel: 0,
+  maxLoaded: -1,
+  renewTimer: null,
+};
 
 function tileBase(slideId) {
   return `${appBase()}/slide-tiles/${encodeURIComponent(slideId)}`;
@@ -206,6 +214,15 @@ function renderViewer(args) {
   $("viewer-box").hidden = false;
   $("viewer").style.height = `${args.height || 600}px`;
   view.grant = args.grant;
+  // Ask the page for the next grant before this one runs out: a new value reruns the page,
+  // which hands over a fresh grant once the current one is half spent.
+  clearTimeout(view.renewTimer);
+  if (args.renew_in_s) {
+    view.renewTimer = setTimeout(
+      () => Streamlit.setComponentValue({ renew: Date.now() }),
+      (args.renew_in_s + 1) * 1000,
+    );
+  }
   view.mpp = args.mpp || null;
   if (args.slide_id !== view.slideId) {
     view.slideId = args.slide_id;
