@@ -16,6 +16,7 @@ relay = SlideRelay(
     settings.gateway_url,
     timeout_s=settings.request_timeout_s,
     upload_timeout_s=settings.slide_upload_timeout_s,
+    forwarded_allow_ips=settings.forwarded_allow_ips,
 )
 
 

@@ -29,6 +29,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from frontend.utils.gateway_client import browser_address
+
 TILE_PREFIX = "/slide-tiles"
 UPLOAD_PATH = "/slide-upload"
 # A view grant is a compact JWS: three base64url parts. Anything else never leaves this server.
@@ -140,8 +142,10 @@ class SlideRelay:
         upload_timeout_s: float = 120.0,
         tickets: UploadTickets = TICKETS,
         transport: httpx.AsyncBaseTransport | None = None,
+        forwarded_allow_ips: str = "127.0.0.1",
     ) -> None:
         self.gateway_url = gateway_url.rstrip("/")
+        self.forwarded_allow_ips = forwarded_allow_ips
         self.timeout_s = timeout_s
         self.upload_timeout_s = upload_timeout_s
         self.tickets = tickets
@@ -162,6 +166,13 @@ class SlideRelay:
                 cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             )
         return self._client
+
+    def _forwarded_for(self, request: Request) -> dict[str, str]:
+        """The browser's address for the gateway, which limits tiles and uploads per client:
+        without it every browser would share the frontend's one budget."""
+        peer = request.client.host if request.client else None
+        address = browser_address(peer, request.headers, self.forwarded_allow_ips)
+        return {"X-Forwarded-For": address} if address else {}
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -202,6 +213,7 @@ class SlideRelay:
         if grant is None:
             return error(401, "invalid_view_grant", "This viewer link is not valid.")
         headers = {k: v for k in TILE_REQUEST_HEADERS if (v := request.headers.get(k))}
+        headers |= self._forwarded_for(request)
         try:
             answer = await self.client.get(path, params={"grant": grant}, headers=headers)
         except httpx.TimeoutException:
@@ -227,6 +239,7 @@ class SlideRelay:
         if media_type not in UPLOAD_MEDIA_TYPES:
             media_type = "application/octet-stream"
         headers = {"Authorization": f"Bearer {found.bearer}", "Content-Type": media_type}
+        headers |= self._forwarded_for(request)
         if length := request.headers.get("content-length"):
             # Passed on, so the gateway and the slide service can tell a truncated upload.
             headers["Content-Length"] = length

@@ -186,6 +186,35 @@ async def test_tiles_when_the_gateway_is_away(tickets):
     assert answer.json()["error"]["code"] == "gateway_unavailable"
 
 
+@pytest.mark.parametrize(
+    ("peer", "claimed", "seen"),
+    [
+        ("127.0.0.1", "203.0.113.7", "203.0.113.7"),  # behind our proxy: its word is taken
+        ("198.51.100.9", "203.0.113.7", "198.51.100.9"),  # anyone else's claim is not
+    ],
+)
+async def test_the_gateway_learns_which_browser_asked(gateway, tickets, peer, claimed, seen):
+    # The gateway limits tiles and uploads per client address: through the relay, every
+    # browser would otherwise count against the frontend's one address.
+    relay = SlideRelay(
+        "http://gateway.test", tickets=tickets, transport=httpx.ASGITransport(gateway.app)
+    )
+    frontend = httpx.ASGITransport(Starlette(routes=relay.routes()), client=(peer, 40000))
+    async with httpx.AsyncClient(transport=frontend, base_url="http://frontend.test") as browser:
+        forwarded = {"X-Forwarded-For": claimed}
+        await browser.get(f"/slide-tiles/{SLIDE}/dzi", params={"grant": GRANT}, headers=forwarded)
+        ticket = tickets.issue("user-token", "patient-1", None)
+        upload = await browser.post(
+            "/slide-upload",
+            params={"ticket": ticket, "filename": "a.svs"},
+            content=b"slide",
+            headers={"Content-Type": "application/octet-stream"} | forwarded,
+        )
+    await relay.aclose()
+    assert upload.status_code == 201, upload.text
+    assert [r.headers.get("x-forwarded-for") for r in gateway.requests] == [seen, seen]
+
+
 # -- uploads -----------------------------------------------------------------------------------
 
 

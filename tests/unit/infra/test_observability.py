@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 
 from auth_service.tokens.keys import ensure_key_file
 from devstack import ROOT, prometheus
 from devstack.stack import build_stack
 from gateway.main import create_app as create_gateway_app
 from gateway.settings import GatewaySettings
+from slide_service.tiles.deepzoom import TileServer
 from tests.support.services import auth_app, data_app, inference_app, slide_app
 
 PROMETHEUS_DIR = ROOT / "infra" / "prometheus"
@@ -399,3 +401,19 @@ def test_the_tile_rule_tests_can_fail(tmp_path):
     assert run_rule_tests(tile_rule_tests(slow, []), tmp_path).returncode != 0
     fast = [(40, 0.02)]
     assert run_rule_tests(tile_rule_tests(fast, [TILES_SLOW]), tmp_path).returncode != 0
+
+
+def test_the_services_tile_histogram_has_the_alerts_limit_and_both_targets_as_buckets():
+    # Otherwise the alert and the dashboard read the p95 between two far-apart edges.
+    registry = CollectorRegistry()
+    tiles = TileServer(tile_cache_bytes=1024, open_slides=1, read_threads=1, registry=registry)
+    tiles.seconds.labels(cache="hit").observe(0.001)
+    bounds = {
+        float(sample.labels["le"])
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == "slide_tile_seconds_bucket"
+    }
+    tiles.close()
+    assert {0.03, 0.15} <= bounds
+    assert {0.03, 0.15} <= set(TILE_BUCKETS)
