@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from common.app import create_service_app
+from common.app import create_service_app, stop_tasks
 from common.auth import jwks_token_verifier
 from common.http import create_http_client
 from slide_service.audit.routes import router as audit_router
@@ -23,8 +23,10 @@ from slide_service.view_links.grants import ViewGrants
 from slide_service.view_links.routes import router as view_links_router
 
 logger = logging.getLogger("slide_service")
-# Upload folders older than this at start were left by a crash (no upload takes a day).
-LEFTOVER_AGE_S = 24 * 3600.0
+# Upload folders nothing wrote to for this long were left by a crash: an upload under way
+# writes all the time, and the gateway gives up on one whose client stalls for minutes.
+LEFTOVER_IDLE_S = 3600.0
+LEFTOVER_SWEEP_INTERVAL_S = 600.0
 
 
 def create_app(settings: SlideSettings | None = None) -> FastAPI:
@@ -35,12 +37,21 @@ def create_app(settings: SlideSettings | None = None) -> FastAPI:
     auth_client = create_http_client(settings.auth_url, read_timeout_s=5.0)
     tile_server: TileServer | None = None
 
+    async def sweep_leftovers() -> None:
+        while True:
+            try:
+                removed = await asyncio.to_thread(store.sweep_temporary, LEFTOVER_IDLE_S)
+                if removed:
+                    logger.info("removed %d upload folders left by a crash", removed)
+            except OSError as exc:  # the volume may be away for a moment; next round
+                logger.warning("leftover sweep skipped: %s", type(exc).__name__)
+            await asyncio.sleep(LEFTOVER_SWEEP_INTERVAL_S)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        removed = await asyncio.to_thread(store.sweep_temporary, LEFTOVER_AGE_S)
-        if removed:
-            logger.info("removed %d upload folders left by an earlier process", removed)
+        sweeper = asyncio.create_task(sweep_leftovers())
         yield
+        await stop_tasks(sweeper)
         await auth_client.aclose()
         if tile_server is not None:
             await asyncio.to_thread(tile_server.close)

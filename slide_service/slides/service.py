@@ -179,12 +179,30 @@ async def store(
         await session.commit()
     except BaseException:
         if placed is not None:
-            await asyncio.shield(run_in_threadpool(files.discard, placed))
+            await asyncio.shield(_discard_unrecorded(session, files, placed))
         raise
     finally:
         await run_in_threadpool(upload.discard)
     await session.refresh(slide)
     return slide
+
+
+async def _discard_unrecorded(session: AsyncSession, files: SlideStore, placed: Path) -> None:
+    """Remove the folder this upload placed, unless a record now names it. The failed commit
+    released the content's lock, so a concurrent upload of the same bytes may have committed
+    a record for that very folder since; check under the lock again. When the database cannot
+    answer, the folder stays: the next upload of that content replaces a folder no record
+    names."""
+    sha256 = placed.name
+    try:
+        await session.rollback()
+        await _lock_content(session, sha256)
+        recorded = await session.scalar(select(Slide.id).where(Slide.sha256 == sha256).limit(1))
+        if recorded is None:
+            await run_in_threadpool(files.discard, placed)
+        await session.rollback()
+    except Exception as exc:
+        logger.warning("kept %s after a failed upload: %s", placed, type(exc).__name__)
 
 
 def _resolution(
@@ -234,7 +252,7 @@ async def delete(session: AsyncSession, files: SlideStore, slide_id: uuid.UUID, 
         await session.commit()
     except BaseException:
         if aside is not None:
-            files.restore(aside, slide.sha256)
+            await asyncio.shield(run_in_threadpool(files.restore, aside, slide.sha256))
         raise
     if aside is not None:
         await run_in_threadpool(files.discard, aside)

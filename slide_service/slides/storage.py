@@ -4,8 +4,8 @@ slide file or the members of an uploaded zip (MIRAX, DICOM series).
 An upload is streamed into its own folder under `<root>/tmp`, hashed and size-checked as it
 arrives, fsynced, checked by OpenSlide, and only then renamed into place in one step (a folder
 rename), so a failure at any step leaves nothing under a real name; whatever stays in `tmp`
-after a crash is removed at the next start. The same content uploaded again finds its folder
-already there and leaves it as it is."""
+after a crash is removed once nothing has written to it for an hour. The same content
+uploaded again finds its folder already there and leaves it as it is."""
 
 import contextlib
 import hashlib
@@ -19,6 +19,17 @@ from common.storage import check_writable_folder, fsync_folder
 
 TEMP = "tmp"
 TRASH_PREFIX = ".deleted-"
+READINESS = ".ready"
+
+
+def _last_written(folder: Path) -> float:
+    """The newest modification time in the folder's tree (the folder's own included)."""
+    newest = folder.stat().st_mtime
+    for parent, _dirs, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                newest = max(newest, os.stat(os.path.join(parent, name)).st_mtime)
+    return newest
 
 
 class SlideStore:
@@ -63,27 +74,37 @@ class SlideStore:
         return trash
 
     def restore(self, trash: Path, sha256: str) -> None:
-        os.rename(trash, self.folder_for(sha256))
+        """Put a set-aside folder back after its deletion failed. An upload of the same bytes
+        may have placed a folder there meanwhile: same content, so that one stays."""
+        try:
+            os.rename(trash, self.folder_for(sha256))
+        except OSError:
+            if not self.folder_for(sha256).is_dir():
+                raise
+            shutil.rmtree(trash, ignore_errors=True)
 
     @staticmethod
     def discard(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
-    def sweep_temporary(self, older_than_s: float) -> int:
-        """Remove upload folders a crashed process left in `tmp`, and set-aside folders."""
+    def sweep_temporary(self, idle_s: float) -> int:
+        """Remove upload folders nothing has written to for `idle_s` (left by a crash, of this
+        process or of another replica on the same volume), and set-aside folders as old. An
+        upload under way writes all the time, so it is never idle that long."""
         removed = 0
-        cutoff = time.time() - older_than_s
+        cutoff = time.time() - idle_s
         leftovers = list(self.temp_root.glob("*")) if self.temp_root.is_dir() else []
         leftovers += list(self.root.glob(f"*/{TRASH_PREFIX}*"))
         for path in leftovers:
             with contextlib.suppress(FileNotFoundError):
-                if path.stat().st_mtime < cutoff:
+                if _last_written(path) < cutoff:
                     shutil.rmtree(path, ignore_errors=True)
                     removed += 1
         return removed
 
     def check_writable(self) -> str | None:
-        return check_writable_folder(self.temp_root)
+        # Its own folder: probes never show up among the uploads in `tmp`.
+        return check_writable_folder(self.root / READINESS)
 
 
 class Upload:
