@@ -14,7 +14,14 @@ from devstack.postgres import PrivatePostgres, install_binaries
 from tests.support.private_postgres import running_private_postgres
 
 SCRIPT = ROOT / "infra" / "postgres" / "init" / "01-databases.sh"
-PASSWORDS = {"auth": "auth-secret", "inference": "inference-secret", "data": "data-secret"}
+PASSWORDS = {
+    "auth": "auth-secret",
+    "inference": "inference-secret",
+    "data": "data-secret",
+    "slides": "slides-secret",
+}
+# Each database's service: its package (`<package>.migrate`) and its settings' env prefix.
+PACKAGES = {"auth": "auth", "inference": "inference", "data": "data", "slides": "slide"}
 RUNTIME_PASSWORDS = {f"{name}_runtime": f"{name}-runtime-secret" for name in PASSWORDS}
 
 
@@ -120,12 +127,14 @@ def test_each_service_gets_its_own_database_and_only_that(server):
         ("auth", "auth"),
         ("inference", "inference"),
         ("data", "data"),
+        ("slides", "slides"),
     }
     # Each runtime login connects to its service's database alone, and creates nothing there.
     assert allowed_pairs(can_connect, server, RUNTIME_PASSWORDS) == {
         ("auth_runtime", "auth"),
         ("inference_runtime", "inference"),
         ("data_runtime", "data"),
+        ("slides_runtime", "slides"),
     }
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         asyncio.run(can_use(server, "data_runtime", "data"))
@@ -155,12 +164,12 @@ def test_each_service_migrates_with_its_own_login_alone(server, service):
     url = f"postgresql://{service}:{PASSWORDS[service]}@127.0.0.1:{server.port}/{service}"
     runtime = f"postgresql://{service}_runtime@127.0.0.1:{server.port}/{service}"
     migrated = subprocess.run(
-        [sys.executable, "-m", f"{service}_service.migrate", "upgrade"],
+        [sys.executable, "-m", f"{PACKAGES[service]}_service.migrate", "upgrade"],
         cwd=ROOT,
         env={
             **os.environ,
-            f"{service.upper()}_MIGRATION_DATABASE_URL": url,
-            f"{service.upper()}_DATABASE_URL": runtime,
+            f"{PACKAGES[service].upper()}_MIGRATION_DATABASE_URL": url,
+            f"{PACKAGES[service].upper()}_DATABASE_URL": runtime,
         },
         capture_output=True,
         text=True,
@@ -176,7 +185,7 @@ def test_each_service_migrates_with_its_own_login_alone(server, service):
             assert await connection.fetchval("SELECT version_num FROM alembic_version")
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await connection.execute("DROP TABLE alembic_version")
-            if service == "data":
+            if service in ("data", "slides"):  # both keep an append-only audit trail
                 await connection.execute(
                     "INSERT INTO audit_events (action, resource_type, resource_id, details) "
                     "VALUES ('probe.recorded', 'probe', 'init', '{}')"
