@@ -152,18 +152,45 @@ def test_the_postgres_init_script_makes_the_database_and_logins_of_each_service(
             assert given[variable] == SECRETS[variable], variable
 
 
-def test_only_the_slide_service_gets_the_view_link_key_and_as_a_file(services):
-    holders = {name for name, s in services.items() if s.get("secrets")}
-    assert holders == {"slides"}
-    (mounted,) = services["slides"]["secrets"]
-    environment = services["slides"]["environment"]
-    assert environment["SLIDE_VIEW_LINK_SECRET_FILE"] == f"/run/secrets/{mounted['target']}"
-    # Never the value itself in a container's environment.
+def test_only_the_slide_service_gets_the_view_link_key(services):
     secret = SECRETS["SLIDE_VIEW_LINK_SECRET"]
-    for name, service in services.items():
-        assert secret not in json.dumps(service.get("environment") or {}), name
-    # Production: the service refuses the development key when the file is missing or short.
-    assert environment["SLIDE_ENVIRONMENT"] == "production"
+    holders = {n for n, s in services.items() if secret in json.dumps(s.get("environment") or {})}
+    assert holders == {"slides"}
+    assert services["slides"]["environment"]["SLIDE_VIEW_LINK_SECRET"] == secret
+    # Production: the service refuses the development key when the variable is missing or short.
+    assert services["slides"]["environment"]["SLIDE_ENVIRONMENT"] == "production"
+
+
+def secrets_written_into_read_only_roots(config: dict) -> list[tuple[str, str]]:
+    """(service, secret) pairs compose would copy into a read-only root filesystem.
+
+    Compose writes a secret defined by `environment:` (or `content:`) into the container, which
+    fails on a read-only root (docker/compose#12303); only `file:` secrets are bind-mounted.
+    """
+    defined = config.get("secrets") or {}
+    found = []
+    for name, service in config["services"].items():
+        if not service.get("read_only"):
+            continue
+        for entry in service.get("secrets") or []:
+            source = entry if isinstance(entry, str) else entry["source"]
+            if "file" not in defined.get(source, {}):
+                found.append((name, source))
+    return found
+
+
+def test_no_read_only_container_gets_a_secret_compose_must_write_into_it():
+    rendered = compose("config", "--format", "json", env=SECRETS)
+    assert rendered.returncode == 0, rendered.stderr
+    assert secrets_written_into_read_only_roots(json.loads(rendered.stdout)) == []
+    # The check catches the combination that kept the slide service from starting.
+    broken = {
+        "services": {"slides": {"read_only": True, "secrets": [{"source": "key"}]}},
+        "secrets": {"key": {"environment": "SLIDE_VIEW_LINK_SECRET"}},
+    }
+    assert secrets_written_into_read_only_roots(broken) == [("slides", "key")]
+    broken["secrets"]["key"] = {"file": "./key.txt"}
+    assert secrets_written_into_read_only_roots(broken) == []
 
 
 def test_compose_sets_only_variables_the_services_read(services):

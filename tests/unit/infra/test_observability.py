@@ -327,26 +327,29 @@ def test_the_rule_tests_can_fail(tmp_path):
 # -- Slow slide tiles, with promtool's rule tests over a made-up tile histogram ---------------
 
 TILE_ALERT = "SlideTileLatencyHigh"
-# Upper bounds of the made-up buckets; 0.15 s, the alert's limit, is one of them.
+# Upper bounds of the made-up buckets; 0.03 and 0.15 s, the alert's limits, are among them.
 TILE_BUCKETS = (0.03, 0.1, 0.15, 0.3, float("inf"))
-TILES_PER_MINUTE = 100
+# Most tiles come from the cache: few slow misses must still be seen under many fast hits.
+TILES_PER_MINUTE = {"hit": 100, "miss": 5}
+
+Phases = list[tuple[int, float | None]]
 
 
-def tile_series(phases: list[tuple[int, float | None]]) -> list[dict[str, str]]:
-    """`slide_tile_seconds_bucket` counters sampled each minute: for each phase, its minutes
-    and how long each of 100 tiles a minute took (None: no tiles)."""
+def tile_series(phases: Phases, cache: str) -> list[dict[str, str]]:
+    """`slide_tile_seconds_bucket{cache=...}` counters sampled each minute: for each phase, its
+    minutes and how long each tile took (None: no tiles)."""
     counts = dict.fromkeys(TILE_BUCKETS, 0)
     values: dict[float, list[int]] = {bound: [0] for bound in TILE_BUCKETS}
     for minutes, seconds in phases:
         for _ in range(minutes):
             for bound in TILE_BUCKETS:
                 if seconds is not None and seconds <= bound:
-                    counts[bound] += TILES_PER_MINUTE
+                    counts[bound] += TILES_PER_MINUTE[cache]
                 values[bound].append(counts[bound])
     return [
         {
             "series": "slide_tile_seconds_bucket"
-            f'{{le="{"+Inf" if bound == float("inf") else bound}",job="slides",'
+            f'{{le="{"+Inf" if bound == float("inf") else bound}",cache="{cache}",job="slides",'
             'instance="slides:8003"}',
             "values": " ".join(map(str, values[bound])),
         }
@@ -354,53 +357,80 @@ def tile_series(phases: list[tuple[int, float | None]]) -> list[dict[str, str]]:
     ]
 
 
-def tile_rule_tests(phases: list[tuple[int, float | None]], expected: list[dict]) -> dict:
-    """At the end of the phases."""
-    minutes = sum(length for length, _ in phases)
-    return rule_test(tile_series(phases), minutes, TILE_ALERT, expected)
+def tile_rule_tests(hits: Phases, misses: Phases, expected: list[dict]) -> dict:
+    """At the end of the phases (the same length for hits and misses)."""
+    minutes = sum(length for length, _ in hits)
+    assert minutes == sum(length for length, _ in misses)
+    series = tile_series(hits, "hit") + tile_series(misses, "miss")
+    return rule_test(series, minutes, TILE_ALERT, expected)
 
 
-TILES_SLOW = {
-    "exp_labels": {"severity": "warning", "job": "slides"},
-    "exp_annotations": {
-        # Every tile in the (0.15, 0.3] bucket: the p95 is interpolated at 95 % of it.
-        "summary": "Slide tiles: p95 292.5ms",
-        "description": description_of(TILE_ALERT),
-    },
-}
+def tiles_slow(cache: str, p95: str) -> dict:
+    return {
+        "exp_labels": {"severity": "warning", "job": "slides", "cache": cache},
+        "exp_annotations": {
+            "summary": f"Slide tiles ({cache}): p95 {p95}",
+            "description": description_of(TILE_ALERT),
+        },
+    }
 
 
-def test_the_tile_latency_alert_fires_when_tiles_stay_slow(tmp_path):
-    # Fast for a while, then every tile takes 0.2 s for 20 minutes.
-    phases = [(30, 0.02), (20, 0.2)]
-    result = run_rule_tests(tile_rule_tests(phases, [TILES_SLOW]), tmp_path)
+# Every miss in the (0.15, 0.3] bucket: the p95 is interpolated at 95 % of it. Blended with
+# the hits at 1 ms, the p95 of all tiles would be under 30 ms.
+MISSES_SLOW = tiles_slow("miss", "292.5ms")
+# Every hit in the (0.03, 0.1] bucket: far under the misses' limit, above the hits'.
+HITS_SLOW = tiles_slow("hit", "96.5ms")
+
+
+def test_the_tile_latency_alert_fires_when_misses_stay_slow(tmp_path):
+    # Hits fast throughout; misses fast for a while, then 0.2 s each for 20 minutes.
+    hits, misses = [(50, 0.001)], [(30, 0.1), (20, 0.2)]
+    result = run_rule_tests(tile_rule_tests(hits, misses, [MISSES_SLOW]), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_tile_latency_alert_fires_when_hits_stay_slow(tmp_path):
+    # Misses within their 150 ms; hits fast, then 50 ms each for 20 minutes.
+    hits, misses = [(30, 0.001), (20, 0.05)], [(50, 0.1)]
+    result = run_rule_tests(tile_rule_tests(hits, misses, [HITS_SLOW]), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_tile_latency_alert_fires_for_each_kind_when_both_are_slow(tmp_path):
+    hits, misses = [(30, 0.001), (20, 0.05)], [(30, 0.1), (20, 0.2)]
+    result = run_rule_tests(tile_rule_tests(hits, misses, [HITS_SLOW, MISSES_SLOW]), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
-    "phases",
+    ("hits", "misses"),
     [
-        # Every tile well under the limit.
-        [(40, 0.02)],
-        # At the limit, not above it.
-        [(40, 0.15)],
+        # Every tile well under its limit.
+        ([(40, 0.001)], [(40, 0.1)]),
+        # At the limits, not above them.
+        ([(40, 0.03)], [(40, 0.15)]),
         # Slow for 8 minutes only: shorter than the 10 the alert waits.
-        [(30, 0.02), (8, 0.2)],
-        # No tiles at all (a quantile of nothing is no value, not a breach).
-        [(40, None)],
+        ([(30, 0.001), (8, 0.05)], [(30, 0.1), (8, 0.2)]),
+        # Misses only, within their limit: no hits is no value, not a breach.
+        ([(40, None)], [(40, 0.1)]),
+        # No tiles at all.
+        ([(40, None)], [(40, None)]),
     ],
-    ids=["fast", "at-the-limit", "brief-spike", "idle"],
+    ids=["fast", "at-the-limits", "brief-spike", "no-hits", "idle"],
 )
-def test_the_tile_latency_alert_stays_quiet_otherwise(tmp_path, phases):
-    result = run_rule_tests(tile_rule_tests(phases, []), tmp_path)
+def test_the_tile_latency_alert_stays_quiet_otherwise(tmp_path, hits, misses):
+    result = run_rule_tests(tile_rule_tests(hits, misses, []), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_tile_rule_tests_can_fail(tmp_path):
-    slow = [(30, 0.02), (20, 0.2)]
-    assert run_rule_tests(tile_rule_tests(slow, []), tmp_path).returncode != 0
-    fast = [(40, 0.02)]
-    assert run_rule_tests(tile_rule_tests(fast, [TILES_SLOW]), tmp_path).returncode != 0
+    slow_misses = ([(50, 0.001)], [(30, 0.1), (20, 0.2)])
+    assert run_rule_tests(tile_rule_tests(*slow_misses, []), tmp_path).returncode != 0
+    # The wrong kind named: the alert carries the `cache` label of the slow tiles.
+    assert run_rule_tests(tile_rule_tests(*slow_misses, [HITS_SLOW]), tmp_path).returncode != 0
+    fast = ([(40, 0.001)], [(40, 0.1)])
+    assert run_rule_tests(tile_rule_tests(*fast, [MISSES_SLOW]), tmp_path).returncode != 0
+    assert run_rule_tests(tile_rule_tests(*fast, [HITS_SLOW]), tmp_path).returncode != 0
 
 
 def test_the_services_tile_histogram_has_the_alerts_limit_and_both_targets_as_buckets():
