@@ -11,6 +11,8 @@ MIB = 1024**2
 # Signs view grants where nothing else is configured; refused in production (see view_link_key).
 DEVELOPMENT_VIEW_LINK_SECRET = "development-only slide view-link secret, never in production"  # noqa: S105  (public on purpose)
 MIN_SECRET_BYTES = 32
+# One 256 px deep-zoom tile between two levels of a plain halving pyramid.
+DEEPZOOM_READ_FLOOR = 512 * 512
 
 
 class SlideSettings(TokenCheckingSettings, DatabaseServiceSettings):
@@ -23,6 +25,10 @@ class SlideSettings(TokenCheckingSettings, DatabaseServiceSettings):
     max_upload_bytes: int = Field(default=4 * GIB, ge=1)
     max_archive_members: int = Field(default=10_000, ge=1)
     max_archive_bytes: int = Field(default=8 * GIB, ge=1)
+    # The most pixels one read may hold (a thumbnail, one deep-zoom tile's source region):
+    # a slide whose pyramid needs more is refused at upload, since a read that large
+    # takes GBs of memory (64 MP, about 256 MB in RGBA).
+    max_read_pixels: int = Field(default=64_000_000, ge=DEEPZOOM_READ_FLOOR)
     view_link_secret: SecretStr | None = None
     view_link_secret_file: Path | None = None
     view_link_ttl_s: int = Field(default=600, ge=1)

@@ -7,9 +7,14 @@ extension of the uploaded name, and nothing else of it. A plain picture is not a
 where a library would open it as one (`openslide.ImageSlide`): it is refused with a pointer
 to the predictions route, which is where single images go."""
 
+import errno
+import itertools
+import logging
 import re
 import stat
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from common.errors import ServiceError
 
+log = logging.getLogger(__name__)
 ZIP_MAGIC = b"PK\x03\x04"
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # The entry points OpenSlide opens in an extracted archive, best first: a MIRAX slide is its
@@ -27,6 +33,13 @@ ENTRY_SUFFIXES = (".mrxs", ".dcm", ".svs", ".ndpi", ".scn", ".bif", ".tif", ".ti
 MAX_ENTRY_PROBES = 50  # files tried with detect_format when no name says which to open
 _SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,8}$")
 _BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+DEEPZOOM_TILE = 256  # the side of the tiles DeepZoomGenerator reads, in pixels
+# End-of-central-directory records (see APPNOTE.TXT 4.3.14-4.3.16), read before ZipFile.
+_EOCD = struct.Struct("<4s4H2LH")
+_EOCD64_LOCATOR = struct.Struct("<4sLQL")
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL_ENTRY = struct.Struct("<4s6H3L5H2L")
+_MAX_COMMENT = 0xFFFF
 
 
 def not_a_slide() -> ServiceError:
@@ -39,6 +52,7 @@ def not_a_slide() -> ServiceError:
 
 
 def corrupt_slide(detail: str = "OpenSlide cannot read it") -> ServiceError:
+    # `detail` is ours, never a library's message: those can name server paths.
     return ServiceError(422, f"The slide file is damaged: {detail}.", code="corrupt_slide")
 
 
@@ -53,6 +67,16 @@ def unsupported_format() -> ServiceError:
 
 def unsafe_archive(reason: str) -> ServiceError:
     return ServiceError(422, f"The archive is refused: {reason}.", code="unsafe_archive")
+
+
+def unsupported_pyramid(levels: str, problem: str) -> ServiceError:
+    return ServiceError(
+        422,
+        f"The slide has no usable reduced-resolution levels ({levels}): {problem}, too much "
+        "to read at once. Re-save it as a pyramidal tiled TIFF, e.g. "
+        "`vips tiffsave in out.tif --tile --pyramid --compression jpeg`.",
+        code="unsupported_pyramid",
+    )
 
 
 def check_filename(filename: str) -> str:
@@ -80,6 +104,7 @@ def extract_zip(archive: Path, into: Path, max_members: int, max_bytes: int) -> 
     more than `max_members` members and more than `max_bytes` in all. The sizes the archive
     declares are checked first and the bytes actually written counted as well (a member may
     lie about its size)."""
+    _check_member_count(archive, max_members)
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
@@ -104,8 +129,72 @@ def extract_zip(archive: Path, into: Path, max_members: int, max_bytes: int) -> 
                         sink.write(block)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
         raise unsafe_archive(f"it is not a readable zip ({exc})") from exc
+    except zlib.error as exc:
+        raise unsafe_archive("a member's compressed data is damaged") from exc
+    except RuntimeError as exc:
+        # zipfile's way of saying a member is encrypted.
+        raise unsafe_archive("a member is encrypted") from exc
     except FileExistsError as exc:
         raise unsafe_archive("a member appears twice") from exc
+    except (IsADirectoryError, NotADirectoryError) as exc:
+        raise unsafe_archive("a member is both a file and a folder") from exc
+    except OSError as exc:
+        # A full disk is ours to fix, not the user's; anything else is the names in the zip
+        # (too long, and the like). The message names no path of the server.
+        if exc.errno == errno.ENOSPC:
+            raise
+        log.info("zip member not extracted: %s", exc)
+        raise unsafe_archive("a member cannot be extracted under its name") from exc
+
+
+def _check_member_count(archive: Path, max_members: int) -> None:
+    """Count the central directory's entries without ZipFile, which would hold one object per
+    entry (tens of millions of empty members exhaust memory before any limit is checked).
+    The declared count is checked, then the entries are walked up to the limit, since the
+    count and the directory's size can disagree."""
+    with open(archive, "rb") as file:
+        file.seek(0, 2)
+        size = file.tell()
+        tail_start = max(0, size - _EOCD.size - _MAX_COMMENT)
+        file.seek(tail_start)
+        tail = file.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < _EOCD.size:
+            raise unsafe_archive("it is not a readable zip (no end of central directory)")
+        eocd_at = tail_start + at
+        _, _, _, _, count, cd_size, _, _ = _EOCD.unpack_from(tail, at)
+        cd_end = eocd_at
+        locator_at = eocd_at - _EOCD64_LOCATOR.size
+        if locator_at >= 0:
+            file.seek(locator_at)
+            magic = _EOCD64_LOCATOR.unpack(file.read(_EOCD64_LOCATOR.size))[0]
+            if magic == b"PK\x06\x07":
+                # The zip64 record just before its locator, as zipfile finds it (its stated
+                # offset is wrong when data precedes the zip).
+                cd_end = locator_at - _EOCD64.size
+                file.seek(max(0, cd_end))
+                record = file.read(_EOCD64.size)
+                if cd_end < 0 or len(record) < _EOCD64.size or record[:4] != b"PK\x06\x06":
+                    raise unsafe_archive("it is not a readable zip (bad zip64 record)")
+                _, _, _, _, _, _, _, count, cd_size, _ = _EOCD64.unpack(record)
+        if count > max_members:
+            raise unsafe_archive(f"more than {max_members} members")
+        position = cd_end - cd_size
+        if position < 0:
+            raise unsafe_archive("it is not a readable zip (bad central directory size)")
+        file.seek(position)
+        entries = 0
+        while position < cd_end:
+            header = file.read(_CENTRAL_ENTRY.size)
+            if len(header) < _CENTRAL_ENTRY.size or header[:4] != b"PK\x01\x02":
+                return  # ZipFile reports the damage in its own words
+            entries += 1
+            if entries > max_members:
+                raise unsafe_archive(f"more than {max_members} members")
+            fields = _CENTRAL_ENTRY.unpack(header)
+            skip = fields[10] + fields[11] + fields[12]  # name, extra field, comment
+            file.seek(skip, 1)
+            position += _CENTRAL_ENTRY.size + skip
 
 
 def _check_member(member: zipfile.ZipInfo) -> None:
@@ -152,10 +241,11 @@ def _number(properties: Any, name: str) -> float | None:
     return value if value > 0 else None
 
 
-def read_facts(path: Path) -> SlideFacts:
+def read_facts(path: Path, max_read_pixels: int) -> SlideFacts:
     """What OpenSlide reads from the file, or the 4xx saying why it is not a usable slide.
     The thumbnail is read as well: a file whose header parses but whose pixels do not is
-    refused now, not at the first tile."""
+    refused now, not at the first tile. Before any pixel is read, the pyramid is checked
+    (see `check_pyramid`)."""
     vendor = openslide.OpenSlide.detect_format(path)
     if vendor is None:
         raise _why_not_a_slide(path)
@@ -177,12 +267,39 @@ def read_facts(path: Path) -> SlideFacts:
                 objective_power=_number(properties, openslide.PROPERTY_NAME_OBJECTIVE_POWER),
                 associated_images=sorted(slide.associated_images),
             )
+            check_pyramid(slide.level_dimensions, slide.level_downsamples, max_read_pixels)
             slide.get_thumbnail((64, 64))
     except openslide.OpenSlideError as exc:
-        raise corrupt_slide(str(exc)) from exc
+        log.info("OpenSlide cannot read %s: %s", path, exc)
+        raise corrupt_slide() from exc
     if facts.width <= 0 or facts.height <= 0:
         raise corrupt_slide("it has no pixels")
     return facts
+
+
+def check_pyramid(
+    dimensions: tuple[tuple[int, int], ...],
+    downsamples: tuple[float, ...],
+    max_read_pixels: int,
+) -> None:
+    """Refuse a pyramid one of whose reads would hold more than `max_read_pixels` at once:
+    a thumbnail reads the whole smallest level, and a deep-zoom tile between two levels
+    reads a region of its side times the levels' ratio from the finer one."""
+    sizes = ", ".join(f"{w} x {h}" for w, h in dimensions)
+    width, height = dimensions[-1]
+    if width * height > max_read_pixels:
+        raise unsupported_pyramid(
+            sizes, f"its smallest level has {width * height:,} pixels (at most {max_read_pixels:,})"
+        )
+    max_ratio = (max_read_pixels**0.5) / DEEPZOOM_TILE
+    for finer, coarser in itertools.pairwise(downsamples):
+        if coarser / finer > max_ratio:
+            raise unsupported_pyramid(
+                sizes,
+                f"one level is {coarser / finer:.0f} times smaller than the one before (at "
+                f"most {max_ratio:.0f}), so one tile between them reads "
+                f"{round(DEEPZOOM_TILE * coarser / finer) ** 2:,} pixels",
+            )
 
 
 def _why_not_a_slide(path: Path) -> ServiceError:

@@ -90,6 +90,7 @@ async def upload_slide(
         microns_per_pixel=microns_per_pixel,
         max_archive_members=settings.max_archive_members,
         max_archive_bytes=settings.max_archive_bytes,
+        max_read_pixels=settings.max_read_pixels,
     )
     return SlideOut.model_validate(slide)
 

