@@ -69,6 +69,7 @@ def create_app(settings: SlideSettings | None = None) -> FastAPI:
         open_slides=settings.open_slides,
         read_threads=settings.read_threads,
         registry=app.state.metrics_registry,
+        max_read_pixels=settings.max_read_pixels,
     )
 
     async def load_ref(slide_id: uuid.UUID) -> SlideRef:

@@ -268,13 +268,37 @@ def read_facts(path: Path, max_read_pixels: int) -> SlideFacts:
                 associated_images=sorted(slide.associated_images),
             )
             check_pyramid(slide.level_dimensions, slide.level_downsamples, max_read_pixels)
-            slide.get_thumbnail((64, 64))
+            bounded_thumbnail(slide, 64, max_read_pixels)
     except openslide.OpenSlideError as exc:
         log.info("OpenSlide cannot read %s: %s", path, exc)
         raise corrupt_slide() from exc
     if facts.width <= 0 or facts.height <= 0:
         raise corrupt_slide("it has no pixels")
     return facts
+
+
+def bounded_thumbnail(
+    slide: openslide.AbstractSlide, size: int, max_read_pixels: int
+) -> Image.Image:
+    """OpenSlide's thumbnail, read from a level of at most `max_read_pixels`. `get_thumbnail`
+    reads the whole level finer than the thumbnail's scale, which between two far-apart levels
+    can be most of the slide; then the next coarser level (within the limit, as
+    `check_pyramid` made sure the smallest is) gives a thumbnail smaller than asked."""
+    width, height = slide.dimensions
+    level = slide.get_best_level_for_downsample(max(width / size, height / size))
+    while (
+        level < slide.level_count - 1 and _pixels(slide.level_dimensions[level]) > max_read_pixels
+    ):
+        level += 1
+    region = slide.read_region((0, 0), level, slide.level_dimensions[level])
+    background = "#" + slide.properties.get(openslide.PROPERTY_NAME_BACKGROUND_COLOR, "ffffff")
+    thumbnail = Image.composite(region, Image.new("RGB", region.size, background), region)
+    thumbnail.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return thumbnail
+
+
+def _pixels(dimensions: tuple[int, int]) -> int:
+    return dimensions[0] * dimensions[1]
 
 
 def check_pyramid(

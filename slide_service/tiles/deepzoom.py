@@ -35,6 +35,7 @@ from PIL import Image
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from common.errors import ServiceError
+from slide_service.slides.formats import bounded_thumbnail
 
 TILE_SIZE = 254
 OVERLAP = 1
@@ -113,7 +114,9 @@ class TileServer:
         open_slides: int,
         read_threads: int,
         registry: CollectorRegistry,
+        max_read_pixels: int,
     ) -> None:
+        self.max_read_pixels = max_read_pixels
         self._executor = ThreadPoolExecutor(read_threads, thread_name_prefix="slide-read")
         self._tiles: LRUCache[tuple[Any, ...], bytes] = LRUCache(
             max(tile_cache_bytes, 1), getsizeof=len
@@ -192,7 +195,9 @@ class TileServer:
         data = self._tiles.get(key)
         if data is None:
             slide = (await self.opened(ref)).slide
-            data = await self._read(lambda: _jpeg(slide.get_thumbnail((max_size, max_size))))
+            data = await self._read(
+                lambda: _jpeg(bounded_thumbnail(slide, max_size, self.max_read_pixels))
+            )
             self._keep(key, data)
         return data
 

@@ -436,7 +436,13 @@ def test_the_tile_rule_tests_can_fail(tmp_path):
 def test_the_services_tile_histogram_has_the_alerts_limit_and_both_targets_as_buckets():
     # Otherwise the alert and the dashboard read the p95 between two far-apart edges.
     registry = CollectorRegistry()
-    tiles = TileServer(tile_cache_bytes=1024, open_slides=1, read_threads=1, registry=registry)
+    tiles = TileServer(
+        tile_cache_bytes=1024,
+        open_slides=1,
+        read_threads=1,
+        registry=registry,
+        max_read_pixels=1_000_000,
+    )
     tiles.seconds.labels(cache="hit").observe(0.001)
     bounds = {
         float(sample.labels["le"])

@@ -12,7 +12,13 @@ import pytest
 
 from common.errors import ServiceError
 from slide_service.settings import SlideSettings
-from slide_service.slides.formats import check_filename, extract_zip, read_facts, stored_name
+from slide_service.slides.formats import (
+    bounded_thumbnail,
+    check_filename,
+    extract_zip,
+    read_facts,
+    stored_name,
+)
 from slide_service.view_links.grants import ViewGrants
 from tests.support.slides import (
     damaged_deflate_zip,
@@ -159,6 +165,26 @@ def test_a_pyramid_with_a_wide_gap_between_levels_is_refused(tmp_path: Path) -> 
     assert len(read_facts(gap, 64_000_000).levels) == 2
 
 
+def test_a_thumbnail_reads_a_coarser_level_rather_than_one_over_the_limit(tmp_path: Path) -> None:
+    # A 600 px thumbnail of 4096 px needs a downsample of 6.8: OpenSlide would read level 0
+    # whole (16.8 MP); over a 1 MP limit the 512 px level is read instead.
+    path = pyramidal_tiff(tmp_path / "gap.tif", 4096, 4096, downsamples=(1, 8))
+    with openslide.OpenSlide(path) as slide:
+        read_levels: list[int] = []
+        read_region = slide.read_region
+
+        def recorded(location, level, size):  # type: ignore[no-untyped-def]
+            read_levels.append(level)
+            return read_region(location, level, size)
+
+        slide.read_region = recorded  # type: ignore[method-assign]
+        small = bounded_thumbnail(slide, 600, 1_000_000)
+        roomy = bounded_thumbnail(slide, 600, 64_000_000)
+    assert read_levels == [1, 0]
+    assert small.size == (512, 512) and small.mode == "RGB"
+    assert roomy.size == (600, 600)
+
+
 def test_the_real_single_level_svs_is_within_the_default_limit() -> None:
     facts = read_facts(real_svs_path(), SlideSettings(_env_file=None).max_read_pixels)
     assert (facts.width, facts.height, len(facts.levels)) == (2220, 2967, 1)
@@ -169,11 +195,11 @@ def test_openslides_own_words_stay_out_of_the_answer(
 ) -> None:
     slide = pyramidal_tiff(tmp_path / "tmp" / "0f3c" / "slide.tif", 512, 512)
 
-    def unreadable(self: openslide.OpenSlide, size: tuple[int, int]) -> None:
+    def unreadable(self: openslide.OpenSlide, *region: object) -> None:
         # The kind of message OpenSlide gives for a file it cannot decode: with its path.
         raise openslide.OpenSlideError(f"Cannot read {slide}: JPEG decompression failed")
 
-    monkeypatch.setattr(openslide.OpenSlide, "get_thumbnail", unreadable)
+    monkeypatch.setattr(openslide.OpenSlide, "read_region", unreadable)
     error = _refused(read_facts, slide, 64_000_000)
     assert (error.status_code, error.code) == (422, "corrupt_slide")
     assert str(tmp_path) not in error.message and "JPEG" not in error.message
