@@ -100,6 +100,8 @@ const view = {
   maxLoaded: -1,
   renewTimer: null,
   openNonce: null,
+  grantSince: 0, // when the current grant arrived (ms)
+  retryTimer: null,
   // Tiles that failed since the last grant arrived: a 401 from an expired grant, say.
   failed: new Set(),
 };
@@ -234,6 +236,13 @@ async function openSlide(args) {
   view.viewer.addHandler("tile-load-failed", (event) => {
     view.failed.add(event.tile);
     document.body.dataset.tilesFailed = String(view.failed.size);
+    // A load begun before the current grant arrived kept the old one through its retries
+    // (OpenSeadragon fixes a job's address when it starts): ask again now.
+    if (event.time < view.grantSince) {
+      clearTimeout(view.retryTimer);
+      view.retryTimer = setTimeout(retryFailedTiles, 0);
+      return;
+    }
     $("viewer-status").textContent =
       "Some tiles could not be loaded; they are asked for again with the next viewer grant.";
   });
@@ -259,6 +268,7 @@ function renderViewer(args) {
   $("viewer").style.height = `${args.height || 600}px`;
   const renewed = args.grant !== view.grant;
   view.grant = args.grant;
+  if (renewed) view.grantSince = Date.now();
   if (renewed && args.slide_id === view.slideId) retryFailedTiles();
   // Ask the page for the next grant before this one runs out: a new value reruns the page,
   // which hands over a fresh grant once the current one is half spent.
