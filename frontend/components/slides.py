@@ -16,7 +16,7 @@ from typing import Any
 import streamlit as st
 from streamlit.components.v1 import declare_component
 
-from frontend.components.upload import patient_for_reference
+from frontend.components.upload import patient_for_reference, patient_with_reference
 from frontend.components.widgets import cached_image, plain, show_error, when
 from frontend.config.settings import get_settings
 from frontend.slide_relay import TICKETS
@@ -24,7 +24,6 @@ from frontend.utils.gateway_client import GatewayClient, GatewayError
 
 STATIC = Path(__file__).with_name("slide_viewer") / "static"
 PAGE_SIZE = 10
-PATIENT_PAGE_SIZE = 100  # the gateway's largest page
 VIEWER_HEIGHT = 600
 # Spent or replaced on the next render, so a session holds one live ticket at a time.
 TICKET_KEY = "slide_upload_ticket"
@@ -214,20 +213,6 @@ def patient_filter(client: GatewayClient) -> tuple[str | None, bool]:
         return None, False
     match = patient_with_reference(client, reference)
     return (match["id"], False) if match else (None, True)
-
-
-def patient_with_reference(client: GatewayClient, reference: str) -> dict[str, Any] | None:
-    """The patient whose reference is exactly this one. The gateway searches by prefix only,
-    so the pages are walked: a short reference can be the prefix of more than one page."""
-    offset = 0
-    while True:
-        page = client.patients(search=reference, limit=PATIENT_PAGE_SIZE, offset=offset)
-        items = page["items"]
-        if match := next((p for p in items if p["external_ref"] == reference), None):
-            return match
-        offset += len(items)
-        if not items or offset >= page["total"]:
-            return None
 
 
 def render_slide_row(client: GatewayClient, slide: dict[str, Any]) -> None:

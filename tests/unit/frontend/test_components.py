@@ -1106,3 +1106,17 @@ def test_signing_out_revokes_the_live_upload_ticket(fake):
     app.run()
     next(b for b in app.button if b.label == "Sign out").click().run()
     assert TICKETS.spend(ticket) is None
+
+
+def test_slides_upload_finds_a_registered_reference_past_the_first_page(fake):
+    for n in range(150):
+        fake.add_patient(f"H-2026-0106{n:03}")
+    exact = fake.add_patient("H-2026-0106")
+    app = run("slides:render_slides")
+    app.text_input[0].input("H-2026-0106")
+    app.button[0].click().run()  # "Choose the file"
+    assert not app.exception and not app.error
+    assert len(fake.patients) == 151  # nobody registered twice
+    from frontend.slide_relay import TICKETS
+
+    assert TICKETS.spend(component_args(app, "slide_upload")["ticket"]).patient_id == exact["id"]
