@@ -184,7 +184,6 @@ async function openSlide(args) {
     // Forgotten, so the next render (View pressed again) opens it afresh.
     if (view.slideId === args.slide_id) view.slideId = null;
     $("viewer-status").textContent = failure.message;
-    document.body.dataset.openFailed = String(Number(document.body.dataset.openFailed || 0) + 1);
     return;
   }
   if (view.slideId !== args.slide_id) return; // another slide was asked for meanwhile
@@ -235,7 +234,6 @@ async function openSlide(args) {
   });
   view.viewer.addHandler("tile-load-failed", (event) => {
     view.failed.add(event.tile);
-    document.body.dataset.tilesFailed = String(view.failed.size);
     // A load begun before the current grant arrived kept the old one through its retries
     // (OpenSeadragon fixes a job's address when it starts): ask again now.
     if (event.time < view.grantSince) {
@@ -258,7 +256,6 @@ function retryFailedTiles() {
   if (!image || !view.failed.size) return;
   for (const tile of view.failed) tile.exists = true;
   view.failed.clear();
-  document.body.dataset.tilesFailed = "0";
   image.reset();
   view.viewer.forceRedraw();
 }
