@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from streamlit import config
 
 from frontend.config.settings import get_settings
 from frontend.slide_relay import SlideRelay
@@ -26,4 +27,10 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
     await relay.aclose()
 
 
-app = st.App(Path(__file__).with_name("app.py"), routes=relay.routes(), lifespan=lifespan)
+# Streamlit serves its own routes under server.baseUrlPath (STREAMLIT_SERVER_BASE_URL_PATH);
+# the relays must follow, or the page's component asks for addresses nothing answers.
+app = st.App(
+    Path(__file__).with_name("app.py"),
+    routes=relay.routes(config.get_option("server.baseUrlPath")),
+    lifespan=lifespan,
+)

@@ -179,15 +179,24 @@ class SlideRelay:
             await self._client.aclose()
             self._client = None
 
-    def routes(self) -> list[Route]:
+    def routes(self, base_path: str | None = None) -> list[Route]:
+        """The relays at the root and, with Streamlit's `server.baseUrlPath` (`base_path`),
+        under it too: the page's component asks below the path it was served from."""
+        prefixes = [""]
+        if base := (base_path or "").strip("/"):
+            prefixes.append(f"/{base}")
         return [
-            Route(f"{TILE_PREFIX}/{{slide_id}}/dzi", self.dzi, methods=["GET"]),
-            Route(
-                f"{TILE_PREFIX}/{{slide_id}}/tiles/{{level}}/{{tile}}",
-                self.tile,
-                methods=["GET"],
-            ),
-            Route(UPLOAD_PATH, self.upload, methods=["POST"]),
+            route
+            for prefix in prefixes
+            for route in (
+                Route(f"{prefix}{TILE_PREFIX}/{{slide_id}}/dzi", self.dzi, methods=["GET"]),
+                Route(
+                    f"{prefix}{TILE_PREFIX}/{{slide_id}}/tiles/{{level}}/{{tile}}",
+                    self.tile,
+                    methods=["GET"],
+                ),
+                Route(f"{prefix}{UPLOAD_PATH}", self.upload, methods=["POST"]),
+            )
         ]
 
     async def dzi(self, request: Request) -> Response:

@@ -4,6 +4,7 @@ side, never in the browser); the gateway client refreshes it silently."""
 import streamlit as st
 
 from frontend.components.about import WHAT_IT_IS
+from frontend.components.slides import forget_upload_ticket
 from frontend.components.system_status import render_system_status
 from frontend.components.widgets import EXPIRED_KEY, plain, show_error
 from frontend.utils.gateway_client import SESSION_KEY, GatewayClient, GatewayError
@@ -39,6 +40,7 @@ def _sign_in(client: GatewayClient, email: str, password: str) -> None:
             show_error(exc, "sign in")
         return
     # Nothing of an earlier session in this browser (results, images, exports) carries over.
+    forget_upload_ticket()
     for key in list(st.session_state):
         if key != SESSION_KEY:
             del st.session_state[key]
@@ -57,5 +59,6 @@ def render_account(client: GatewayClient) -> None:
         st.caption(f"{ROLE_NAMES.get(session.role, session.role)} · {email}")
         if st.button("Sign out"):
             client.logout()
+            forget_upload_ticket()  # it holds the bearer, and the relay would still honour it
             st.session_state.clear()
             st.rerun()

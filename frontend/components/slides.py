@@ -8,6 +8,7 @@ the app's own `/slide-tiles` with a view grant for that one slide (`frontend/sli
 
 import math
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 import streamlit as st
 from streamlit.components.v1 import declare_component
 
-from frontend.components.upload import patient_for_reference
+from frontend.components.upload import patient_for_reference, patient_with_reference
 from frontend.components.widgets import cached_image, plain, show_error, when
+from frontend.config.settings import get_settings
 from frontend.slide_relay import TICKETS
 from frontend.utils.gateway_client import GatewayClient, GatewayError
 
@@ -28,13 +30,13 @@ TICKET_KEY = "slide_upload_ticket"
 TARGET_KEY = "slide_upload_target"
 HANDLED_KEY = "slide_upload_handled"
 OPEN_KEY = "slide_open"
+# Changed by every View, so the viewer opens the slide afresh even when it is the same one.
+OPEN_NONCE_KEY = "slide_open_nonce"
 GRANTS_KEY = "slide_view_grants"
 PAGE_KEY = "slide_list_page"
 FILTER_KEY = "slide_list_patient"
 UPLOAD_KEY = "slide_upload"
 UPLOAD_ERROR_KEY = "slide_upload_error"
-# The gateway's limit (GATEWAY_MAX_SLIDE_BYTES); the browser checks it before sending.
-MAX_SLIDE_BYTES = 4 * 1024**3
 ACCEPT = ".svs,.tif,.tiff,.ndpi,.scn,.mrxs,.bif,.vms,.vmu,.svslide,.dcm,.zip"
 FORMATS_HELP = (
     "Aperio SVS, generic tiled TIFF, Hamamatsu NDPI, Leica SCN, Philips TIFF, Ventana BIF; "
@@ -107,6 +109,11 @@ def issue_ticket(client: GatewayClient, patient_id: str, microns_per_pixel: floa
     return ticket
 
 
+def forget_upload_ticket() -> None:
+    """The session's live ticket (it holds the user's token) dies with the session."""
+    TICKETS.revoke(st.session_state.pop(TICKET_KEY, None))
+
+
 def handle_upload_result(result: Any) -> None:
     """The browser's report of one upload, acted on once however often the page reruns."""
     if not isinstance(result, dict) or result.get("nonce") == st.session_state.get(HANDLED_KEY):
@@ -114,10 +121,10 @@ def handle_upload_result(result: Any) -> None:
     st.session_state[HANDLED_KEY] = result.get("nonce")
     status, body = int(result.get("status") or 0), result.get("body")
     if status == 201 and isinstance(body, dict) and "id" in body:
-        st.session_state[OPEN_KEY] = body["id"]
+        open_slide(body["id"])
         st.session_state[PAGE_KEY] = 0
         st.session_state.pop(UPLOAD_ERROR_KEY, None)
-        st.toast(f"Stored {body.get('filename', 'the slide')}.")
+        st.toast(f"Stored {plain(str(body.get('filename') or 'the slide'))}.")
         return
     message, request_id = upload_error_message(status, body)
     st.session_state[UPLOAD_ERROR_KEY] = (result.get("filename") or "The file", message, request_id)
@@ -163,7 +170,11 @@ def render_upload(client: GatewayClient) -> None:
     st.markdown(f"For patient **{plain(patient['external_ref'])}**, {resolution}.")
     ticket = issue_ticket(client, patient["id"], microns_per_pixel)
     result = _component(
-        mode="upload", ticket=ticket, max_bytes=MAX_SLIDE_BYTES, accept=ACCEPT, key=UPLOAD_KEY
+        mode="upload",
+        ticket=ticket,
+        max_bytes=get_settings().max_slide_bytes,
+        accept=ACCEPT,
+        key=UPLOAD_KEY,
     )
     handle_upload_result(result)
     if failed := st.session_state.get(UPLOAD_ERROR_KEY):
@@ -200,8 +211,7 @@ def patient_filter(client: GatewayClient) -> tuple[str | None, bool]:
     reference = st.text_input("Filter by patient reference", max_chars=64).strip()
     if not reference:
         return None, False
-    found = client.patients(search=reference, limit=100)["items"]
-    match = next((p for p in found if p["external_ref"] == reference), None)
+    match = patient_with_reference(client, reference)
     return (match["id"], False) if match else (None, True)
 
 
@@ -225,7 +235,12 @@ def render_slide_row(client: GatewayClient, slide: dict[str, Any]) -> None:
             )
         with action:
             if st.button("View", key=f"view-{slide_id}"):
-                st.session_state[OPEN_KEY] = slide_id
+                open_slide(slide_id)
+
+
+def open_slide(slide_id: str) -> None:
+    st.session_state[OPEN_KEY] = slide_id
+    st.session_state[OPEN_NONCE_KEY] = uuid.uuid4().hex
 
 
 def render_list(client: GatewayClient) -> None:
@@ -313,6 +328,7 @@ def render_viewer(client: GatewayClient, slide_id: str) -> None:
         _component(
             mode="viewer",
             slide_id=slide_id,
+            open_nonce=st.session_state.get(OPEN_NONCE_KEY),
             grant=grant,
             renew_in_s=round(renew_in_s, 1),
             mpp=slide.get("microns_per_pixel_x"),

@@ -13,6 +13,7 @@ from frontend.utils.gateway_client import GatewayClient, GatewayError, SessionEx
 
 ACCEPTED_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp"]
 RESULTS_KEY = "analyse_results"
+PATIENT_PAGE_SIZE = 100  # the gateway's largest page
 # A fixed namespace: the same upload always gets the same idempotency key.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f0c5d3e-2b1a-4c8e-9d7f-3a5b1c2e4f60")
 
@@ -37,17 +38,32 @@ class AnalysedImage:
 
 def patient_for_reference(client: GatewayClient, reference: str) -> dict[str, Any]:
     """The patient with exactly this reference, registered if it is new."""
-    for patient in client.patients(search=reference, limit=100)["items"]:
-        if patient["external_ref"] == reference:
-            return patient
+    if patient := patient_with_reference(client, reference):
+        return patient
     try:
         return client.create_patient(reference)
     except GatewayError as exc:
         if exc.status_code != 409:
             raise
         # Registered by a colleague a moment ago.
-        found = client.patients(search=reference, limit=100)["items"]
-        return next(p for p in found if p["external_ref"] == reference)
+        found = patient_with_reference(client, reference)
+        if found is None:
+            raise
+        return found
+
+
+def patient_with_reference(client: GatewayClient, reference: str) -> dict[str, Any] | None:
+    """The patient whose reference is exactly this one. The gateway searches by prefix only,
+    so the pages are walked: a short reference can be the prefix of more than one page."""
+    offset = 0
+    while True:
+        page = client.patients(search=reference, limit=PATIENT_PAGE_SIZE, offset=offset)
+        items = page["items"]
+        if match := next((p for p in items if p["external_ref"] == reference), None):
+            return match
+        offset += len(items)
+        if not items or offset >= page["total"]:
+            return None
 
 
 def analyse_images(

@@ -20,6 +20,9 @@ class FrontendSettings(ServiceSettings):
     # A slide upload waits this long for each read of the gateway's answer (it checks the
     # whole file before answering); the gateway's own GATEWAY_SLIDE_UPLOAD_TIMEOUT_S is 120.
     slide_upload_timeout_s: float = Field(default=300.0, gt=0)
+    # The browser refuses a larger slide before sending it; keep it equal to the gateway's
+    # GATEWAY_MAX_SLIDE_BYTES (4 GiB), which is what actually decides.
+    max_slide_bytes: int = Field(default=4 * 1024**3, ge=1)
 
 
 @lru_cache

@@ -359,8 +359,12 @@ class GatewayClient:
             body["history"] = history
         return self._json("POST", f"/api/v1/predictions/{prediction_id}/explain", json=body)
 
-    def patients(self, search: str | None = None, limit: int = 50) -> dict[str, Any]:
+    def patients(
+        self, search: str | None = None, limit: int = 50, offset: int = 0
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
+        if offset:
+            params["offset"] = offset
         if search:
             params["search"] = search
         return self._json("GET", "/api/v1/patients", params=params)

@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Frame, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.browser.conftest import PASSWORD
-from tests.browser.ui import go, header, open_app, screenshot, settle, sign_in
+from tests.browser.ui import TIMEOUT_MS, go, header, open_app, screenshot, settle, sign_in
 from tests.support.images import png_bytes
 from tests.support.slides import real_svs_path
 
@@ -48,6 +49,17 @@ def send_through_the_page(page: Page, path: Path) -> Frame:
 
 def body_number(frame: Frame, name: str) -> float:
     return float(frame.evaluate(f"() => Number(document.body.dataset.{name} ?? -1)"))
+
+
+def wait_until(frame: Frame, condition: str, what: str, arg: object = None) -> None:
+    """Wait, at most the tests' deadline, until `condition` holds in `frame`; say `what` if not."""
+    try:
+        frame.wait_for_function(condition, arg=arg, timeout=TIMEOUT_MS)
+    except PlaywrightTimeoutError:
+        status = frame.evaluate("() => document.getElementById('viewer-status').textContent")
+        raise AssertionError(
+            f"not within {TIMEOUT_MS} ms: {what} (viewer says {status!r})"
+        ) from None
 
 
 def test_a_clinician_uploads_the_real_slide_zooms_to_full_resolution_and_pans(
@@ -117,6 +129,46 @@ def test_a_clinician_uploads_the_real_slide_zooms_to_full_resolution_and_pans(
     )
     expect(viewer.locator("#viewer-status")).to_have_text("Zoom: 100.0 % of full resolution")
     screenshot(page, screenshots_dir, "slides-4-panned")
+
+    # The grant runs out under the viewer: new tiles are refused and stay blank only until
+    # the page hands over the next grant, with which the very same tiles load.
+    grant = viewer.evaluate("() => view.grant")
+    viewer.evaluate(
+        "() => { view.grant = 'expired.grant.x'; const v = window.slideViewer;"
+        " v.viewport.panTo(new OpenSeadragon.Point(0.05, 0.05), true); }"
+    )
+    expect(viewer.locator("#viewer-status")).to_contain_text("Some tiles could not be loaded")
+    loaded = body_number(viewer, "tilesLoaded")
+    viewer.evaluate(
+        "(grant) => renderViewer({ mode: 'viewer', slide_id: view.slideId, grant,"
+        " open_nonce: view.openNonce, mpp: view.mpp, height: 600 })",
+        grant,
+    )
+    wait_until(
+        viewer,
+        "(n) => Number(document.body.dataset.tilesLoaded) > n"
+        " && window.slideViewer.world.getItemAt(0).getFullyLoaded()",
+        "the refused tiles loaded with the renewed grant",
+        arg=loaded,
+    )
+
+    # Opening fails (the connection drops): the viewer says so, and View opens it again.
+    dzi = re.compile(r"/slide-tiles/[^/?]+/dzi")
+    page.route(dzi, lambda route: route.abort())
+    view_button = page.get_by_role("button", name="View", exact=True).first
+    view_button.click()
+    expect(viewer.locator("#viewer-status")).to_have_text(
+        "The slide could not be opened: the connection failed. Press View to retry."
+    )
+    page.unroute(dzi)
+    viewer.evaluate("() => { window.failedViewer = window.slideViewer; }")
+    view_button.click()
+    wait_until(
+        viewer,
+        "() => window.slideViewer !== window.failedViewer"
+        " && Number(document.body.dataset.tilesLoaded) > 0",
+        "the slide opened again after View",
+    )
 
     # Everything went to the app's own origin; no request of the page carried a bearer token,
     # and the tiles came through the relay with a grant.

@@ -508,9 +508,12 @@ class FakeGateway:
 
     def list_patients(self, request, caller) -> httpx.Response:
         search = request.url.params.get("search") or ""
-        items = [p for p in self.patients if p["external_ref"].startswith(search)]
+        limit = int(request.url.params.get("limit", 50))
+        offset = int(request.url.params.get("offset", 0))
+        found = [p for p in self.patients if p["external_ref"].startswith(search)]
+        items = found[offset : offset + limit]
         return httpx.Response(
-            200, json={"items": items, "total": len(items), "limit": 50, "offset": 0}
+            200, json={"items": items, "total": len(found), "limit": limit, "offset": offset}
         )
 
     def create_patient(self, request, caller) -> httpx.Response:

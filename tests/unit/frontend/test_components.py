@@ -984,6 +984,7 @@ def test_slides_viewer_shows_the_metadata_and_gets_tiles_with_a_grant_for_that_s
     args = component_args(app, "slide_viewer")
     [link] = fake.view_links
     assert 290 < args.pop("renew_in_s") <= 300  # half the fake's 10 minutes
+    assert isinstance(args.pop("open_nonce"), str)
     assert args == {
         "mode": "viewer",
         "slide_id": slide["id"],
@@ -1052,3 +1053,70 @@ def test_slides_is_a_page_for_every_role(fake):
 
     [entry] = [p for p in PAGES if p.url_path == "slides"]
     assert entry.roles == {"admin", "clinician", "viewer"}
+
+
+def test_slides_filter_finds_a_reference_that_prefixes_more_than_a_page_of_others(fake):
+    for n in range(150):
+        fake.add_patient(f"H-7{n:03}")
+    exact = fake.add_patient("H-7")  # listed after every longer one
+    fake.add_slide(exact["id"], filename="mine.svs")
+    app = run("slides:render_slides", role="viewer")
+    app.text_input[0].input("H-7").run()
+    assert "No patient has that reference." not in texts(app)
+    assert fake.calls("GET", "/api/v1/slides")[-1].url.params["patient_id"] == exact["id"]
+    assert fake.calls("GET", "/api/v1/patients")[-1].url.params["offset"] == "100"
+
+
+def test_slides_view_again_reopens_the_same_slide_in_the_viewer(fake):
+    patient = fake.add_patient("H-2026-0105")
+    fake.add_slide(patient["id"])
+    app = run("slides:render_slides", role="viewer")
+    app.button[0].click().run()
+    first = component_args(app, "slide_viewer")["open_nonce"]
+    app.run()  # a rerun alone is no reason to reopen
+    assert component_args(app, "slide_viewer")["open_nonce"] == first
+    app.button[0].click().run()  # View again, after the browser failed to open it, say
+    assert component_args(app, "slide_viewer")["open_nonce"] not in (None, first)
+
+
+def test_slides_a_stored_file_name_is_shown_as_typed(fake):
+    app = chosen_file_page(fake)
+    slide = fake.add_slide(fake.patients[0]["id"], filename="**bold**_[x](y).svs")
+    app.session_state["slide_upload"] = {"nonce": "n3", "status": 201, "body": slide}
+    app.run()
+    [toast] = app.toast
+    assert toast.value == r"Stored \*\*bold\*\*\_\[x\]\(y\)\.svs."
+
+
+def test_slides_the_browser_limit_comes_from_the_settings(fake, monkeypatch):
+    from frontend.config.settings import get_settings
+
+    monkeypatch.setattr(get_settings(), "max_slide_bytes", 12345)
+    app = chosen_file_page(fake)
+    assert component_args(app, "slide_upload")["max_bytes"] == 12345
+
+
+def test_signing_out_revokes_the_live_upload_ticket(fake):
+    from frontend.slide_relay import TICKETS
+
+    app = chosen_file_page(fake)
+    ticket = component_args(app, "slide_upload")["ticket"]
+    app = AppTest.from_function(script, args=("auth:render_account", "clinician"))
+    app.session_state["slide_upload_ticket"] = ticket
+    app.run()
+    next(b for b in app.button if b.label == "Sign out").click().run()
+    assert TICKETS.spend(ticket) is None
+
+
+def test_slides_upload_finds_a_registered_reference_past_the_first_page(fake):
+    for n in range(150):
+        fake.add_patient(f"H-2026-0106{n:03}")
+    exact = fake.add_patient("H-2026-0106")
+    app = run("slides:render_slides")
+    app.text_input[0].input("H-2026-0106")
+    app.button[0].click().run()  # "Choose the file"
+    assert not app.exception and not app.error
+    assert len(fake.patients) == 151  # nobody registered twice
+    from frontend.slide_relay import TICKETS
+
+    assert TICKETS.spend(component_args(app, "slide_upload")["ticket"]).patient_id == exact["id"]

@@ -117,6 +117,35 @@ async def test_tiles_and_descriptor_reach_the_gateway_with_the_grant_and_no_cred
         assert "cookie" not in request.headers
 
 
+@pytest.mark.parametrize("base_path", ["cds", "/cds/"])
+async def test_the_relays_answer_under_streamlits_base_path_too(gateway, tickets, base_path):
+    """With server.baseUrlPath the page's component asks below it (/cds/slide-tiles/..)."""
+    relay = SlideRelay(
+        "http://gateway.test", tickets=tickets, transport=httpx.ASGITransport(gateway.app)
+    )
+    frontend = Starlette(routes=relay.routes(base_path))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(frontend), base_url="http://frontend.test"
+    ) as browser:
+        for prefix in ["/cds", ""]:
+            tile = await browser.get(
+                f"{prefix}/slide-tiles/{SLIDE}/tiles/12/3_4.jpeg", params={"grant": GRANT}
+            )
+            assert tile.status_code == 200, (prefix, tile.text)
+            dzi = await browser.get(f"{prefix}/slide-tiles/{SLIDE}/dzi", params={"grant": GRANT})
+            assert dzi.status_code == 200, (prefix, dzi.text)
+            ticket = tickets.issue("user-token", "patient-1")
+            upload = await browser.post(
+                f"{prefix}/slide-upload",
+                params={"ticket": ticket, "filename": "a.svs"},
+                content=b"slide",
+                headers={"Content-Type": "application/octet-stream"},
+            )
+            assert upload.status_code == 201, (prefix, upload.text)
+        assert (await browser.get(f"/other/slide-tiles/{SLIDE}/dzi")).status_code == 404
+    await relay.aclose()
+
+
 async def test_a_cached_tile_is_answered_not_modified(browser):
     tile = f"/slide-tiles/{SLIDE}/tiles/0/0_0.jpeg"
     answer = await browser.get(tile, params={"grant": GRANT}, headers={"If-None-Match": ETAG})

@@ -99,6 +99,11 @@ const view = {
   maxLevel: 0,
   maxLoaded: -1,
   renewTimer: null,
+  openNonce: null,
+  grantSince: 0, // when the current grant arrived (ms)
+  retryTimer: null,
+  // Tiles that failed since the last grant arrived: a 401 from an expired grant, say.
+  failed: new Set(),
 };
 
 function tileBase(slideId) {
@@ -151,8 +156,14 @@ function describeZoom() {
   document.body.dataset.zoom = String(screenPerImagePixel);
 }
 
-async function openSlide(args) {
-  const response = await fetch(`${tileBase(args.slide_id)}/dzi?grant=${encodeURIComponent(view.grant)}`);
+// The slide's descriptor, or an Error whose message is the sentence to show.
+async function fetchDescriptor(slideId) {
+  let response;
+  try {
+    response = await fetch(`${tileBase(slideId)}/dzi?grant=${encodeURIComponent(view.grant)}`);
+  } catch (_) {
+    throw new Error("The slide could not be opened: the connection failed. Press View to retry.");
+  }
   if (!response.ok) {
     let message = `The slide could not be opened (${response.status}).`;
     try {
@@ -160,10 +171,23 @@ async function openSlide(args) {
     } catch (_) {
       // not the envelope: keep the status
     }
-    $("viewer-status").textContent = message;
+    throw new Error(`${message} Press View to retry.`);
+  }
+  return response.text();
+}
+
+async function openSlide(args) {
+  let text;
+  try {
+    text = await fetchDescriptor(args.slide_id);
+  } catch (failure) {
+    // Forgotten, so the next render (View pressed again) opens it afresh.
+    if (view.slideId === args.slide_id) view.slideId = null;
+    $("viewer-status").textContent = failure.message;
     return;
   }
-  const xml = new DOMParser().parseFromString(await response.text(), "application/xml");
+  if (view.slideId !== args.slide_id) return; // another slide was asked for meanwhile
+  const xml = new DOMParser().parseFromString(text, "application/xml");
   const image = xml.documentElement;
   const size = image.getElementsByTagName("Size")[0];
   const width = Number(size.getAttribute("Width"));
@@ -176,6 +200,7 @@ async function openSlide(args) {
   document.body.dataset.maxLevelLoaded = "-1";
   document.body.dataset.tilesLoaded = "0";
   if (view.viewer) view.viewer.destroy();
+  view.failed.clear();
   view.viewer = OpenSeadragon({
     element: $("viewer"),
     prefixUrl: "vendor/openseadragon/images/",
@@ -183,6 +208,9 @@ async function openSlide(args) {
     navigatorPosition: "TOP_RIGHT",
     maxZoomPixelRatio: 2,
     visibilityRatio: 0.5,
+    // A tile refused for a moment (a busy gateway) is asked again before it is given up.
+    tileRetryMax: 2,
+    tileRetryDelay: 1500,
     tileSources: {
       width,
       height,
@@ -190,9 +218,12 @@ async function openSlide(args) {
       tileOverlap: Number(image.getAttribute("Overlap")),
       minLevel: 0,
       maxLevel: view.maxLevel,
-      // Read at request time: a later render may bring a fresh grant for the same slide.
-      getTileUrl: (level, x, y) =>
+      // OpenSeadragon keeps what this returns for the tile's whole life: a function, so the
+      // grant is read at request time and a tile made before a renewal never sends a stale one.
+      getTileUrl: (level, x, y) => () =>
         `${tileBase(slideId)}/tiles/${level}/${x}_${y}.${format}?grant=${encodeURIComponent(view.grant)}`,
+      // Without the grant, so a renewal does not make every cached tile look new.
+      getTileHashKey: (level, x, y) => `${slideId}/${level}/${x}_${y}`,
     },
   });
   window.slideViewer = view.viewer; // for the browser tests, which zoom and pan it
@@ -201,19 +232,41 @@ async function openSlide(args) {
     document.body.dataset.maxLevelLoaded = String(view.maxLoaded);
     document.body.dataset.tilesLoaded = String(Number(document.body.dataset.tilesLoaded) + 1);
   });
-  view.viewer.addHandler("tile-load-failed", () => {
+  view.viewer.addHandler("tile-load-failed", (event) => {
+    view.failed.add(event.tile);
+    // A load begun before the current grant arrived kept the old one through its retries
+    // (OpenSeadragon fixes a job's address when it starts): ask again now.
+    if (event.time < view.grantSince) {
+      clearTimeout(view.retryTimer);
+      view.retryTimer = setTimeout(retryFailedTiles, 0);
+      return;
+    }
     $("viewer-status").textContent =
-      "Some tiles could not be loaded; if this lasts, reopen the slide from the list.";
+      "Some tiles could not be loaded; they are asked for again with the next viewer grant.";
   });
   for (const name of ["open", "animation", "update-viewport"]) {
     view.viewer.addHandler(name, describeZoom);
   }
 }
 
+// A failed tile stays blank (OpenSeadragon marks it missing): with a new grant, those tiles
+// are marked present again and the image is reset, so they are requested once more.
+function retryFailedTiles() {
+  const image = view.viewer && view.viewer.world.getItemAt(0);
+  if (!image || !view.failed.size) return;
+  for (const tile of view.failed) tile.exists = true;
+  view.failed.clear();
+  image.reset();
+  view.viewer.forceRedraw();
+}
+
 function renderViewer(args) {
   $("viewer-box").hidden = false;
   $("viewer").style.height = `${args.height || 600}px`;
+  const renewed = args.grant !== view.grant;
   view.grant = args.grant;
+  if (renewed) view.grantSince = Date.now();
+  if (renewed && args.slide_id === view.slideId) retryFailedTiles();
   // Ask the page for the next grant before this one runs out: a new value reruns the page,
   // which hands over a fresh grant once the current one is half spent.
   clearTimeout(view.renewTimer);
@@ -224,7 +277,10 @@ function renderViewer(args) {
     );
   }
   view.mpp = args.mpp || null;
-  if (args.slide_id !== view.slideId) {
+  // View pressed again changes the nonce, so the same slide opens afresh (after a failure, say).
+  const reopen = args.open_nonce !== view.openNonce;
+  view.openNonce = args.open_nonce;
+  if (args.slide_id !== view.slideId || reopen) {
     view.slideId = args.slide_id;
     openSlide(args);
   } else if (view.viewer) {
