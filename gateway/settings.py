@@ -20,9 +20,10 @@ class GatewaySettings(TokenCheckingSettings):
     downstream_timeout_s: float = 10.0
     predict_timeout_s: float = 30.0
     # A slide upload streams for minutes: this bounds each wait for the slide service (each
-    # write of a chunk, and its answer after the last one, when it checks the file), not the
-    # whole upload.
-    slide_upload_timeout_s: float = Field(default=120.0, gt=0)
+    # write of a chunk, and its answer after the last one), not the whole upload. After the
+    # last byte the service syncs up to 4 GiB to disk, may unpack an 8 GiB zip and then
+    # checks it: giving up sooner answers 504 for a slide that is then stored anyway.
+    slide_upload_timeout_s: float = Field(default=600.0, gt=0)
     # How long `/ready` waits for each downstream's own `/ready`.
     readiness_timeout_s: float = 3.0
     # How long the gateway's public `/ready` answer is reused: a flood of calls reaches the

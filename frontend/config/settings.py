@@ -18,8 +18,9 @@ class FrontendSettings(ServiceSettings):
     # limit (GATEWAY_MAX_UPLOAD_BYTES, 20 MB).
     max_upload_mb: int = Field(default=20, ge=1, le=200)
     # A slide upload waits this long for each read of the gateway's answer (it checks the
-    # whole file before answering); the gateway's own GATEWAY_SLIDE_UPLOAD_TIMEOUT_S is 120.
-    slide_upload_timeout_s: float = Field(default=300.0, gt=0)
+    # whole file before answering): longer than the gateway's GATEWAY_SLIDE_UPLOAD_TIMEOUT_S
+    # (600), so that the gateway's own answer, even a 504, is what the browser sees.
+    slide_upload_timeout_s: float = Field(default=660.0, gt=0)
     # The browser refuses a larger slide before sending it; keep it equal to the gateway's
     # GATEWAY_MAX_SLIDE_BYTES (4 GiB), which is what actually decides.
     max_slide_bytes: int = Field(default=4 * 1024**3, ge=1)
