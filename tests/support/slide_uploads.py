@@ -73,10 +73,10 @@ def view_link_key(stack: LaunchedStack) -> bytes:
     return (stack.var_dir / "slide-keys" / "view-link.secret").read_text().strip().encode()
 
 
-def mint_grant(key: bytes, slide_id: str, **changes: object) -> str:
-    """A view grant as the slide service signs it, with `changes` to its claims."""
+def grant_claims(slide_id: str, **changes: object) -> dict:
+    """A view grant's claims as the slide service writes them, with `changes`."""
     now = int(time.time())
-    claims = {
+    return {
         "typ": "slide_view",
         "sub": str(uuid.uuid4()),
         "sid": slide_id,
@@ -85,4 +85,8 @@ def mint_grant(key: bytes, slide_id: str, **changes: object) -> str:
         "exp": now + 600,
         **changes,
     }
-    return jwt.encode(claims, key, algorithm="HS256")
+
+
+def mint_grant(key: bytes, slide_id: str, **changes: object) -> str:
+    """A view grant as the slide service signs it, with `changes` to its claims."""
+    return jwt.encode(grant_claims(slide_id, **changes), key, algorithm="HS256")

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from slide_service.settings import DEVELOPMENT_VIEW_LINK_SECRET
+from tests.support.slide_uploads import grant_claims
 
 
 def slide_files(slides) -> list:
@@ -145,19 +146,6 @@ async def test_cache_hit_metric_counts_a_tile_served_twice(slides, svs_bytes):
 
 def signed(claims: dict, key: str = DEVELOPMENT_VIEW_LINK_SECRET) -> str:
     return jwt.encode(claims, key, algorithm="HS256")
-
-
-def grant_claims(slide_id: str, **changes: object) -> dict:
-    now = int(time.time())
-    return {
-        "typ": "slide_view",
-        "sub": str(uuid.uuid4()),
-        "sid": slide_id,
-        "scope": "read",
-        "iat": now,
-        "exp": now + 600,
-        **changes,
-    }
 
 
 async def test_a_grant_opens_its_slide_and_nothing_else(slides, svs_bytes):
