@@ -21,7 +21,7 @@ from slide_service.slides import formats, service
 from slide_service.slides.models import Slide
 from slide_service.slides.schemas import SlideOut, SlidePage
 from slide_service.slides.storage import SlideStore
-from slide_service.tiles.deepzoom import SlideRef
+from slide_service.tiles.deepzoom import SlideRef, not_modified, thumbnail_etag
 
 router = APIRouter(prefix="/slides", tags=["slides"])
 
@@ -118,6 +118,7 @@ async def get_slide(slide_id: uuid.UUID, _: Reader, session: SessionDep) -> Slid
 
 @router.get("/{slide_id}/thumbnail", response_class=Response, responses=JPEG)
 async def thumbnail(
+    request: Request,
     slide_id: uuid.UUID,
     _: Reader,
     session: SessionDep,
@@ -126,10 +127,12 @@ async def thumbnail(
     max_size: Annotated[int, Query(ge=16, le=1024)] = 256,
 ) -> Response:
     slide = await service.get(session, slide_id)
-    data = await tiles.thumbnail(slide_ref(store, slide), max_size)
-    return Response(
-        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
-    )
+    ref = slide_ref(store, slide)
+    etag = thumbnail_etag(ref, max_size)
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=3600"}
+    if not_modified(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(await tiles.thumbnail(ref, max_size), media_type="image/jpeg", headers=headers)
 
 
 @router.get(

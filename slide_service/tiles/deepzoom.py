@@ -46,8 +46,9 @@ OPENSLIDE_CACHE_BYTES = 32 * 1024 * 1024
 # replica) is seen within this time, a delete here at once.
 REF_TTL_S = 30.0
 REF_ENTRIES = 10_000
-# Part of every ETag: a change to how tiles are made must not match tiles made before.
-TILE_VERSION = f"t1q{JPEG_QUALITY}"
+# Part of every ETag: a change to how tiles are made (their size, overlap or quality) must
+# not match tiles or descriptors made before.
+TILE_VERSION = f"t1s{TILE_SIZE}o{OVERLAP}q{JPEG_QUALITY}"
 
 T = TypeVar("T")
 
@@ -98,6 +99,25 @@ class SlideRefs:
 def tile_etag(ref: SlideRef, level: int, col: int, row: int) -> str:
     # The content's hash names the pixels; the same content uploaded twice shares its tiles.
     return f'"{TILE_VERSION}-{ref.sha256[:24]}-{level}-{col}-{row}"'
+
+
+def dzi_etag(ref: SlideRef) -> str:
+    return f'"{TILE_VERSION}-{ref.sha256[:24]}-dzi"'
+
+
+def thumbnail_etag(ref: SlideRef, max_size: int) -> str:
+    return f'"{TILE_VERSION}-{ref.sha256[:24]}-thumbnail-{max_size}"'
+
+
+def not_modified(if_none_match: str | None, etag: str) -> bool:
+    """Whether If-None-Match names this ETag (RFC 9110: a list, weak comparison, or `*`)."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == etag:
+            return True
+    return False
 
 
 def _jpeg(image: Image.Image) -> bytes:

@@ -4,7 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from slide_service.deps import SlideRefsDep, SlideViewer, TileServerDep
-from slide_service.tiles.deepzoom import TileServer, tile_etag
+from slide_service.tiles.deepzoom import TileServer, dzi_etag, not_modified, tile_etag
 
 router = APIRouter(prefix="/slides", tags=["deep zoom"])
 
@@ -26,9 +26,9 @@ async def dzi(
     tiles: TileServerDep,
 ) -> Response:
     ref = await refs.get(slide_id)
-    etag = f'"dzi-{ref.sha256[:24]}"'
+    etag = dzi_etag(ref)
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
-    if request.headers.get("if-none-match") == etag:
+    if not_modified(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return Response(await tiles.dzi(ref), media_type="application/xml", headers=headers)
 
@@ -53,7 +53,7 @@ async def tile(
     ref = await request.app.state.slide_refs.get(slide_id)
     etag = tile_etag(ref, level, col, row)
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
-    if request.headers.get("if-none-match") == etag:
+    if not_modified(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return Response(
         await tiles.tile(ref, level, col, row), media_type="image/jpeg", headers=headers

@@ -131,6 +131,33 @@ async def test_tiles_have_etags_cache_headers_304_and_404_out_of_range(slides, s
         assert outside.json()["error"]["code"] == "tile_not_found"
 
 
+async def test_if_none_match_is_read_as_http_says_for_tiles_descriptor_and_thumbnail(
+    slides, svs_bytes
+):
+    slide = await slides.slide(svs_bytes, "a.svs")
+    paths = (
+        f"/slides/{slide['id']}/tiles/12/3_4.jpeg",
+        f"/slides/{slide['id']}/dzi",
+        f"/slides/{slide['id']}/thumbnail?max_size=64",
+    )
+    etags = set()
+    for path in paths:
+        first = await slides.client.get(path, headers=slides.viewer)
+        assert first.status_code == 200, (path, first.text)
+        etag = first.headers["etag"]
+        etags.add(etag)
+        # The tile geometry is in every ETag: a descriptor of other tiles never matches.
+        assert "s254o1" in etag, etag
+        for asked in (etag, f'"other", {etag}', f"W/{etag}", "*"):
+            again = await slides.client.get(path, headers={**slides.viewer, "If-None-Match": asked})
+            assert (again.status_code, again.headers["etag"]) == (304, etag), (path, asked)
+        changed = await slides.client.get(
+            path, headers={**slides.viewer, "If-None-Match": '"something-else"'}
+        )
+        assert changed.status_code == 200 and changed.content == first.content
+    assert len(etags) == len(paths)
+
+
 async def test_cache_hit_metric_counts_a_tile_served_twice(slides, svs_bytes):
     slide = await slides.slide(svs_bytes, "a.svs")
     url = f"/slides/{slide['id']}/tiles/10/1_1.jpeg"
