@@ -142,6 +142,8 @@ class TileServer:
             max(tile_cache_bytes, 1), getsizeof=len
         )
         self._handles: LRUCache[Path, Opened] = LRUCache(open_slides)
+        # Opens under way: viewers arriving together at a new slide share one open.
+        self._opening: dict[Path, asyncio.Future[Opened]] = {}
         self._openslide_cache = openslide.OpenSlideCache(OPENSLIDE_CACHE_BYTES)
         self.hits = Counter(
             "slide_tile_cache_hits", "Tiles served from the tile cache", registry=registry
@@ -169,14 +171,21 @@ class TileServer:
 
     async def opened(self, ref: SlideRef) -> Opened:
         handle = self._handles.get(ref.path)
-        if handle is None:
-            try:
-                handle = await self._read(self._open, ref.path)
-            except (openslide.OpenSlideError, FileNotFoundError) as exc:
-                raise ServiceError(
-                    503, "The slide's file cannot be read now.", code="slide_unreadable"
-                ) from exc
-            self._handles[ref.path] = handle
+        if handle is not None:
+            return handle
+        opening = self._opening.get(ref.path)
+        if opening is None:
+            opening = asyncio.ensure_future(self._read(self._open, ref.path))
+            self._opening[ref.path] = opening
+            opening.add_done_callback(lambda _: self._opening.pop(ref.path, None))
+        try:
+            # Shielded: one viewer giving up does not cancel the open the others wait for.
+            handle = await asyncio.shield(opening)
+        except (openslide.OpenSlideError, FileNotFoundError) as exc:
+            raise ServiceError(
+                503, "The slide's file cannot be read now.", code="slide_unreadable"
+            ) from exc
+        self._handles[ref.path] = handle
         return handle
 
     async def dzi(self, ref: SlideRef) -> str:
