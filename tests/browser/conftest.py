@@ -56,8 +56,7 @@ def browser(pg_server_url, new_database_url) -> Browser:
         launched.close()
 
 
-# One stack for the package (its modules run on one worker): started once, not per module.
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def stack(new_database_url, pg_server_url):
     databases = stack_database_urls(new_database_url, "browser")
     launched = LaunchedStack(
@@ -72,13 +71,13 @@ def stack(new_database_url, pg_server_url):
         launched.close()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def admin_credentials(stack) -> tuple[str, str]:
     stored = dotenv_values(stack.var_dir / "admin-credentials.env")
     return stored["ADMIN_EMAIL"], stored["ADMIN_PASSWORD"]
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def new_user(stack, admin_credentials):
     """Users made through the API, so a test starts from a known account."""
 

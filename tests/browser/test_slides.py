@@ -156,12 +156,15 @@ def test_a_clinician_uploads_the_real_slide_zooms_to_full_resolution_and_pans(
     dzi = re.compile(r"/slide-tiles/[^/?]+/dzi")
     page.route(dzi, lambda route: route.abort())
     view_button = page.get_by_role("button", name="View", exact=True).first
+    # A click while the page script still runs can be dropped by the rerun it interrupts.
+    settle(page)
     view_button.click()
     expect(viewer.locator("#viewer-status")).to_have_text(
         "The slide could not be opened: the connection failed. Press View to retry."
     )
     page.unroute(dzi)
     viewer.evaluate("() => { window.failedViewer = window.slideViewer; }")
+    settle(page)
     view_button.click()
     wait_until(
         viewer,
