@@ -170,3 +170,41 @@ def test_the_limits_are_inference_settings(monkeypatch):
 def test_bad_quality_settings_are_refused(overrides):
     with pytest.raises(ValueError):
         InferenceSettings(**overrides)
+
+
+def _every_colour_sample(count: int) -> np.ndarray:
+    """`count` random colours, every grey and every shade of pure red: (1, n, 3) uint8."""
+    levels = np.arange(256, dtype=np.uint8)
+    zeros = np.zeros(256, np.uint8)
+    greys = np.stack([levels, levels, levels], axis=1)
+    reds = np.stack([levels, zeros, zeros], axis=1)
+    random = np.random.default_rng(7).integers(0, 256, size=(count, 3), dtype=np.uint8)
+    return np.concatenate([greys, reds, random])[None]
+
+
+def test_pen_lookup_tables_give_what_rgb2hsv_gives_per_pixel():
+    """The ink measure looks saturation and value up by (brightest, darkest) channel and
+    computes hue only for candidates: it must say what scikit-image's HSV says per pixel."""
+    from skimage.color import rgb2hsv
+
+    from ml import quality
+
+    colours = _every_colour_sample(200_000)
+    hsv = rgb2hsv(colours)
+    hue = hsv[..., 0] * 360
+    expected_coloured = (hue >= 70) & (hue <= 235) & (hsv[..., 1] >= 0.45) & (hsv[..., 2] >= 0.15)
+    expected_black = (hsv[..., 2] <= 0.2) & (hsv[..., 1] <= 0.4)
+    expected = float((expected_coloured | expected_black).mean())
+    assert expected > 0.1  # the sample holds ink of both kinds, and colours that are not
+    assert quality._pen_fraction(colours) == expected
+
+
+def test_optical_density_lookup_is_the_formula():
+    from ml import quality
+
+    colours = _every_colour_sample(50_000)
+    formula = -np.log10(np.maximum(colours.astype(np.float64), 1.0) / 255.0)
+    assert np.array_equal(quality._optical_density(colours), formula)
+    brightest, darkest = quality._channel_extremes(colours)
+    assert np.array_equal(brightest, colours.max(axis=-1))
+    assert np.array_equal(quality._DENSITY[darkest], formula.max(axis=-1))
