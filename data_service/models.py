@@ -8,5 +8,21 @@ from data_service.images.models import Image
 from data_service.patients.models import Patient
 from data_service.predictions.models import Prediction
 from data_service.reviews.models import Review
+from data_service.stats.models import (
+    PredictionDayCount,
+    PredictionDayLatency,
+    PredictionDayReason,
+    ReviewDayCount,
+)
 
-__all__ = ["AuditEvent", "Image", "Patient", "Prediction", "Review"]
+__all__ = [
+    "AuditEvent",
+    "Image",
+    "Patient",
+    "Prediction",
+    "PredictionDayCount",
+    "PredictionDayLatency",
+    "PredictionDayReason",
+    "Review",
+    "ReviewDayCount",
+]

@@ -18,6 +18,7 @@ from data_service.images.models import Image
 from data_service.predictions.models import Prediction
 from data_service.predictions.schemas import Order, PredictionCreate
 from data_service.reviews.models import Review
+from data_service.stats import rollups
 from ml.assessment import Assessment
 
 
@@ -72,6 +73,7 @@ async def create(
         if earlier is None:
             raise
         return earlier, False
+    await rollups.count_prediction(session, prediction.id)
     await record(
         session,
         caller,

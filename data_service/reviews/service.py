@@ -1,8 +1,9 @@
 """Reviews: one current verdict per prediction and reviewer; earlier ones kept as history."""
 
 import uuid
+from datetime import UTC
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.errors import ServiceError
@@ -11,6 +12,7 @@ from data_service.predictions import service as predictions
 from data_service.predictions.models import Prediction
 from data_service.reviews.models import Review
 from data_service.reviews.schemas import ReviewCreate
+from data_service.stats import rollups
 
 
 async def create(
@@ -37,11 +39,17 @@ async def create(
                 code="validation_error",
             )
     who = uuid.UUID(reviewer)
-    await session.execute(
+    reviewed_before = await session.scalar(
+        select(exists().where(Review.prediction_id == prediction_id, Review.is_current))
+    )
+    superseded_verdict = await session.scalar(
         update(Review)
         .where(Review.prediction_id == prediction_id, Review.reviewer == who, Review.is_current)
         .values(is_current=False)
+        .returning(Review.verdict)
     )
+    day = prediction.created_at.astimezone(UTC).date()
+    await rollups.count_review(session, day, data.verdict, superseded_verdict, not reviewed_before)
     review = Review(prediction_id=prediction_id, reviewer=who, **data.model_dump())
     session.add(review)
     await session.flush()

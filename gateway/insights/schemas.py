@@ -25,7 +25,10 @@ class ReviewStats(BaseModel):
 class Stats(BaseModel):
     predictions: int = Field(description="Predictions in the period")
     mean_latency_ms: float | None = Field(description="Mean model time per image")
-    p95_latency_ms: float | None = Field(description="95th percentile of the model time")
+    p95_latency_ms: float | None = Field(
+        description="95th percentile of the model time, to within 4.4 % (read from latency "
+        "buckets eight to a doubling)"
+    )
     by_label: dict[str, int] = Field(
         examples=[{"benign": 120, "malignant": 41}],
         description="Predictions by label; not-assessable ones have none",

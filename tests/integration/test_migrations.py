@@ -177,7 +177,7 @@ def test_0006_reads_earlier_predictions_as_not_recorded_and_downgrades_only_with
     image = _insert_upload(url, "d" * 64)
     earlier = _insert_prediction(url, image, None)
 
-    upgrade(SERVICE_DIRS["data"], url)
+    upgrade(SERVICE_DIRS["data"], url, "0006")
 
     [row] = fetch(
         url,
@@ -211,3 +211,81 @@ def test_0006_reads_earlier_predictions_as_not_recorded_and_downgrades_only_with
     _downgrade_refused_until_removed(url, "0006", "0005", "predictions", refused, ": 1 predictions")
     [row] = fetch(url, "SELECT label, probability FROM predictions WHERE id = $1", earlier)
     assert (row["label"], row["probability"]) == ("benign", 0.9)
+
+
+def test_0007_builds_the_daily_rollups_from_the_rows_stored_before(new_database_url):
+    url = new_database_url("data")
+    upgrade(SERVICE_DIRS["data"], url, "0006")
+    image = _insert_upload(url, "e" * 64)
+    # Two days (UTC); one row from before assessments, two not assessable, one reviewed twice.
+    rows = [
+        ("2026-11-30 23:59:59+00", "v1", "benign", None, None, 4.0),
+        ("2026-12-01 00:00:00+00", "v1", "benign", "assessable", [], 8.0),
+        ("2026-12-01 10:00:00+01", "v1", "benign", "assessable", [], 16.0),
+        ("2026-12-01 12:00:00+00", "v2", None, "not_assessable", ["no_tissue", "exposure"], 2.0),
+        ("2026-12-01 13:00:00+00", "v2", None, "not_assessable", ["no_tissue"], 1000.0),
+    ]
+    ids = [
+        fetch(
+            url,
+            "INSERT INTO predictions (id, image_id, model_version, label, probability, "
+            "probabilities, threshold, latency_ms, requested_by, assessment, reasons, checks, "
+            "created_at) VALUES (gen_random_uuid(), $1, $2, $3, $4, '{}', 0.5, $5, $6, $7, $8, "
+            "CASE WHEN $7::varchar IS NULL THEN NULL ELSE '[]'::jsonb END, $9::text::timestamptz) "
+            "RETURNING id",
+            image,
+            version,
+            label,
+            None if label is None else 0.9,
+            latency,
+            UPLOADER,
+            assessment,
+            None if assessment is None else reasons,
+            created,
+        )[0]["id"]
+        for created, version, label, assessment, reasons, latency in rows
+    ]
+    for reviewer, verdict, current in [
+        (uuid.uuid4(), "agree", True),
+        (uuid.uuid4(), "disagree", True),
+        (UPLOADER, "disagree", False),  # superseded: not counted
+    ]:
+        fetch(
+            url,
+            "INSERT INTO reviews (id, prediction_id, reviewer, verdict, corrected_label, "
+            "is_current) VALUES (gen_random_uuid(), $1, $2, $3, $4, $5)",
+            ids[1],
+            reviewer,
+            verdict,
+            "malignant" if verdict == "disagree" else None,
+            current,
+        )
+
+    upgrade(SERVICE_DIRS["data"], url, "0007")
+
+    counts = fetch(
+        url,
+        "SELECT day::text, model_version, label, assessment, predictions, latency_ms_sum "
+        "FROM prediction_day_counts ORDER BY 1, 2, 3, 4",
+    )
+    assert [tuple(row) for row in counts] == [
+        ("2026-11-30", "v1", "benign", None, 1, 4.0),
+        ("2026-12-01", "v1", "benign", "assessable", 2, 24.0),
+        ("2026-12-01", "v2", None, "not_assessable", 2, 1002.0),
+    ]
+    reasons = fetch(url, "SELECT day::text, reason, predictions FROM prediction_day_reasons")
+    assert sorted(tuple(row) for row in reasons) == [
+        ("2026-12-01", "exposure", 1),
+        ("2026-12-01", "no_tissue", 2),
+    ]
+    latencies = fetch(url, "SELECT sum(predictions) AS n FROM prediction_day_latencies")
+    assert latencies[0]["n"] == 5
+    reviews = fetch(
+        url, "SELECT day::text, current, agree, reviewed_predictions FROM review_day_counts"
+    )
+    assert [tuple(row) for row in reviews] == [("2026-12-01", 2, 1, 1)]
+
+    downgrade(SERVICE_DIRS["data"], url, "0006")
+    assert current_revision(url) == "0006"
+    assert fetch(url, "SELECT to_regclass('prediction_day_counts') AS t")[0]["t"] is None
+    assert len(fetch(url, "SELECT id FROM predictions")) == len(rows)

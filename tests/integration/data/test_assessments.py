@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from common.service_tokens import ServiceTokenSigner
+from data_service.stats import rollups
 from gateway.predictions.flow import PredictionFlow, Upload
 from gateway.predictions.schemas import Prediction
 from ml.assessment import Check, Reason
@@ -190,6 +191,10 @@ async def _older_prediction(data, data_db, image_id: str, label: str = "benign")
         label,
         uuid.UUID(data.clinician_id),
     )
+    # Counted as the migration that added the rollups counted the rows stored before it.
+    async with data.app.state.database.sessions() as session:
+        await rollups.count_prediction(session, row["id"])
+        await session.commit()
     return str(row["id"])
 
 
