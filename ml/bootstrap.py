@@ -172,7 +172,12 @@ def rebuild(models_dir: Path, data_dir: Path) -> dict[str, object]:
     """Train the demo version afresh, replacing the one in `models_dir` (`make demo-model`)."""
     shutil.rmtree(models_dir / DEMO_VERSION, ignore_errors=True)
     shutil.rmtree(data_dir, ignore_errors=True)  # the data are made again from the seed
-    return train_demo(models_dir, data_dir)
+    done = train_demo(models_dir, data_dir)
+    from ml.conversion import convert_version
+
+    say("converting it to the faster runtimes")
+    convert_version(models_dir / DEMO_VERSION)
+    return done
 
 
 def main(argv: list[str] | None = None) -> int:
