@@ -63,7 +63,7 @@ CONVERTED = (LITERT, ONNXRUNTIME)
 ONNX_OPSET = 17
 # Timing: calls after one warm-up call, at least this many, for at most about this long.
 TIMING_MIN_CALLS = 5
-TIMING_BUDGET_S = 1.5
+TIMING_BUDGET_S = 0.5
 STAGING = ".conversion.partial"
 
 
