@@ -63,7 +63,7 @@ def test_a_runtime_asked_for_but_refused_on_the_card_is_refused_with_its_reason(
         choose_runtime(card, "litert")
     assert refusal.value.status_code == 503
     assert refusal.value.message == "runtime litert refused: P(malignant) differs by 0.002"
-    with pytest.raises(RuntimeRefused, match="runtime onnxruntime refused: .*no onnxruntime"):
+    with pytest.raises(RuntimeRefused, match=r"runtime onnxruntime refused: .*no onnxruntime"):
         choose_runtime(card, "onnxruntime")
     assert choose_runtime(card, "tensorflow") == "tensorflow"
 
@@ -74,7 +74,7 @@ def test_a_converted_file_missing_or_changed_is_not_served(tmp_path):
     assert "does not match the checksum" in converted_problem(tmp_path, record)
     assert "missing" in converted_problem(tmp_path, passed(200.0, "model.tflite"))
     card = card_with(tensorflow=passed(100.0), onnxruntime=record)
-    with pytest.raises(RuntimeRefused, match="runtime onnxruntime refused: .*checksum"):
+    with pytest.raises(RuntimeRefused, match=r"runtime onnxruntime refused: .*checksum"):
         load_runtime(tmp_path, card, "onnxruntime", threads=1)
     # Under auto the version still serves, on TensorFlow (None: the Keras model).
     assert load_runtime(tmp_path, card, "auto", threads=1) is None
