@@ -153,6 +153,9 @@ async def activate(session: AsyncSession, version: str, actor: str, models_dir: 
     _, card = await asyncio.to_thread(locate_and_verify, models_dir, chosen.path)
     if card.model_sha256 != chosen.checksum_sha256:
         raise InvalidModelVersion("The model file changed since it was registered.")
+    # The card as it is now: a version converted again since (`ml.conversion --force`)
+    # serves its new runtimes.
+    chosen.card = card.model_dump(mode="json")
     if chosen.status == "active":
         return chosen
     await session.execute(
