@@ -65,7 +65,13 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     return_freed_images_to_the_system()
-    holder = ModelHolder(app.state.database, settings.models_dir)
+    holder = ModelHolder(
+        app.state.database,
+        settings.models_dir,
+        runtime=settings.runtime,
+        runtime_threads=settings.runtime_threads,
+        metrics_registry=app.state.metrics_registry,
+    )
     app.state.serving = Serving(
         holder=holder,
         batcher=Batcher(

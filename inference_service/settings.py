@@ -1,6 +1,7 @@
 from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -34,6 +35,13 @@ class InferenceSettings(TokenCheckingSettings, DatabaseServiceSettings):
     batch_max_wait_ms: float = Field(default=2.0, ge=0)
     # Images per POST /predict/batch.
     max_batch_images: int = Field(default=32, ge=1)
+
+    # The runtime of the prediction pass (Grad-CAM always runs on TensorFlow): `auto` serves
+    # the fastest that passed parity, by the in-process measurements the card records
+    # (`ml.conversion`), else TensorFlow; a runtime named here but refused on the card is not
+    # served. Threads of the LiteRT and ONNX Runtime runners.
+    runtime: Literal["auto", "tensorflow", "litert", "onnxruntime"] = "auto"
+    runtime_threads: int = Field(default=2, ge=1, le=64)
 
     # Upload limits: bytes, and pixels (checked from the header, before decoding).
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)

@@ -8,6 +8,12 @@ and trains the same recipe instead: synthetic data, then `ml.train` with `ml/dem
 
     python -m ml.bootstrap [--models-dir var/models] [--data var/datasets/synthetic]
     python -m ml.bootstrap --rebuild --models-dir models   # what `make demo-model` runs
+    python -m ml.bootstrap --parity-sample --models-dir models --data DIR
+
+`--parity-sample` adds the parity images (`ml.conversion`) to each version of the folder
+that lacks them, from the validation split of its training data in DIR (the demo's synthetic
+data are made again from their seed when DIR has none), then converts the version to the
+faster runtimes and records them on its card.
 """
 
 import argparse
@@ -90,18 +96,7 @@ def train_demo(
     from ml.train import train
 
     started = time.monotonic()
-    if not (data_dir / "SYNTHETIC.json").is_file():
-        progress(
-            f"generating {DEMO_DATA['patients'] * DEMO_DATA['images_per_patient']} synthetic "
-            f"images of {DEMO_DATA['patients']} patients in {data_dir}"
-        )
-        generate(
-            data_dir,
-            DEMO_DATA["patients"],
-            DEMO_DATA["images_per_patient"],
-            DEMO_DATA["size"],
-            DEMO_DATA["seed"],
-        )
+    generate_demo_data(data_dir, progress)
     config = load_config(DEMO_CONFIG, data_dir)
     config.output.models_dir = models_dir
     result = train(config, version=DEMO_VERSION, progress=progress)
@@ -136,11 +131,53 @@ def bootstrap(
     return train_demo(models_dir, data_dir, progress)
 
 
+def generate_demo_data(data_dir: Path, progress: Callable[[str], None] = say) -> None:
+    """The demo's synthetic dataset in `data_dir`, made from its seed unless it is there."""
+    if (data_dir / "SYNTHETIC.json").is_file():
+        return
+    progress(
+        f"generating {DEMO_DATA['patients'] * DEMO_DATA['images_per_patient']} synthetic "
+        f"images of {DEMO_DATA['patients']} patients in {data_dir}"
+    )
+    generate(
+        data_dir,
+        DEMO_DATA["patients"],
+        DEMO_DATA["images_per_patient"],
+        DEMO_DATA["size"],
+        DEMO_DATA["seed"],
+    )
+
+
+def add_parity_samples(models_dir: Path, data_dir: Path) -> dict[str, object]:
+    """Add the parity images to each version lacking them, then convert it (`ml.conversion`)."""
+    from ml.conversion import PARITY_FILE, convert_version, validation_images, write_parity_sample
+
+    done: dict[str, object] = {}
+    for folder in list_versions(models_dir):
+        card = read_card(folder)
+        if not (folder / PARITY_FILE).is_file():
+            if card.version == DEMO_VERSION:
+                generate_demo_data(data_dir)
+            write_parity_sample(folder, validation_images(card, data_dir))
+            say(f"added {PARITY_FILE} to {folder}")
+        card = convert_version(folder)
+        done[card.version] = {
+            name: {"passed": r.passed, "max_abs_diff": r.max_abs_diff}
+            for name, r in (card.runtimes or {}).items()
+        }
+    return {"parity_samples": done}
+
+
 def rebuild(models_dir: Path, data_dir: Path) -> dict[str, object]:
     """Train the demo version afresh, replacing the one in `models_dir` (`make demo-model`)."""
     shutil.rmtree(models_dir / DEMO_VERSION, ignore_errors=True)
     shutil.rmtree(data_dir, ignore_errors=True)  # the data are made again from the seed
-    return train_demo(models_dir, data_dir)
+    done = train_demo(models_dir, data_dir)
+    from ml.conversion import convert_version
+
+    say("converting it to the faster runtimes")
+    convert_version(models_dir / DEMO_VERSION)
+    return done
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,8 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rebuild", action="store_true", help="train the demo version again, replacing it"
     )
+    parser.add_argument(
+        "--parity-sample",
+        action="store_true",
+        help="add the parity images to each version lacking them, then convert it",
+    )
     args = parser.parse_args(argv)
-    if args.rebuild:
+    if args.parity_sample:
+        done = add_parity_samples(args.models_dir, args.data)
+    elif args.rebuild:
         done = rebuild(args.models_dir, args.data)
     else:
         done = bootstrap(args.models_dir, args.data, args.shipped)

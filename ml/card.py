@@ -167,6 +167,27 @@ class OutOfDistribution(CardSection):
     test_flagged_fraction: float | None = Field(default=None, ge=0, le=1)
 
 
+class RuntimeRecord(CardSection):
+    """One runtime's conversion of the model (`ml.conversion`): its file beside the model,
+    whether its outputs matched TensorFlow's on the parity images, and its in-process speed."""
+
+    file: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    passed: bool
+    # The largest absolute difference from TensorFlow on the parity images: in P(malignant),
+    # and in the out-of-distribution score (None when the card has no statistics).
+    max_abs_diff: float | None = None
+    max_abs_diff_ood_score: float | None = None
+    parity_images: int = Field(default=0, ge=0)
+    parity_source: str | None = None
+    # Median milliseconds of one single-image call, and images per second in calls of 32.
+    single_ms: float | None = Field(default=None, ge=0)
+    batch32_per_s: float | None = Field(default=None, ge=0)
+    converter: dict[str, str] = Field(default_factory=dict)
+    refused_reason: str | None = None
+    converted_at: datetime | None = None
+
+
 class ModelCard(CardSection):
     version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     created_at: datetime
@@ -190,3 +211,6 @@ class ModelCard(CardSection):
     calibration: Calibration | None = None
     indeterminate_band: IndeterminateBand | None = None
     out_of_distribution: OutOfDistribution | None = None
+    # The prediction pass converted to other CPU runtimes (`ml.conversion`), by runtime name
+    # ("tensorflow" is the baseline the others were measured against).
+    runtimes: dict[str, RuntimeRecord] | None = None

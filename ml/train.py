@@ -46,6 +46,7 @@ from ml.card import (
 )
 from ml.config import DEFAULT_CONFIG, Config, ConfigError, load_config
 from ml.contract import INPUT_DTYPE, VALUE_RANGE, input_shape, preprocess_image, preprocessing_steps
+from ml.conversion import parity_sample_from, write_parity_sample
 from ml.datasets import CLASSES, DatasetError, Sample, read_dataset
 from ml.preprocessing import Prepared, SplitError, prepare, write_json
 from ml.versions import MODEL_FILE, file_sha256, write_card
@@ -549,6 +550,8 @@ def train(
             duration_s=round(time.monotonic() - started, 1),
             mlflow_run_id=run.info.run_id,
         )
+        # The images registration checks each faster runtime against (`ml.conversion`).
+        write_parity_sample(target.staging, parity_sample_from(prepared.split.validation, size))
         write_card(target.staging, card)
         target.staging.rename(target.final)
         mlflow.log_artifacts(str(target.final), artifact_path="model_version")

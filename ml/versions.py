@@ -6,6 +6,7 @@ No TensorFlow and no training code: the inference service's registry reads versi
 """
 
 import hashlib
+import os
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -69,7 +70,20 @@ def artefact_problem(folder: Path, card: ModelCard) -> str | None:
     return None
 
 
-def write_card(folder: Path, card: ModelCard) -> Path:
-    path = folder / CARD_FILE
-    path.write_text(card.model_dump_json(indent=2) + "\n")
+def write_atomically(path: Path, data: bytes) -> Path:
+    """Write `data` to a staging file beside `path`, then rename it over `path`: a reader
+    sees the old file or the new one, never a part of either."""
+    staging = path.with_name(f".{path.name}.partial")
+    try:
+        with staging.open("wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        staging.replace(path)
+    finally:
+        staging.unlink(missing_ok=True)
     return path
+
+
+def write_card(folder: Path, card: ModelCard) -> Path:
+    return write_atomically(folder / CARD_FILE, (card.model_dump_json(indent=2) + "\n").encode())

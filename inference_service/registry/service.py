@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.errors import ServiceError
 from inference_service.registry.models import ModelVersion
 from ml.card import ModelCard
+from ml.conversion import ConversionError, convert_version, needs_conversion
 from ml.versions import CARD_FILE, artefact_problem, file_sha256, list_versions
 
 logger = logging.getLogger("inference_service.registry")
@@ -87,9 +88,24 @@ def locate_and_verify(models_dir: Path, path: str) -> tuple[str, ModelCard]:
     return str(folder.relative_to(models_dir.resolve())), read_verified_card(folder)
 
 
+def converted_card(models_dir: Path, relative: str, card: ModelCard) -> ModelCard:
+    """The card with the faster runtimes recorded (`ml.conversion`): converted now, unless
+    the card records them already. When conversion cannot write to the folder (a read-only
+    volume), the version is registered as it is and serves on TensorFlow."""
+    if not needs_conversion(card):
+        return card
+    logger.info("converting model version", extra={"version": card.version})
+    try:
+        return convert_version(models_dir.resolve() / relative)
+    except (ConversionError, OSError) as exc:
+        logger.warning("cannot convert %s (%s): it serves on tensorflow", card.version, exc)
+        return card
+
+
 async def register(session: AsyncSession, models_dir: Path, path: str, actor: str) -> ModelVersion:
-    # Checksumming a model file takes a while: off the event loop.
+    # Checksumming a model file takes a while, converting it seconds: off the event loop.
     relative, card = await asyncio.to_thread(locate_and_verify, models_dir, path)
+    card = await asyncio.to_thread(converted_card, models_dir, relative, card)
     version = ModelVersion(
         version=card.version,
         path=relative,
@@ -137,6 +153,9 @@ async def activate(session: AsyncSession, version: str, actor: str, models_dir: 
     _, card = await asyncio.to_thread(locate_and_verify, models_dir, chosen.path)
     if card.model_sha256 != chosen.checksum_sha256:
         raise InvalidModelVersion("The model file changed since it was registered.")
+    # The card as it is now: a version converted again since (`ml.conversion --force`)
+    # serves its new runtimes.
+    chosen.card = card.model_dump(mode="json")
     if chosen.status == "active":
         return chosen
     await session.execute(

@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from inference_service.serving.runtimes import load_runtime
 from inference_service.serving.schemas import HeatmapFocusOut
 from ml.assessment import Check, band_check, ood_check
 from ml.card import ModelCard
 from ml.contract import LAST_CONV
 from ml.ood import Mahalanobis
+from ml.runtimes import TENSORFLOW
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,21 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, version: str, folder: Path, card: ModelCard) -> None:
+    def __init__(
+        self,
+        version: str,
+        folder: Path,
+        card: ModelCard,
+        runtime: str = TENSORFLOW,
+        runtime_threads: int = 2,
+    ) -> None:
         import keras
         import tensorflow as tf
 
+        # The prediction pass on a converted runtime when one is chosen (`runtimes`); the
+        # Keras model below still serves Grad-CAM, which needs TensorFlow's gradients.
+        self.converted = load_runtime(folder, card, runtime, runtime_threads)
+        self.runtime = self.converted.name if self.converted is not None else TENSORFLOW
         self.version = version
         self.card = card
         self.classes: list[str] = card.classes
@@ -80,12 +93,16 @@ class Predictor:
 
     def predict(self, batch: np.ndarray) -> list[ModelOutput]:
         """The model's output for each image of a (n, size, size, 3) float32 batch."""
-        outputs = self._predict(batch)
-        if not isinstance(outputs, list | tuple):
-            outputs = [outputs]
-        if self.ood is None:
-            return [ModelOutput(float(p)) for p in np.asarray(outputs[0]).reshape(-1)]
-        probabilities, features = (np.asarray(output) for output in outputs)
+        if self.converted is not None:
+            probabilities, features = self.converted(batch)
+        else:
+            outputs = self._predict(batch)
+            if not isinstance(outputs, list | tuple):
+                outputs = [outputs]
+            probabilities = np.asarray(outputs[0])
+            features = np.asarray(outputs[1]) if len(outputs) > 1 else None
+        if self.ood is None or features is None:
+            return [ModelOutput(float(p)) for p in probabilities.reshape(-1)]
         scores = self.ood.scores(features.reshape(len(features), -1))
         return [
             ModelOutput(float(p), float(score))

@@ -127,3 +127,15 @@ def test_slides_prints_upload_ratio_memory_difference_and_tile_latencies() -> No
     assert tiles["service_cold_p95_ms_at_most"] > 0
     assert tiles["service_cached_p95_ms_at_most"] > 0
     assert set(result["pass"]) == {"upload", "memory", "tiles_cold", "tiles_cached"}
+
+
+def test_runtimes_prints_each_runtime_beside_tensorflow() -> None:
+    result = run_benchmark("runtimes", "--no-service", "--seconds", "1", timeout_s=300)
+    assert result["model"] == "demo-synthetic-1"
+    assert set(result["in_process"]) == {"tensorflow", "litert", "onnxruntime"}
+    assert result["auto_chooses"] in result["in_process"]
+    for figures in result["in_process"].values():
+        assert figures["single_image_median_ms"] > 0 and figures["batch32_images_per_s"] > 0
+        assert figures["max_abs_diff_p_malignant"] <= 1e-4
+        assert figures["max_abs_diff_ood_score"] <= 1e-4
+    assert result["in_process"]["tensorflow"]["batch32_ratio_vs_tensorflow"] == 1.0

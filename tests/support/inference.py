@@ -17,6 +17,7 @@ from tests.support.tokens import test_verifier
 
 def train_tiny_versions(root: Path, names: tuple[str, ...]) -> Path:
     """Train one small version per name (different seeds) into `root / "models"`."""
+    from ml.conversion import convert_version
     from ml.train import train
 
     data = root / "data"
@@ -31,6 +32,8 @@ def train_tiny_versions(root: Path, names: tuple[str, ...]) -> Path:
             }
         )
         train(config, version=name, quiet=True)
+        # Converted once here, as registration would do in every test that registers it.
+        convert_version(root / "models" / name)
     return root / "models"
 
 

@@ -37,6 +37,12 @@ def test_the_shipped_demo_model_is_whole_and_says_what_it_is():
     assert card["metrics"]["roc_auc"] > 0.8
     assert card["out_of_distribution"]["sha256"] == file_sha256(SHIPPED / "ood.npz")
     assert card["calibration"] and card["indeterminate_band"]
+    # Converted, each conversion checked against TensorFlow and the file the one checked.
+    for name in ("litert", "onnxruntime"):
+        record = card["runtimes"][name]
+        assert record["passed"] and record["max_abs_diff"] <= 1e-4, name
+        assert record["sha256"] == file_sha256(SHIPPED / record["file"])
+        assert record["parity_source"] == "parity_sample.npz"
     # Made from the project's own files, not from a path on someone's machine.
     assert not os.path.isabs(card["training_data"]["path"])
 
