@@ -2,7 +2,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Index, String, func, text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -31,6 +42,13 @@ class Prediction(Base):
             text("created_at DESC"),
             text("id DESC"),
             postgresql_where=text("assessment = 'indeterminate'"),
+        ),
+        # ... and those a reviewer disagreed with (`disputed`), newest first.
+        Index(
+            "ix_predictions_disputed_created_at_id",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=text("disputed"),
         ),
         CheckConstraint("probability BETWEEN 0 AND 1", name="probability_range"),
         CheckConstraint(
@@ -77,6 +95,9 @@ class Prediction(Base):
     reasons: Mapped[list[str] | None] = mapped_column(ARRAY(String(32)))
     # The measures behind them (`ml.assessment.Check.as_dict()`), checked on arrival.
     checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    # Some reviewer's current review disagrees: kept by `reviews.service.create` under the
+    # prediction's row lock, so the review queue reads disputes along an index of their own.
+    disputed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     requested_by: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

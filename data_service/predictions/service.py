@@ -155,8 +155,8 @@ def decode_cursor(cursor: str, tiered: bool = False) -> tuple[int | None, dateti
 
 
 def is_reviewed():
-    # Its own alias of reviews, so that it stays correlated to the prediction alone inside a
-    # query that joins reviews itself (the review queue's disputed predictions).
+    # Its own alias of reviews, so that it stays correlated to the prediction alone inside
+    # any query that joins reviews itself.
     review = aliased(Review)
     return exists().where(review.prediction_id == Prediction.id)
 
@@ -167,13 +167,6 @@ def is_reviewed():
 # so a page costs the same at any table size.
 FIRST, REST = 0, 1
 TIERS = (FIRST, REST)
-
-
-def disputed():
-    review = aliased(Review)
-    return exists().where(
-        review.prediction_id == Prediction.id, review.is_current, review.verdict == "disagree"
-    )
 
 
 def reviewed_by(reviewer: uuid.UUID):
@@ -234,21 +227,31 @@ NEWEST_FIRST = (Prediction.created_at.desc(), Prediction.id.desc())
 async def _newest(
     session: AsyncSession, conditions: list, limit: int
 ) -> list[tuple[Prediction, bool]]:
-    query = select(Prediction, is_reviewed().label("reviewed")).where(*conditions)
-    rows = await session.execute(query.order_by(*NEWEST_FIRST).limit(limit))
+    """A page newest first: the page's ids along the index first, then whether each of them
+    was reviewed. Asked of the whole query, PostgreSQL would hash every review to answer it
+    (a scan growing with the table) instead of looking up the page's rows."""
+    page = select(Prediction.id).where(*conditions).order_by(*NEWEST_FIRST).limit(limit).subquery()
+    query = select(Prediction, is_reviewed().label("reviewed")).join(
+        page, page.c.id == Prediction.id
+    )
+    rows = await session.execute(query.order_by(*NEWEST_FIRST))
     return [(row[0], bool(row[1])) for row in rows]
 
 
 async def _first_group(
-    session: AsyncSession, conditions: list, limit: int
+    session: AsyncSession, conditions: list, limit: int, disputes: bool = True
 ) -> list[tuple[Prediction, bool]]:
     """Undecided and disputed predictions, newest first: each kind along its own index, then
-    the newest of both."""
+    the newest of both. `disputes=False` when the filters leave none (unreviewed only)."""
+    undecided_ids = (
+        select(Prediction.id).where(undecided(), *conditions).order_by(*NEWEST_FIRST).limit(limit)
+    )
+    if not disputes:
+        return await _newest(session, [Prediction.id.in_(undecided_ids)], limit)
     ids = union(
-        select(Prediction.id).where(undecided(), *conditions).order_by(*NEWEST_FIRST).limit(limit),
+        undecided_ids,
         select(Prediction.id)
-        .join(Review, Review.prediction_id == Prediction.id)
-        .where(Review.is_current, Review.verdict == "disagree", *conditions)
+        .where(Prediction.disputed, *conditions)
         .order_by(*NEWEST_FIRST)
         .limit(limit),
     )
@@ -279,7 +282,9 @@ async def list_page(
     rows = []
     if tier in (None, FIRST):
         keyset = [after] if after is not None else []
-        rows = await _first_group(session, [*conditions, *keyset], limit + 1)
+        # A disputed prediction has a review: none is left when only unreviewed ones are.
+        disputes = filters.reviewed is not False
+        rows = await _first_group(session, [*conditions, *keyset], limit + 1, disputes)
         tiers = [FIRST] * len(rows)
     if len(rows) <= limit:
         keyset = [after] if after is not None and tier == REST else []
@@ -288,7 +293,7 @@ async def list_page(
             [
                 *conditions,
                 Prediction.assessment.is_distinct_from(Assessment.INDETERMINATE.value),
-                ~disputed(),
+                ~Prediction.disputed,
                 *keyset,
             ],
             limit + 1 - len(rows),

@@ -37,13 +37,6 @@ class Review(Base):
             "prediction_id",
             postgresql_where=text("is_current AND verdict = 'disagree'"),
         ),
-        # A reviewer's own queue: the predictions they have a current review of.
-        Index(
-            "ix_reviews_current_reviewer",
-            "reviewer",
-            "prediction_id",
-            postgresql_where=text("is_current"),
-        ),
         CheckConstraint("verdict IN ('agree', 'disagree')", name="verdict_known"),
         CheckConstraint(
             "(verdict = 'agree' AND corrected_label IS NULL) OR "

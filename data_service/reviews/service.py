@@ -53,6 +53,17 @@ async def create(
     review = Review(prediction_id=prediction_id, reviewer=who, **data.model_dump())
     session.add(review)
     await session.flush()
+    prediction.disputed = bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    Review.prediction_id == prediction_id,
+                    Review.is_current,
+                    Review.verdict == "disagree",
+                )
+            )
+        )
+    )
     await record(
         session,
         reviewer,

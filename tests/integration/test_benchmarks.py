@@ -139,3 +139,25 @@ def test_runtimes_prints_each_runtime_beside_tensorflow() -> None:
         assert figures["max_abs_diff_p_malignant"] <= 1e-4
         assert figures["max_abs_diff_ood_score"] <= 1e-4
     assert result["in_process"]["tensorflow"]["batch32_ratio_vs_tensorflow"] == 1.0
+
+
+def test_data_service_prints_ratios_per_size_plans_and_the_rollups_store_cost() -> None:
+    result = run_benchmark(
+        "data_service", "--sizes", "500,1000,1500", "--repeat", "2", "--explain", timeout_s=300
+    )
+    queries = set(result["rows_500_ms"]) - {"fill_seconds"}
+    assert {"stats_all_rows", "list_first_page", "review_queue_of_a_second_reviewer"} <= queries
+    for total in (1000, 1500):
+        ratios = result[f"ratio_{total}_to_500"]
+        assert set(ratios) == queries
+        for name, ratio in ratios.items():
+            assert ratio == round(result[f"rows_{total}_ms"][name] / result["rows_500_ms"][name], 2)
+    assert result["ratio_stats_all_rows_largest_to_second"] > 0
+    # The plans are at the largest size only, and each read along an index or a table.
+    plans = result["rows_1500_ms"]["plans"]
+    assert "plans" not in result["rows_500_ms"]
+    assert any("Index Only Scan" in line for line in plans["list_first_page"])
+    assert any("prediction_day_counts" in line for line in plans["stats_all_rows"])
+    assert all(any("Execution Time" in line for line in lines) for lines in plans.values())
+    store = result["store"]
+    assert store["store_with_rollups_ms"] > 0 and store["store_without_rollups_ms"] > 0

@@ -449,3 +449,35 @@ async def test_the_gateways_flow_stores_the_models_assessment_and_answers_it_unc
         assert public[field] == answer[field], field
     stored = await data.client.get(f"/predictions/{public['id']}", headers=data.clinician)
     assert stored.json()["assessment"] == "not_assessable"
+
+
+async def test_a_prediction_leaves_the_disputed_group_when_its_last_disagreement_is_superseded(
+    data, data_db
+):
+    image = await data.image(121)
+    disputed = (await data.prediction(image["id"], label="benign")).json()["id"]
+    newer = (await data.prediction(image["id"], label="benign")).json()["id"]
+    second = bearer(mint_token("clinician", str(uuid.uuid4())))
+
+    async def review(headers: dict, verdict: str) -> None:
+        body = {"verdict": verdict}
+        if verdict == "disagree":
+            body["corrected_label"] = "malignant"
+        answer = await data.client.post(
+            f"/predictions/{disputed}/reviews", json=body, headers=headers
+        )
+        assert answer.status_code == 201, answer.text
+
+    async def first_in_queue() -> str:
+        return (await _listing(data, order="review_priority"))["items"][0]["id"]
+
+    assert await first_in_queue() == newer
+    await review(data.clinician, "disagree")
+    await review(second, "disagree")
+    assert await first_in_queue() == disputed
+    await review(data.clinician, "agree")  # the second reviewer still disagrees
+    assert await first_in_queue() == disputed
+    await review(second, "agree")
+    assert await first_in_queue() == newer
+    [row] = await fetch_async(data_db, "SELECT disputed FROM predictions WHERE id = $1", disputed)
+    assert row["disputed"] is False
