@@ -84,7 +84,7 @@ class DataHarness:
         content = json.dumps(body).encode()
         caller = headers or self.clinician
         if service_token is None:
-            service_token = mint_service_token(subject_of(caller), content)
+            service_token = mint_service_token(subject_of(caller), content, idempotency_key=key)
         return await self.client.post(
             "/predictions",
             content=content,
