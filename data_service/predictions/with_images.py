@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData, UploadFile
 
 from common.errors import ServiceError
-from common.uploads import media_type, read_capped, read_form
+from common.uploads import media_type, read_form
 from data_service.images import service as images
 from data_service.images.storage import ImageStore
 from data_service.predictions import service as predictions
@@ -53,7 +53,9 @@ async def _part(form: FormData, name: str, limit: int) -> bytes | None:
     if not items:
         return None
     item = items[0]
-    data = await read_capped(item, limit) if isinstance(item, UploadFile) else item.encode()
+    data = await item.read(limit + 1) if isinstance(item, UploadFile) else item.encode()
+    if len(data) > limit:
+        raise ServiceError(413, f"The part {name!r} is larger than {limit:,} bytes.")
     if not data:
         raise ServiceError(400, f"The part {name!r} is empty.", code="empty_upload")
     return data
@@ -66,7 +68,8 @@ async def read_parts(request: Request, max_upload_bytes: int) -> PredictionWithI
         raise ServiceError(
             415, "Send multipart/form-data with the parts image, overlay and prediction."
         )
-    form = await read_form(request, 2, 1, max_upload_bytes, max_part_size=PREDICTION_PART_LIMIT)
+    # Each part a file or (the prediction) a text field.
+    form = await read_form(request, 3, 1, max_upload_bytes, max_part_size=PREDICTION_PART_LIMIT)
     try:
         unknown = set(form.keys()) - {IMAGE_PART, OVERLAY_PART, PREDICTION_PART}
         if unknown:
