@@ -405,7 +405,7 @@ def test_a_stopped_inference_service_gives_503_then_the_flow_recovers(
         down = predict(api, clinician, image, extra_headers=key)
         error = assert_envelope(down, 503, "service_unavailable")
         assert "inference" in error["message"]
-        # The image was stored before the model was asked; no prediction was.
+        # The image is stored although the model could not be asked; no prediction is.
         assert len(images_with(databases, image)) == 1
         assert predictions_of(databases, user_id) == []
 
@@ -452,6 +452,8 @@ def test_a_hung_inference_service_gives_504_and_stores_no_prediction(
     finally:
         stack.supervisorctl("signal", "CONT", "inference")
     assert len(predictions_of(databases, user_id)) == before
+    # The model never answered; the image is stored all the same, for a repeat to use.
+    assert len(images_with(databases, png_bytes(seed=112))) == 1
     wait_for(
         lambda: predict(api, clinician, png_bytes(seed=113)).status_code == 201,
         RESTART_TIMEOUT_S,
