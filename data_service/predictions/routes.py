@@ -101,7 +101,8 @@ async def store_prediction_with_images(
     prediction, created = await with_images.store(
         session, files, upload, patient_id, who.subject, settings.max_pixels, idempotency_key
     )
-    await session.commit()
+    if created:  # a repeat's own records (its overlay) are left uncommitted
+        await session.commit()
     response.status_code = 201 if created else 200
     return out(prediction, False)
 

@@ -4,14 +4,11 @@ and fsynced before it commits, as every image is), with the checks and idempoten
 separate routes: they are the same service functions.
 
 The request is multipart: `image` (the upload's bytes), `overlay` (optional, the overlay's
-bytes) and `prediction` (the model's answer as JSON, `ModelPrediction`). Under an
-Idempotency-Key the image and overlay records are kept under keys made from it (as the
-gateway has always stored them, so a repeat finds what an earlier, separate call stored,
-such as the image alone after the model failed); a repeat of the key for the same upload
-returns the first prediction, and for other bytes or another patient is refused.
+bytes) and `prediction` (the model's answer as JSON, `ModelPrediction`). A repeat of the
+Idempotency-Key for the same upload returns the first prediction, and for other bytes or
+another patient is refused.
 """
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 
@@ -95,28 +92,6 @@ async def read_parts(request: Request, max_upload_bytes: int) -> PredictionWithI
     return PredictionWithImages(image, overlay, answer)
 
 
-def _part_key(idempotency_key: str | None, part: str) -> str | None:
-    # The names the gateway stored the image and overlay under when they were separate calls.
-    return f"{idempotency_key}:{part}" if idempotency_key is not None else None
-
-
-async def _stored_under_key(
-    session: AsyncSession,
-    requester: uuid.UUID,
-    idempotency_key: str,
-    upload: PredictionWithImages,
-    patient_id: uuid.UUID | None,
-) -> Prediction | None:
-    """The prediction stored before under the key, when this is a repeat of its request."""
-    earlier = await predictions.by_key(session, requester, idempotency_key)
-    if earlier is None:
-        return None
-    image = await images.get(session, earlier.image_id)
-    if image.sha256 != hashlib.sha256(upload.image).hexdigest() or earlier.patient_id != patient_id:
-        raise images.UploadKeyReused()
-    return earlier
-
-
 async def store(
     session: AsyncSession,
     files: ImageStore,
@@ -126,15 +101,14 @@ async def store(
     max_pixels: int,
     idempotency_key: str | None,
 ) -> tuple[Prediction, bool]:
-    """The stored prediction and whether it is new (the caller commits). The image and the
-    overlay are checked and stored as `POST /images` stores them; the prediction as
-    `POST /predictions` does."""
-    if idempotency_key is not None:
-        earlier = await _stored_under_key(
-            session, uuid.UUID(caller), idempotency_key, upload, patient_id
-        )
-        if earlier is not None:
-            return earlier, False
+    """The stored prediction and whether it is new: commit only then (a repeat has stored
+    nothing of its own that should stay). The image and the overlay are checked and stored
+    as `POST /images` stores them; the prediction as `POST /predictions` does.
+
+    Under a key, the image record is the one kept under `<key>:image`: stored there by the
+    gateway alone when the model failed, or by the first of repeated requests (other bytes
+    or another patient under the same key are refused there, 422). The overlay needs no key
+    of its own: it is new with its prediction, and goes with it when that is not."""
     image, _ = await images.store(
         session,
         files,
@@ -142,18 +116,12 @@ async def store(
         patient_id,
         caller,
         max_pixels,
-        _part_key(idempotency_key, "image"),
+        f"{idempotency_key}:image" if idempotency_key is not None else None,
     )
     overlay = None
     if upload.overlay is not None:
         overlay, _ = await images.store(
-            session,
-            files,
-            upload.overlay,
-            patient_id,
-            caller,
-            max_pixels,
-            _part_key(idempotency_key, "heatmap"),
+            session, files, upload.overlay, patient_id, caller, max_pixels
         )
     record = PredictionCreate(
         **upload.prediction.model_dump(),

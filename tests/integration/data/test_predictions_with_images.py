@@ -55,10 +55,13 @@ async def test_the_image_overlay_and_prediction_are_stored_together(data, data_d
         sha256 = hashlib.sha256(expected).hexdigest()
         assert (tmp_path / "images" / sha256[:2] / sha256).read_bytes() == expected
     keys = await fetch_async(
-        data_db,
-        "SELECT idempotency_key, patient_id FROM images ORDER BY idempotency_key",
+        data_db, "SELECT id, idempotency_key, patient_id FROM images ORDER BY idempotency_key"
     )
-    assert [row["idempotency_key"] for row in keys] == ["flow-1:heatmap", "flow-1:image"]
+    # The image under a key made from the prediction's (a repeat finds it); the overlay new.
+    assert [(str(row["id"]), row["idempotency_key"]) for row in keys] == [
+        (prediction["image_id"], "flow-1:image"),
+        (prediction["heatmap_ref"], None),
+    ]
     assert {str(row["patient_id"]) for row in keys} == {patient["id"]}
     stored = await data.client.get(f"/predictions/{prediction['id']}", headers=data.clinician)
     assert stored.json() == prediction
