@@ -5,8 +5,12 @@ import asyncio
 import itertools
 import statistics
 import time
+from collections.abc import Callable
 
 import httpx
+
+# Requests sent before the timed part (model loaded, connections open).
+WARM_UP_REQUESTS = 5
 
 
 async def load(
@@ -17,11 +21,14 @@ async def load(
     seconds: float,
     params: dict | None = None,
     ok: tuple[int, ...] = (200,),
+    counts: Callable[[httpx.Response], bool] | None = None,
 ) -> dict:
     """`clients` concurrent loops POSTing `image` to `url` (or GETting it when no image); a
-    list of images is sent in turn, each once, so nothing downstream is a repeat."""
+    list of images is sent in turn, each once, so nothing downstream is a repeat. With
+    `counts`, the figures say how many answers it was true of (`counted`)."""
     images = itertools.cycle([image] if isinstance(image, bytes) else image or [None])
     latencies: list[float] = []
+    counted = 0
     failures = 0
     last_failure = ""
     deadline = 0.0  # set once the warm-up is over, however long that took
@@ -35,19 +42,20 @@ async def load(
         )
 
     async def client_loop(client: httpx.AsyncClient):
-        nonlocal failures, last_failure
+        nonlocal counted, failures, last_failure
         while time.monotonic() < deadline:
             started = time.perf_counter()
             response = await send(client)
             if response.status_code in ok:
                 latencies.append(time.perf_counter() - started)
+                counted += bool(counts and counts(response))
             else:
                 failures += 1
                 last_failure = f"{response.status_code} {response.text[:200]}"
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        for _ in range(5):  # warm-up: model loaded, connections open
+        for _ in range(WARM_UP_REQUESTS):
             await send(client)
         started = time.monotonic()
         deadline = started + seconds
@@ -62,4 +70,5 @@ async def load(
         "images_per_s": round(len(latencies) / elapsed, 1),
         "median_ms": round(statistics.median(latencies) * 1000, 3),
         "p95_ms": round(sorted(latencies)[int(0.95 * len(latencies))] * 1000, 3),
+        **({"counted": counted} if counts else {}),
     }

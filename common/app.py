@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.middleware import Middleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -18,6 +19,17 @@ from common.settings import ServiceSettings
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 VERSION = "0.1.0"
+
+# FastAPI's own OpenTelemetry layer (since 0.165, on by default) looks for configured
+# providers on every request, and once one is configured (a library may set a global one)
+# it wraps each request, dependency and serialisation in spans. The services report through
+# Prometheus metrics and JSON logs with request ids instead.
+NO_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
 
 
 def create_service_app(
@@ -65,7 +77,13 @@ def create_service_app(
             if database is not None:
                 await database.dispose()
 
-    app = FastAPI(title=title, description=description, version=VERSION, lifespan=service_lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=VERSION,
+        lifespan=service_lifespan,
+        telemetry=NO_TELEMETRY,
+    )
     app.state.service_name = service
     app.state.settings = settings
     app.state.database = database

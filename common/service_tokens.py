@@ -6,9 +6,11 @@ a given service, that service sends a service token beside the user's bearer tok
 `X-Service-Token`: an Ed25519 JWT (`EdDSA`, pinned as for access tokens, so `alg: none` and
 HMAC tokens made with the public key are refused) that only the holder of the private key
 can make, with its own `typ` ("service"), issuer and audience, a lifetime of a minute, and
-bound to its request: `user` is the subject of the bearer token it comes with, and
-`body_sha256` the SHA-256 of the request body. Captured on the way, it can only repeat the
-same request for the same user within that minute.
+bound to its request: `user` is the subject of the bearer token it comes with,
+`body_sha256` the SHA-256 of the request body (the whole body: every part of a multipart
+one), `path` the route it is sent to and `idempotency_key` the request's Idempotency-Key
+(null without one). Captured on the way, it can only repeat the same request for the same
+user within that minute: not send another body, to another route, or under another key.
 
 Which service signs and which route demands it is each service's policy; this module is the
 plumbing. The key pair is made with `python -m common.service_tokens ensure PRIVATE PUBLIC`.
@@ -33,6 +35,8 @@ from common.keyfiles import write_new_private_key
 SERVICE_TOKEN_HEADER = "X-Service-Token"  # noqa: S105 (a header name)
 SERVICE_TOKEN_TYPE = "service"  # noqa: S105 (the `typ` claim)
 LIFETIME_S = 60
+# What ties a token to its request, in the order `ServiceTokenVerifier.verify` compares them.
+BOUND_CLAIMS = ("user", "path", "idempotency_key", "body_sha256")
 
 
 class ServiceTokenRefused(ServiceError):
@@ -97,8 +101,17 @@ class ServiceTokenSigner:
         self.lifetime_s = lifetime_s
         self.kid = key_id(private_key.public_key())
 
-    def mint(self, audience: str, user: str, body: bytes) -> str:
-        """A token for one request: `body` sent to `audience` on behalf of `user`."""
+    def mint(
+        self,
+        audience: str,
+        user: str,
+        body: bytes,
+        *,
+        path: str,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """A token for one request: `body` sent to `path` of `audience` on behalf of `user`,
+        under `idempotency_key`."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -110,6 +123,8 @@ class ServiceTokenSigner:
             "jti": str(uuid.uuid4()),
             "user": user,
             "body_sha256": body_digest(body),
+            "path": path,
+            "idempotency_key": idempotency_key,
         }
         return jwt.encode(claims, self.private_key, algorithm=ALGORITHM, headers={"kid": self.kid})
 
@@ -126,10 +141,18 @@ class ServiceTokenVerifier:
     async def _key_for(self, kid: str) -> Ed25519PublicKey | None:
         return self.public_key if kid == self.kid else None
 
-    async def verify(self, token: str | None, user: str, body: bytes) -> dict[str, Any]:
-        """The claims of a valid token for this request (`body` on behalf of `user`), else
-        `ServiceTokenRefused`: 401 for a missing or invalid token, 403 for a valid one
-        issued for another request."""
+    async def verify(
+        self,
+        token: str | None,
+        user: str,
+        body: bytes,
+        *,
+        path: str,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """The claims of a valid token for this request (`body` sent to `path` on behalf of
+        `user`, under `idempotency_key`), else `ServiceTokenRefused`: 401 for a missing or
+        invalid token, 403 for a valid one issued for another request."""
         if not token:
             raise ServiceTokenRefused(
                 f"This route takes requests from the {self.issuer} only: the service token "
@@ -145,7 +168,8 @@ class ServiceTokenVerifier:
             )
         except InvalidToken as exc:
             raise ServiceTokenRefused(f"The service token is refused: {exc.message}") from exc
-        if claims.get("user") != user or claims.get("body_sha256") != body_digest(body):
+        bound_to = tuple(claims.get(name) for name in BOUND_CLAIMS)
+        if bound_to != (user, path, idempotency_key, body_digest(body)):
             raise ServiceTokenRefused(
                 "The service token was issued for another request.", status_code=403
             )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from fastapi import Request
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
@@ -42,13 +42,15 @@ def upload_openapi(
     *,
     required: tuple[str, ...] = (),
     file_last: bool = False,
+    file_field: str = "file",
 ) -> dict:
     """The request body of an upload route, for its OpenAPI description (the route reads
-    the body itself, within limits, so FastAPI cannot infer it): multipart field `file` plus
+    the body itself, within limits, so FastAPI cannot infer it): multipart `file_field` plus
     `form_fields` (before it when `file_last`, as a streaming reader needs them), or the raw
     file with one of `raw_types`."""
     binary = {"type": "string", "format": "binary"}
-    properties = {**form_fields, "file": binary} if file_last else {"file": binary, **form_fields}
+    file = {file_field: binary}
+    properties = {**form_fields, **file} if file_last else {**file, **form_fields}
     return {
         "requestBody": {
             "required": True,
@@ -57,10 +59,10 @@ def upload_openapi(
                     "schema": {
                         "type": "object",
                         "properties": properties,
-                        "required": [*required, "file"],
+                        "required": [*required, file_field],
                     }
                 },
-                **{media_type: {"schema": binary} for media_type in raw_types},
+                **{raw_type: {"schema": binary} for raw_type in raw_types},
             },
         }
     }
@@ -83,13 +85,6 @@ def _empty() -> ServiceError:
     return ServiceError(400, "The upload is empty.", code="empty_upload")
 
 
-async def _read_capped(upload: UploadFile, limit: int) -> bytes:
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise UploadTooLarge(limit)
-    return data
-
-
 def looks_like_image(data: bytes) -> bool:
     """Whether the bytes start like an image format we read (WebP: RIFF....WEBP)."""
     return data.startswith(IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
@@ -108,20 +103,43 @@ async def read_images(request: Request, field: str, max_files: int, limit: int) 
     return files
 
 
+def media_type(request: Request) -> str:
+    """The request's content type without its parameters, in lower case."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_form(
+    request: Request, max_files: int, max_fields: int, limit: int, max_part_size: int | None = None
+) -> FormData:
+    """The multipart form (close it when done: its files are spooled), or the 4xx answer
+    for a body that cannot be read or a text part beyond `max_part_size` (default `limit`)."""
+    try:
+        return await request.form(
+            max_files=max_files, max_fields=max_fields, max_part_size=max_part_size or limit
+        )
+    except (MultiPartException, HTTPException) as exc:
+        detail = str(getattr(exc, "detail", None) or getattr(exc, "message", exc))
+        if "maximum size" in detail:
+            raise UploadTooLarge(limit) from exc
+        raise ServiceError(400, f"The multipart body cannot be read: {detail}") from exc
+
+
+async def read_capped(upload: UploadFile, limit: int) -> bytes:
+    """The uploaded file's bytes, or `UploadTooLarge` beyond `limit` (reading no further)."""
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise UploadTooLarge(limit)
+    return data
+
+
 async def read_upload(
     request: Request, field: str, max_files: int, limit: int
 ) -> tuple[list[bytes], dict[str, str]]:
     """`read_images`, with the multipart form's text fields (none for a raw body)."""
     fields: dict[str, str] = {}
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = media_type(request)
     if content_type == "multipart/form-data":
-        try:
-            form = await request.form(max_files=max_files, max_fields=16, max_part_size=limit)
-        except (MultiPartException, HTTPException) as exc:
-            detail = str(getattr(exc, "detail", None) or getattr(exc, "message", exc))
-            if "maximum size" in detail:
-                raise UploadTooLarge(limit) from exc
-            raise ServiceError(400, f"The multipart body cannot be read: {detail}") from exc
+        form = await read_form(request, max_files, 16, limit)
         try:  # spooled upload files are removed when the form closes
             uploads = [item for item in form.getlist(field) if isinstance(item, UploadFile)]
             if not uploads:
@@ -134,7 +152,7 @@ async def read_upload(
                 raise ServiceError(
                     422, f"At most {max_files} images per request.", code="validation_error"
                 )
-            files = [await _read_capped(upload, limit) for upload in uploads]
+            files = [await read_capped(upload, limit) for upload in uploads]
             fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
         finally:
             await form.close()

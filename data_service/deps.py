@@ -36,8 +36,13 @@ async def _from_gateway(request: Request, who: Writer) -> Principal:
             "Predictions cannot be stored: the gateway's service key is not configured.",
             code="service_key_not_configured",
         )
-    token = request.headers.get(SERVICE_TOKEN_HEADER)
-    await verifier.verify(token, who.subject, await request.body())
+    await verifier.verify(
+        request.headers.get(SERVICE_TOKEN_HEADER),
+        who.subject,
+        await request.body(),  # kept by the request: the route reads it again, not the network
+        path=request.url.path,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+    )
     return who
 
 

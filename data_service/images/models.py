@@ -1,5 +1,6 @@
 import uuid
 from datetime import datetime
+from typing import Any, ClassVar
 
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, func, text
 from sqlalchemy.dialects.postgresql import UUID
@@ -14,6 +15,8 @@ class Image(Base):
     bytes, for the same or different patients, share one file and keep their own records."""
 
     __tablename__ = "images"
+    # The INSERT returns `created_at` (RETURNING), so a new record needs no second query.
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
     __table_args__ = (
         # The same uploader repeating a key gets the first record back (a retried upload).
         Index(

@@ -130,7 +130,6 @@ async def store(
             "patient_id": str(patient_id) if patient_id else None,
         },
     )
-    await session.refresh(image)
     return image, True
 
 

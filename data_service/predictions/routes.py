@@ -2,11 +2,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from common.db import SessionDep
-from data_service.deps import GatewayCall, Reader, SettingsDep, Writer, page_limit
-from data_service.predictions import service
+from common.uploads import upload_openapi
+from data_service.deps import (
+    GatewayCall,
+    ImageStoreDep,
+    Reader,
+    SettingsDep,
+    Writer,
+    page_limit,
+)
+from data_service.predictions import service, with_images
 from data_service.predictions.models import Prediction
 from data_service.predictions.schemas import (
     Order,
@@ -43,6 +51,58 @@ async def store_prediction(
 ) -> PredictionOut:
     prediction, created = await service.create(session, body, who.subject, idempotency_key)
     await session.commit()
+    response.status_code = 201 if created else 200
+    return out(prediction, False)
+
+
+BINARY = {"type": "string", "format": "binary"}
+WITH_IMAGES_OPENAPI = upload_openapi(
+    {
+        with_images.OVERLAY_PART: {**BINARY, "description": "the Grad-CAM overlay (PNG)"},
+        with_images.PREDICTION_PART: {
+            "type": "string",
+            "description": "the model's answer: JSON, as `PredictionCreate` without image_id "
+            "and heatmap_ref",
+        },
+    },
+    (),
+    required=(with_images.PREDICTION_PART,),
+    file_field=with_images.IMAGE_PART,
+)
+
+
+@router.post(
+    "/with-images",
+    response_model=PredictionOut,
+    openapi_extra=WITH_IMAGES_OPENAPI,
+    responses={
+        200: {"description": "Same Idempotency-Key, same upload: the first prediction"},
+        201: {"description": "The image, the overlay and the prediction stored"},
+        401: {"description": "No valid bearer token, or no valid gateway service token"},
+        403: {"description": "Not a clinician or admin, or a service token for another request"},
+        404: {"description": "patient_id names no patient"},
+        413: {"description": "The image or the overlay is too large"},
+        415: {"description": "Not multipart, or a part that is not an image"},
+        422: {"description": "A part missing or invalid, or the key reused for another upload"},
+    },
+    summary="Store an upload, its overlay and its prediction at once (the gateway only)",
+)
+async def store_prediction_with_images(
+    request: Request,
+    who: GatewayCall,
+    session: SessionDep,
+    settings: SettingsDep,
+    files: ImageStoreDep,
+    response: Response,
+    patient_id: Annotated[uuid.UUID | None, Query()] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
+) -> PredictionOut:
+    upload = await with_images.read_parts(request, settings.max_upload_bytes)
+    prediction, created = await with_images.store(
+        session, files, upload, patient_id, who.subject, settings.max_pixels, idempotency_key
+    )
+    if created:  # a repeat's own records (its overlay) are left uncommitted
+        await session.commit()
     response.status_code = 201 if created else 200
     return out(prediction, False)
 

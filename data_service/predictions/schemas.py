@@ -64,13 +64,12 @@ class Check(BaseModel):
         return self
 
 
-class PredictionCreate(BaseModel):
-    """What the gateway stores after the model answered (only the gateway may: see
-    `deps.GatewayCall`)."""
+class ModelPrediction(BaseModel):
+    """What the model said of an image, as the gateway passes it on (the prediction part of
+    `POST /predictions/with-images`, which stores the image with it)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    image_id: uuid.UUID
     model_version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     # No label (and no probability of one) exactly when the image was not assessable.
     label: Label | None
@@ -78,15 +77,13 @@ class PredictionCreate(BaseModel):
     probabilities: dict[Label, float]
     threshold: float = Field(ge=0, le=1)
     latency_ms: float = Field(ge=0)
-    # The stored image of the Grad-CAM overlay, of the same patient as `image_id`.
-    heatmap_ref: uuid.UUID | None = None
     heatmap_focus: HeatmapFocus | None = None
     assessment: Assessment
     reasons: list[Reason] = Field(max_length=len(Reason))
     checks: list[Check] = Field(max_length=MAX_CHECKS)
 
     @model_validator(mode="after")
-    def _every_class_once(self) -> "PredictionCreate":
+    def _every_class_once(self) -> "ModelPrediction":
         if set(self.probabilities) != set(LABELS):
             raise ValueError(f"probabilities must give each class: {', '.join(LABELS)}")
         if any(not 0 <= p <= 1 for p in self.probabilities.values()):
@@ -94,7 +91,7 @@ class PredictionCreate(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _a_label_exactly_when_assessable(self) -> "PredictionCreate":
+    def _a_label_exactly_when_assessable(self) -> "ModelPrediction":
         not_assessable = self.assessment is Assessment.NOT_ASSESSABLE
         if not_assessable and self.label is not None:
             raise ValueError("a not_assessable prediction takes no label")
@@ -107,6 +104,15 @@ class PredictionCreate(BaseModel):
         if self.assessment is not Assessment.ASSESSABLE and not self.reasons:
             raise ValueError(f"an {self.assessment.value} prediction needs its reasons")
         return self
+
+
+class PredictionCreate(ModelPrediction):
+    """What the gateway stores after the model answered, of an image stored before (only
+    the gateway may: see `deps.GatewayCall`)."""
+
+    image_id: uuid.UUID
+    # The stored image of the Grad-CAM overlay, of the same patient as `image_id`.
+    heatmap_ref: uuid.UUID | None = None
 
 
 class PredictionOut(BaseModel):

@@ -1,9 +1,10 @@
-"""The prediction flow: store the image, predict, store the overlay and the prediction.
+"""The prediction flow: predict, then store the image, the overlay and the prediction.
 
 Every call carries the caller's own token, so each service checks the caller and records
-who did what. The image is stored (data service) while the model runs (inference service);
-a failure of the model leaves the stored image in place and is answered with the
-inference service's error (503/504 when it is down or slow). The prediction is stored
+who did what. The model runs first (inference service); then one call to the data service
+stores the image, the overlay (binary) and the prediction together, in one transaction. A
+failure of the model still stores the image (alone) and is answered with the inference
+service's error (503/504 when it is down or slow). The prediction is stored
 under an idempotency key: the caller's `Idempotency-Key`, or one made here so that
 repeating the store after a lost connection cannot store it twice. A caller repeating a key
 gets the prediction stored the first time, without the model running again; a key reused
@@ -12,12 +13,12 @@ for a different image is refused.
 Each upload is its own record in the data service, for the patient it was sent for (the
 bytes are stored once); the image and its overlay are stored under keys made from the
 prediction's, so that a repeated or retried request finds the records it stored before.
-Only the gateway may store a prediction: it sends its service token with that call.
+Only the gateway may store a prediction: it sends its service token, which signs the whole
+body, the route and the key, with that call.
 
 `stored_image` reads back what the flow stored: the analysed image or its overlay.
 """
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -35,6 +36,7 @@ from gateway.plumbing.proxy import raise_for_answer
 # The data service says the same: only tokens of this issuer and audience store predictions.
 SERVICE_ISSUER = "gateway"
 STORE_PREDICTIONS_AUDIENCE = "data-service:predictions"
+STORE_WITH_IMAGES_PATH = "/predictions/with-images"
 
 
 class KeyReused(ServiceError):
@@ -90,38 +92,55 @@ class PredictionFlow:
             if earlier is not None:
                 return FlowResult(earlier, created=False)
         key = upload.idempotency_key or f"gateway-{uuid.uuid4().hex}"
-        image: dict[str, Any] | BaseException
-        prediction: dict[str, Any] | BaseException
-        image, prediction = await asyncio.gather(
-            self._store_image(upload.data, upload.patient_id, f"{key}:image", headers),
-            self._predict(upload.data, upload.heatmap, headers),
-            return_exceptions=True,
-        )
-        # The image's own problems (not an image, unknown patient) come first; then the
-        # model's. Either way, an image already stored stays stored.
-        if isinstance(image, BaseException):
-            raise image
-        if isinstance(prediction, BaseException):
-            raise prediction
-        heatmap_ref = None
+        try:
+            prediction = await self._predict(upload.data, upload.heatmap, headers)
+        except ServiceError:
+            # The image is kept all the same, and its own problems (not an image, unknown
+            # patient) are answered before the model's.
+            await self._store_image(upload.data, upload.patient_id, f"{key}:image", headers)
+            raise
         overlay = prediction.pop("heatmap_png_base64", None)
-        if overlay:
-            heatmap = await self._store_image(
-                base64.b64decode(overlay), upload.patient_id, f"{key}:heatmap", headers
-            )
-            heatmap_ref = heatmap["id"]
-        body = json.dumps({**prediction, "image_id": image["id"], "heatmap_ref": heatmap_ref})
-        content = body.encode()
-        service_token = self.signer.mint(STORE_PREDICTIONS_AUDIENCE, caller, content)
+        return await self._store(
+            upload, key, prediction, base64.b64decode(overlay) if overlay else None, caller, headers
+        )
+
+    async def _store(
+        self,
+        upload: Upload,
+        key: str,
+        prediction: dict[str, Any],
+        overlay: bytes | None,
+        caller: str,
+        headers: dict[str, str],
+    ) -> FlowResult:
+        """The image, the overlay and the prediction stored in one call, as binary parts."""
+        assert self.signer is not None
+        parts = {
+            "image": ("image", upload.data, "application/octet-stream"),
+            "prediction": ("prediction.json", json.dumps(prediction).encode(), "application/json"),
+        }
+        if overlay is not None:
+            parts["overlay"] = ("overlay.png", overlay, "image/png")
+        # httpx encodes the body; the service token signs exactly these bytes.
+        encoded = httpx.Request("POST", STORE_WITH_IMAGES_PATH, files=parts)
+        content = encoded.read()
+        service_token = self.signer.mint(
+            STORE_PREDICTIONS_AUDIENCE,
+            caller,
+            content,
+            path=STORE_WITH_IMAGES_PATH,
+            idempotency_key=key,
+        )
         answer = await self.downstreams.call(
             "data",
             "POST",
-            "/predictions",
+            STORE_WITH_IMAGES_PATH,
             idempotent=True,  # the key makes a repeat return the first prediction
+            params={"patient_id": str(upload.patient_id)} if upload.patient_id else None,
             content=content,
             headers={
                 **headers,
-                "Content-Type": "application/json",
+                "Content-Type": encoded.headers["Content-Type"],
                 "Idempotency-Key": key,
                 SERVICE_TOKEN_HEADER: service_token,
             },

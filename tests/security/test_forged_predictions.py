@@ -29,6 +29,7 @@ from tests.support.tokens import service_token_claims
 
 pytestmark = pytest.mark.timeout(300)
 AUDIENCE = "data-service:predictions"
+PATH = "/predictions"
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +120,10 @@ def test_a_forged_prediction_with_a_clinicians_token_is_refused_and_nothing_is_s
     # use for a request of one's own.
     signer = ServiceTokenSigner(gateway_key, "gateway")
     for token in (
-        signer.mint(AUDIENCE, clinician.id, forged_body(prediction, label="malignant")),
-        signer.mint(AUDIENCE, str(uuid.uuid4()), body),
+        signer.mint(AUDIENCE, clinician.id, forged_body(prediction, label="malignant"), path=PATH),
+        signer.mint(AUDIENCE, str(uuid.uuid4()), body, path=PATH),
+        signer.mint(AUDIENCE, clinician.id, body, path="/predictions/with-images"),
+        signer.mint(AUDIENCE, clinician.id, body, path=PATH, idempotency_key="another"),
     ):
         assert_envelope(post(data_service, clinician, body, token), 403, "invalid_service_token")
     assert counts(databases) == before
@@ -142,6 +145,7 @@ def test_an_odd_label_or_a_heatmap_that_is_no_stored_image_is_refused_even_from_
     ]
     for change, status, code in cases:
         body = forged_body(prediction, **change)
-        answer = post(data_service, clinician, body, signer.mint(AUDIENCE, clinician.id, body))
+        token = signer.mint(AUDIENCE, clinician.id, body, path=PATH)
+        answer = post(data_service, clinician, body, token)
         assert_envelope(answer, status, code)
     assert counts(databases) == before

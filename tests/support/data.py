@@ -84,7 +84,7 @@ class DataHarness:
         content = json.dumps(body).encode()
         caller = headers or self.clinician
         if service_token is None:
-            service_token = mint_service_token(subject_of(caller), content)
+            service_token = mint_service_token(subject_of(caller), content, idempotency_key=key)
         return await self.client.post(
             "/predictions",
             content=content,
@@ -95,6 +95,77 @@ class DataHarness:
                 **({"Idempotency-Key": key} if key else {}),
             },
         )
+
+    async def store_with_images(
+        self,
+        parts: dict,
+        patient_id: str | None = None,
+        key: str | None = None,
+        service_token: str | None = None,
+        headers: dict | None = None,
+    ) -> httpx.Response:
+        """POST /predictions/with-images as the gateway sends it: `parts` as multipart (see
+        `multipart`), with its service token for this body, route and key unless
+        `service_token` is given."""
+        return await self.post_with_images(
+            *multipart(parts), patient_id, key, service_token, headers
+        )
+
+    async def post_with_images(
+        self,
+        content: bytes,
+        content_type: str,
+        patient_id: str | None = None,
+        key: str | None = None,
+        service_token: str | None = None,
+        headers: dict | None = None,
+    ) -> httpx.Response:
+        caller = headers or self.clinician
+        if service_token is None:
+            service_token = mint_service_token(
+                subject_of(caller), content, path=WITH_IMAGES, idempotency_key=key
+            )
+        return await self.client.post(
+            WITH_IMAGES,
+            params={"patient_id": patient_id} if patient_id else {},
+            content=content,
+            headers={
+                **caller,
+                "Content-Type": content_type,
+                SERVICE_TOKEN_HEADER: service_token,
+                **({"Idempotency-Key": key} if key else {}),
+            },
+        )
+
+
+WITH_IMAGES = "/predictions/with-images"
+
+
+def multipart(parts: dict) -> tuple[bytes, str]:
+    """The body and content type of `parts` (name: bytes, or a (filename, bytes, type) tuple)
+    as multipart, each a file part, as httpx encodes them."""
+    files = {
+        name: part if isinstance(part, tuple) else (name, part, "application/octet-stream")
+        for name, part in parts.items()
+    }
+    encoded = httpx.Request("POST", WITH_IMAGES, files=files)
+    return encoded.read(), encoded.headers["Content-Type"]
+
+
+def model_prediction(label: str = "malignant", p: float = 0.9, **fields: object) -> dict:
+    """The model's answer as the gateway passes it on (the prediction part)."""
+    return {
+        "model_version": "v1",
+        "label": label,
+        "probability": p,
+        "probabilities": {label: p, "benign" if label == "malignant" else "malignant": 1 - p},
+        "threshold": 0.5,
+        "latency_ms": 10.0,
+        "assessment": "assessable",
+        "reasons": [],
+        "checks": [],
+        **fields,
+    }
 
 
 def subject_of(headers: dict) -> str:

@@ -71,9 +71,15 @@ def _refuse_during_collection(what: str, lifetime_s: int) -> None:
         )
 
 
-def service_token_claims(user: str, body: bytes, **changes: object) -> dict:
-    """The claims the gateway signs to store `body` for `user`, with `changes`: for making
-    tokens that are wrong in one way."""
+def service_token_claims(
+    user: str,
+    body: bytes,
+    path: str = "/predictions",
+    idempotency_key: str | None = None,
+    **changes: object,
+) -> dict:
+    """The claims the gateway signs to store `body` for `user` at `path` under
+    `idempotency_key`, with `changes`: for making tokens that are wrong in one way."""
     now = int(time.time())
     return {
         "iss": "gateway",
@@ -85,15 +91,23 @@ def service_token_claims(user: str, body: bytes, **changes: object) -> dict:
         "jti": str(uuid.uuid4()),
         "user": user,
         "body_sha256": body_digest(body),
+        "path": path,
+        "idempotency_key": idempotency_key,
         **changes,
     }
 
 
-def mint_service_token(user: str, body: bytes, audience: str = "data-service:predictions") -> str:
-    """The gateway's service token for storing `body` on behalf of `user`."""
+def mint_service_token(
+    user: str,
+    body: bytes,
+    audience: str = "data-service:predictions",
+    path: str = "/predictions",
+    idempotency_key: str | None = None,
+) -> str:
+    """The gateway's service token for storing `body` at `path` on behalf of `user`."""
     signer = ServiceTokenSigner(GATEWAY_SERVICE_KEY, "gateway")
     _refuse_during_collection("a service token", signer.lifetime_s)
-    return signer.mint(audience, user, body)
+    return signer.mint(audience, user, body, path=path, idempotency_key=idempotency_key)
 
 
 def mint_token(role: str, subject: str | None = None) -> str:

@@ -29,6 +29,8 @@ AUDIENCE = "data-service:predictions"
 USER = str(uuid.uuid4())
 BODY = b'{"label": "benign"}'
 GATEWAY_KEY = Ed25519PrivateKey.generate()
+PATH = "/predictions/with-images"
+KEY = "request-1"
 
 
 def verifier() -> ServiceTokenVerifier:
@@ -36,7 +38,13 @@ def verifier() -> ServiceTokenVerifier:
 
 
 def claims(**changes) -> dict:
-    return service_token_claims(USER, BODY, **changes)
+    return service_token_claims(USER, BODY, PATH, KEY, **changes)
+
+
+def mint() -> str:
+    return ServiceTokenSigner(GATEWAY_KEY, "gateway").mint(
+        AUDIENCE, USER, BODY, path=PATH, idempotency_key=KEY
+    )
 
 
 def signed(payload: dict, key=GATEWAY_KEY) -> str:
@@ -59,8 +67,7 @@ def hmac_token(secret: bytes) -> str:
 
 
 async def test_the_signers_token_for_this_request_is_accepted():
-    token = ServiceTokenSigner(GATEWAY_KEY, "gateway").mint(AUDIENCE, USER, BODY)
-    accepted = await verifier().verify(token, USER, BODY)
+    accepted = await verifier().verify(mint(), USER, BODY, path=PATH, idempotency_key=KEY)
     assert accepted["user"] == USER and accepted["typ"] == "service"
     assert accepted["exp"] - accepted["iat"] == 60
 
@@ -110,17 +117,26 @@ def test_every_refused_case_is_run():
 async def test_a_token_that_is_not_the_signers_valid_one_is_refused_401(case):
     token = refused_cases()[case]
     with pytest.raises(ServiceTokenRefused) as refused:
-        await verifier().verify(token, USER, BODY)
+        await verifier().verify(token, USER, BODY, path=PATH, idempotency_key=KEY)
     assert refused.value.status_code == 401
     assert refused.value.code == "invalid_service_token"
 
 
-async def test_a_valid_token_for_another_user_or_body_is_refused_403():
-    token = ServiceTokenSigner(GATEWAY_KEY, "gateway").mint(AUDIENCE, USER, BODY)
-    for user, body in ((str(uuid.uuid4()), BODY), (USER, b'{"label": "malignant"}')):
-        with pytest.raises(ServiceTokenRefused) as refused:
-            await verifier().verify(token, user, body)
-        assert refused.value.status_code == 403
+OTHER_REQUESTS = {
+    "another user": (str(uuid.uuid4()), BODY, PATH, KEY),
+    "another body": (USER, b'{"label": "malignant"}', PATH, KEY),
+    "another route": (USER, BODY, "/predictions", KEY),
+    "another key": (USER, BODY, PATH, "request-2"),
+    "no key": (USER, BODY, PATH, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OTHER_REQUESTS))
+async def test_a_valid_token_for_another_request_is_refused_403(case):
+    user, body, path, key = OTHER_REQUESTS[case]
+    with pytest.raises(ServiceTokenRefused) as refused:
+        await verifier().verify(mint(), user, body, path=path, idempotency_key=key)
+    assert refused.value.status_code == 403
 
 
 def test_keys_load_from_pem_text_or_file_and_anything_else_is_refused(tmp_path: Path):

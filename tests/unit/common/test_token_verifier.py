@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
-from common.auth import InvalidToken, JwksCache, TokenVerifier, require_roles
+from common.auth import LEEWAY_S, InvalidToken, JwksCache, TokenVerifier, require_roles
 from common.errors import ServiceError
 
 
@@ -119,3 +119,80 @@ async def test_role_claims_outside_the_known_roles_are_refused(fake):
 def test_require_roles_refuses_unknown_role_names():
     with pytest.raises(ValueError, match="unknown roles"):
         require_roles("admin", "root")
+
+
+@pytest.fixture
+def signature_checks(monkeypatch) -> list[str]:
+    """The tokens whose signature was checked (PyJWT's decode), in order."""
+    checked: list[str] = []
+    decode = jwt.decode
+
+    def counting(token, *args, **kwargs):
+        checked.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return checked
+
+
+async def test_a_verified_token_is_kept_and_its_signature_not_checked_again(fake, signature_checks):
+    token = fake.token()
+    first = await fake.verifier.verify(token)
+    for _ in range(5):
+        assert await fake.verifier.verify(token) == first
+    assert signature_checks == [token]
+
+
+async def test_different_tokens_are_never_confused(fake, signature_checks):
+    viewer, admin = fake.token(sub="u1"), fake.token(sub="u2", role="admin")
+    for _ in range(3):
+        assert (await fake.verifier.verify(viewer)).subject == "u1"
+        assert (await fake.verifier.verify(admin)).role == "admin"
+    assert signature_checks == [viewer, admin]
+    # The kept token with its signature changed is another text: checked, and refused.
+    tampered = viewer[:-6] + ("AAAAAA" if viewer[-6:] != "AAAAAA" else "BBBBBB")
+    with pytest.raises(InvalidToken):
+        await fake.verifier.verify(tampered)
+
+
+async def test_a_kept_token_is_refused_once_it_expires(fake):
+    # Accepted now only thanks to the leeway; past it within about a second.
+    expires = int(time.time()) - LEEWAY_S + 1
+    token = fake.token(exp=expires, iat=expires - 60)
+    assert (await fake.verifier.verify(token)).subject == "u1"
+    while time.time() < expires + LEEWAY_S:  # the token's own clock passing its end
+        await asyncio.sleep(0.05)
+    with pytest.raises(InvalidToken, match="expired"):
+        await fake.verifier.verify(token)
+
+
+async def test_a_kept_token_of_a_key_rotated_out_is_refused(fake, signature_checks):
+    old_kid = fake.current
+    token = fake.token()
+    await fake.verifier.verify(token)
+    fake.rotate()
+    del fake.keys[old_kid]  # the auth service no longer publishes it
+    fake.cache._fetched_at -= 1000  # its JWKS is read again on the next check
+    with pytest.raises(InvalidToken, match="unknown key"):
+        await fake.verifier.verify(token)
+
+
+async def test_a_refused_token_is_not_kept_and_the_type_asked_for_is_checked(
+    fake, signature_checks
+):
+    bad_role = fake.token(role="superuser")
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            await fake.verifier.verify(bad_role)
+    assert signature_checks == [bad_role, bad_role]
+    refresh = fake.token(typ="refresh")
+    assert (await fake.verifier.verify(refresh, expected_type="refresh")).subject == "u1"
+    with pytest.raises(InvalidToken, match="not an access token"):
+        await fake.verifier.verify(refresh)
+
+
+async def test_the_kept_tokens_are_bounded(fake):
+    verifier = TokenVerifier(fake.cache.key_for, issuer="iss", audience="aud", cache_size=3)
+    for _ in range(10):
+        await verifier.verify(fake.token())
+    assert len(verifier._verified) == 3
