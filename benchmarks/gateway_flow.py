@@ -65,27 +65,35 @@ TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 CORES = len(os.sched_getaffinity(0))
 
 
-def tissue_pngs(count: int, seed: int, bases: int = 16) -> list[bytes]:
-    """`count` distinct PNGs of synthetic H&E tissue that pass the quality checks: a few
-    rendered tissues, each sent with one pixel changed in turn (rendering is slow)."""
+def render_tissues(seed: int, count: int) -> list[np.ndarray]:
+    """`count` renderings of synthetic H&E tissue that pass the quality checks."""
     rng = np.random.default_rng(seed)
     tissues: list[np.ndarray] = []
     index = 0
-    while len(tissues) < bases:
+    while len(tissues) < count:
         malignant = bool(index % 2)
         pixels = render(rng, make_patient(rng, index, malignant), int(malignant), IMAGE_PX)
         if all(check.passed for check in quality_checks(pixels, QualityLimits())):
             tissues.append(pixels)
         index += 1
-    images = []
-    for number in range(count):
-        pixels = tissues[number % bases].copy()
-        changed = number // bases
-        pixels[changed // IMAGE_PX % IMAGE_PX, changed % IMAGE_PX, 0] ^= 1
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-        images.append(buffer.getvalue())
-    return images
+    return tissues
+
+
+def variant_png(tissues: list[np.ndarray], number: int) -> bytes:
+    """The `number`-th distinct PNG made from `tissues`: one of them with one pixel changed
+    (rendering is slow, so each rendering is sent many times, never twice alike)."""
+    pixels = tissues[number % len(tissues)].copy()
+    changed = number // len(tissues)
+    pixels[changed // IMAGE_PX % IMAGE_PX, changed % IMAGE_PX, 0] ^= 1
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def tissue_pngs(count: int, seed: int, bases: int = 16) -> list[bytes]:
+    """`count` distinct PNGs of synthetic tissue made from `bases` renderings."""
+    tissues = render_tissues(seed, bases)
+    return [variant_png(tissues, number) for number in range(count)]
 
 
 def admin_token(stack: LaunchedStack) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from benchmarks.gateway_flow import DATABASES, admin_token, distinct_pngs
+from benchmarks.gateway_flow import DATABASES, admin_token, render_tissues, variant_png
 from common.migrations import drop_database
 from devstack.launcher import LaunchedStack
 from devstack.postgres import LOCAL_SERVER_URL, with_database
@@ -87,11 +87,13 @@ class Traffic:
         self.patient_id = patient_id
         self.heatmap = heatmap
         self.random = random.Random(seed)
-        self.seed = seed
+        # Each client renders its own tissues, so no two clients send the same image.
+        self.tissues = render_tissues(seed, count=4)
+        self.sent = 0
 
     def new_image(self) -> bytes:
-        self.seed += 1_000_003  # distinct from every other level's and client's
-        return distinct_pngs(1, seed=self.seed)[0]
+        self.sent += 1
+        return variant_png(self.tissues, self.sent)
 
     def next_request(self, client: httpx.AsyncClient):
         kind = self.random.choices(list(MIX), weights=list(MIX.values()))[0]
