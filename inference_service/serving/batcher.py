@@ -1,6 +1,9 @@
 """Dynamic batching: concurrent predictions are gathered into one model call, up to
 `max_size` images or `max_wait_s` after the first arrived, whichever comes first. When the
-last call took a single image (no load), the next goes at once instead of waiting."""
+last call took a single image (no load), the next goes at once instead of waiting.
+
+An image may ask to be explained (Grad-CAM): a batch then makes at most two model calls, one
+`Predictor.explain` for those that ask and one `Predictor.predict` for the rest."""
 
 import asyncio
 import time
@@ -14,15 +17,18 @@ from inference_service.serving.predictor import ModelOutput, Predictor
 
 class BatchMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        # kind: predict (the probability alone) or explain (with Grad-CAM).
         self.batch_size = Histogram(
             "inference_batch_size",
             "Images per model call.",
+            ["kind"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=registry,
         )
         self.model_seconds = Histogram(
             "inference_model_call_seconds",
             "Duration of one batched model call.",
+            ["kind"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=registry,
         )
@@ -35,6 +41,7 @@ class BatchMetrics:
 class _Item:
     image: np.ndarray
     predictor: Predictor
+    explain: bool
     future: asyncio.Future = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -50,10 +57,13 @@ class Batcher:
         # Waiting for company only pays under load: a lone client would wait for nobody.
         self._last_batch_size = 0
 
-    async def predict(self, predictor: Predictor, images: list[np.ndarray]) -> list[ModelOutput]:
-        """The model output of each image (P(malignant) and the out-of-distribution score),
-        by `predictor`, batched with whatever else is waiting."""
-        items = [_Item(image, predictor) for image in images]
+    async def predict(
+        self, predictor: Predictor, images: list[np.ndarray], explain: bool = False
+    ) -> list[ModelOutput]:
+        """The model output of each image (P(malignant), the out-of-distribution score and,
+        when `explain`, the signed Grad-CAM map) by `predictor`, batched with whatever else
+        is waiting."""
+        items = [_Item(image, predictor, explain) for image in images]
         for item in items:
             self.queue.put_nowait(item)
         self.metrics.queue_depth.set(self.queue.qsize())
@@ -88,19 +98,37 @@ class Batcher:
         while True:
             batch = await self._next_batch()
             live = [item for item in batch if not item.future.done()]  # callers may be gone
-            if not live:
-                continue
-            started = time.perf_counter()
-            try:
-                stacked = np.stack([item.image for item in live])
-                outputs = await asyncio.to_thread(live[0].predictor.predict, stacked)
-            except Exception as exc:
-                for item in live:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
-            self.metrics.model_seconds.observe(time.perf_counter() - started)
-            self.metrics.batch_size.observe(len(live))
-            for item, output in zip(live, outputs, strict=True):
+            if live:
+                await self._call(live)
+
+    async def _call(self, items: list[_Item]) -> None:
+        predictor = items[0].predictor
+        groups = [
+            (kind, [item for item in items if item.explain == explains])
+            for kind, explains in (("explain", True), ("predict", False))
+        ]
+        groups = [(kind, group) for kind, group in groups if group]
+
+        def call_model() -> list[tuple[str, list[ModelOutput], float]]:
+            # Both calls in one trip to the thread pool.
+            answers = []
+            for kind, group in groups:
+                started = time.perf_counter()
+                stacked = np.stack([item.image for item in group])
+                run = predictor.explain if kind == "explain" else predictor.predict
+                answers.append((kind, run(stacked), time.perf_counter() - started))
+            return answers
+
+        try:
+            answers = await asyncio.to_thread(call_model)
+        except Exception as exc:
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        for (kind, group), (_, outputs, seconds) in zip(groups, answers, strict=True):
+            self.metrics.model_seconds.labels(kind).observe(seconds)
+            self.metrics.batch_size.labels(kind).observe(len(group))
+            for item, output in zip(group, outputs, strict=True):
                 if not item.future.done():
                     item.future.set_result(output)

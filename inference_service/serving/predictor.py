@@ -2,6 +2,11 @@
 score of the same call's features), its interpretation (calibration, threshold, the model's
 own checks) and Grad-CAM.
 
+Grad-CAM runs in batches too (`explain`): one compiled call gives each image's probability,
+out-of-distribution features and its signed Grad-CAM map toward malignant. The map toward
+benign needs no second pass: the gradient of 1 - p is minus that of p, so it is the same map
+negated before the ReLU (`heatmap`).
+
 Prediction runs as a `tf.function` with a fixed signature: measured here at 1.1 ms for one
 64x64 image and 9 ms for 32, against 9.9 ms and 24 ms for an eager Keras call (see
 benchmarks/inference_service.py); `predict_on_batch` measured the same as the function.
@@ -30,6 +35,8 @@ class ModelOutput:
 
     malignant_probability: float
     ood_score: float | None = None
+    # Grad-CAM toward malignant before the ReLU, at the last convolution's size (`explain`).
+    malignant_map: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -72,24 +79,27 @@ class Predictor:
         served = keras.Model(self.model.inputs, outputs)
         signature = [tf.TensorSpec([None, self.size, self.size, 3], tf.float32)]
         self._predict = tf.function(lambda x: served(x, training=False), input_signature=signature)
-        gradcam_model = keras.Model(
-            self.model.inputs, [self.model.get_layer(LAST_CONV).output, self.model.output]
+        explained = keras.Model(
+            self.model.inputs, [self.model.get_layer(LAST_CONV).output, *outputs]
         )
 
-        @tf.function(input_signature=[*signature, tf.TensorSpec([None], tf.bool)])
-        def gradcam(x, toward_malignant):
+        @tf.function(input_signature=signature)
+        def explain(x):
             with tf.GradientTape() as tape:
-                features, probability = gradcam_model(x, training=False)
-                # The score of the predicted class: p for malignant, 1 - p for benign.
-                score = tf.where(toward_malignant, probability[:, 0], 1 - probability[:, 0])
-            gradients = tape.gradient(score, features)
+                convolution, probability, *features = explained(x, training=False)
+                # Images do not mix in inference mode: the gradient of the sum is each
+                # image's own gradient of its P(malignant).
+                score = tf.reduce_sum(probability[:, 0])
+            gradients = tape.gradient(score, convolution)
             weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-            return tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
+            return probability, tf.reduce_sum(convolution * weights, axis=-1), *features
 
-        self._gradcam = gradcam
+        self._explain = explain
 
     def warm_up(self) -> None:
-        self.predict(np.zeros((1, self.size, self.size, 3), np.float32))
+        blank = np.zeros((1, self.size, self.size, 3), np.float32)
+        self.predict(blank)
+        self.explain(blank)
 
     def predict(self, batch: np.ndarray) -> list[ModelOutput]:
         """The model's output for each image of a (n, size, size, 3) float32 batch."""
@@ -101,12 +111,31 @@ class Predictor:
                 outputs = [outputs]
             probabilities = np.asarray(outputs[0])
             features = np.asarray(outputs[1]) if len(outputs) > 1 else None
-        if self.ood is None or features is None:
-            return [ModelOutput(float(p)) for p in probabilities.reshape(-1)]
-        scores = self.ood.scores(features.reshape(len(features), -1))
+        return self._outputs(probabilities, features)
+
+    def explain(self, batch: np.ndarray) -> list[ModelOutput]:
+        """`predict` with each image's signed Grad-CAM map toward malignant, in one call.
+        Always on TensorFlow, whatever runtime `predict` uses: it needs gradients."""
+        probabilities, maps, *features = (np.asarray(output) for output in self._explain(batch))
+        return self._outputs(probabilities, features[0] if features else None, maps)
+
+    def _outputs(
+        self,
+        probabilities: np.ndarray,
+        features: np.ndarray | None,
+        maps: np.ndarray | None = None,
+    ) -> list[ModelOutput]:
+        count = len(probabilities)
+        scores: list[float | None] = [None] * count
+        if self.ood is not None and features is not None:
+            scores = [float(score) for score in self.ood.scores(features.reshape(count, -1))]
         return [
-            ModelOutput(float(p), float(score))
-            for p, score in zip(probabilities.reshape(-1), scores, strict=True)
+            ModelOutput(
+                float(probability),
+                scores[index],
+                None if maps is None else maps[index],
+            )
+            for index, probability in enumerate(probabilities.reshape(-1))
         ]
 
     def interpret(self, output: ModelOutput) -> Prediction:
@@ -126,10 +155,11 @@ class Predictor:
         applied = tuple(check for check in checks if check is not None)
         return Prediction(label, probabilities[label], probabilities, applied)
 
-    def heatmap(self, model_input: np.ndarray, label: str) -> np.ndarray:
-        """Grad-CAM of the last convolution toward `label`, in [0, 1], at the conv's size."""
-        toward = np.array([label == self.classes[1]])
-        cam = self._gradcam(model_input[None], toward).numpy()[0]
+    def heatmap(self, malignant_map: np.ndarray, label: str) -> np.ndarray:
+        """Grad-CAM toward `label`, in [0, 1], at the last convolution's size, from the signed
+        map toward malignant that `explain` gave."""
+        toward = malignant_map if label == self.classes[1] else -malignant_map
+        cam = np.maximum(toward, 0).astype(np.float32)
         peak = cam.max()
         return cam / peak if peak > 0 else cam
 
@@ -195,6 +225,12 @@ def jet(values: np.ndarray) -> np.ndarray:
 JET_PALETTE = jet(np.arange(256) / 255).tobytes()
 
 
+# Fast zlib (level 1, run-length strategy, zlib.Z_RLE = 3): the overlay is made once per
+# request and shown at once. On a 512 px tissue image: 24 ms against 50 ms at the default
+# level, for a file of the same size.
+OVERLAY_PNG_OPTIONS = {"compress_level": 1, "compress_type": 3}
+
+
 def overlay_png(image: Image.Image, heatmap: np.ndarray, opacity: float = 0.45) -> bytes:
     """The heatmap, coloured and stretched to the image's own size, over the image; PNG.
 
@@ -206,5 +242,5 @@ def overlay_png(image: Image.Image, heatmap: np.ndarray, opacity: float = 0.45) 
     colours.putpalette(JET_PALETTE)
     base = image if image.mode == "RGB" else image.convert("RGB")
     buffer = io.BytesIO()
-    Image.blend(base, colours.convert("RGB"), opacity).save(buffer, "PNG")
+    Image.blend(base, colours.convert("RGB"), opacity).save(buffer, "PNG", **OVERLAY_PNG_OPTIONS)
     return buffer.getvalue()

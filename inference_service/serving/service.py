@@ -60,10 +60,10 @@ def site_policies(warn_only: Sequence[str]) -> dict[Reason, Policy]:
 
 
 def explain(
-    predictor: Predictor, image: Image.Image, model_input: np.ndarray, label: str
+    predictor: Predictor, image: Image.Image, malignant_map: np.ndarray, label: str
 ) -> tuple[str, HeatmapFocusOut]:
     """The Grad-CAM overlay toward `label` (PNG, base64) and where its map concentrates."""
-    cam = predictor.heatmap(model_input, label)
+    cam = predictor.heatmap(malignant_map, label)
     return base64.b64encode(overlay_png(image, cam)).decode(), heatmap_focus(cam)
 
 
@@ -115,16 +115,18 @@ class Serving:
     ) -> PredictionOut:
         async with self.budget.hold(image_cost(header, heatmap, self.max_image_side)):
             image, model_input, image_checks = await in_thread(self.prepare, data, predictor.size)
-            [output] = await self.batcher.predict(predictor, [model_input])
+            # No overlay without a verdict: a map toward a label the answer withholds would
+            # read as one. The model's own checks never withhold it (indeterminate at worst),
+            # so an image its quality refuses is spared the gradient pass.
+            explains = heatmap and assess(image_checks, self.policies).gives_label
+            [output] = await self.batcher.predict(predictor, [model_input], explains)
             prediction = predictor.interpret(output)
             outcome = assess([*image_checks, *prediction.checks], self.policies)
             label = prediction.label if outcome.gives_label else None
             overlay = focus = None
-            # No overlay without a verdict: a map toward a label the answer withholds would
-            # read as one.
-            if heatmap and label is not None:
+            if label is not None and output.malignant_map is not None:
                 overlay, focus = await in_thread(
-                    explain, predictor, image, model_input, prediction.label
+                    explain, predictor, image, output.malignant_map, prediction.label
                 )
         self.metrics.count(outcome, label, predictor.version)
         return PredictionOut(

@@ -34,8 +34,8 @@ class CheckingPredictor:
         checks = (ood_check(output.ood_score, 10.0), band_check(p, THRESHOLD, 0.05))
         return Prediction(label, probabilities[label], probabilities, tuple(c for c in checks if c))
 
-    def heatmap(self, model_input: np.ndarray, label: str) -> np.ndarray:
-        return np.zeros((4, 4), np.float32)
+    def heatmap(self, malignant_map: np.ndarray, label: str) -> np.ndarray:
+        return np.clip(malignant_map if label == "malignant" else -malignant_map, 0, 1)
 
 
 class Holder:
@@ -43,12 +43,23 @@ class Holder:
         return CheckingPredictor()
 
 
+# A signed Grad-CAM map toward malignant: hot in the upper left, cold in the lower right.
+SIGNED_MAP = np.array([[1.0, 0.5], [0.0, -1.0]], np.float32)
+
+
 class FixedBatcher:
+    """The model's answer is fixed; notes whether each call asked for Grad-CAM."""
+
     def __init__(self, output: ModelOutput) -> None:
         self.output = output
+        self.explained: list[bool] = []
 
-    async def predict(self, predictor, inputs) -> list[ModelOutput]:
-        return [self.output] * len(inputs)
+    async def predict(self, predictor, inputs, explain=False) -> list[ModelOutput]:
+        self.explained.append(explain)
+        output = self.output
+        if explain:
+            output = ModelOutput(output.malignant_probability, output.ood_score, SIGNED_MAP)
+        return [output] * len(inputs)
 
 
 def serving(
@@ -139,6 +150,28 @@ async def test_the_counters_count_assessments_and_reasons():
     assert 'inference_assessment_reasons_total{reason="out_of_distribution"} 3.0' in text
     assert 'inference_assessment_reasons_total{reason="near_threshold"} 3.0' in text
     assert 'inference_predictions_total{label="malignant",model_version="fake-2"} 4.0' in text
+
+
+async def test_only_an_image_that_gets_a_label_is_sent_through_the_gradient_pass():
+    service = serving(ModelOutput(0.9, ood_score=25.0))
+    [refused] = await service.predict([png_bytes(1, size=64)], heatmap=True)
+    [indeterminate] = await service.predict([tissue_png(1, size=64)], heatmap=True)
+    [plain] = await service.predict([tissue_png(2, size=64)])
+    assert service.batcher.explained == [False, True, False]  # type: ignore[attr-defined]
+    assert refused.assessment == "not_assessable" and refused.heatmap_png_base64 is None
+    assert indeterminate.assessment == "indeterminate" and indeterminate.label == "malignant"
+    assert indeterminate.heatmap_png_base64 is not None
+    assert indeterminate.heatmap_focus is not None
+    assert indeterminate.heatmap_focus.peak_region == "upper left"
+    assert plain.heatmap_png_base64 is None and plain.heatmap_focus is None
+
+
+async def test_a_benign_answer_shows_the_map_toward_benign():
+    service = serving(ModelOutput(0.05, ood_score=1.0))
+    [result] = await service.predict([tissue_png(1, size=64)], heatmap=True)
+    assert result.label == "benign" and result.heatmap_focus is not None
+    # Toward benign the signed map is negated: the lower right is the hot cell.
+    assert result.heatmap_focus.peak_region == "lower right"
 
 
 def test_the_warn_only_setting_takes_reason_codes_from_the_environment(monkeypatch):

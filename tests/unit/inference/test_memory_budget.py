@@ -192,8 +192,8 @@ class FakePredictor:
             "malignant", output.malignant_probability, {"benign": 0.3, "malignant": 0.7}
         )
 
-    def heatmap(self, model_input: np.ndarray, label: str) -> np.ndarray:
-        return np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
+    def heatmap(self, malignant_map: np.ndarray, label: str) -> np.ndarray:
+        return malignant_map
 
 
 class FakeHolder:
@@ -202,8 +202,9 @@ class FakeHolder:
 
 
 class FakeBatcher:
-    async def predict(self, predictor, inputs) -> list[ModelOutput]:
-        return [ModelOutput(0.7)] * len(inputs)
+    async def predict(self, predictor, inputs, explain=False) -> list[ModelOutput]:
+        cam = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4) if explain else None
+        return [ModelOutput(0.7, None, cam)] * len(inputs)
 
 
 class Decodes:
