@@ -22,10 +22,13 @@ async def load(
     params: dict | None = None,
     ok: tuple[int, ...] = (200,),
     counts: Callable[[httpx.Response], bool] | None = None,
+    content_type: str = "image/png",
+    images_per_request: int = 1,
 ) -> dict:
     """`clients` concurrent loops POSTing `image` to `url` (or GETting it when no image); a
     list of images is sent in turn, each once, so nothing downstream is a repeat. With
-    `counts`, the figures say how many answers it was true of (`counted`)."""
+    `counts`, the figures say how many answers it was true of (`counted`). A body that holds
+    several images (a .npy batch) counts as `images_per_request` in `images_per_s`."""
     images = itertools.cycle([image] if isinstance(image, bytes) else image or [None])
     latencies: list[float] = []
     counted = 0
@@ -38,7 +41,7 @@ async def load(
         if body is None:
             return client.get(url, headers=headers, params=params)
         return client.post(
-            url, content=body, params=params, headers={**headers, "Content-Type": "image/png"}
+            url, content=body, params=params, headers={**headers, "Content-Type": content_type}
         )
 
     async def client_loop(client: httpx.AsyncClient):
@@ -67,7 +70,7 @@ async def load(
         "clients": clients,
         "requests": len(latencies),
         "failures": failures,
-        "images_per_s": round(len(latencies) / elapsed, 1),
+        "images_per_s": round(len(latencies) * images_per_request / elapsed, 1),
         "median_ms": round(statistics.median(latencies) * 1000, 3),
         "p95_ms": round(sorted(latencies)[int(0.95 * len(latencies))] * 1000, 3),
         **({"counted": counted} if counts else {}),

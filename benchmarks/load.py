@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from benchmarks.gateway_flow import DATABASES, admin_token, render_tissues, variant_png
+from benchmarks.gateway_flow import DATABASES, admin_token
+from benchmarks.tissue import render_tissues, variant_png
 from common.migrations import drop_database
 from devstack.launcher import LaunchedStack
 from devstack.postgres import LOCAL_SERVER_URL, with_database

@@ -77,8 +77,8 @@ IMAGE_UPLOAD_OPENAPI = image_upload_openapi()
 
 
 class UploadTooLarge(ServiceError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"The image is larger than {limit // (1024 * 1024)} MB.")
+    def __init__(self, limit: int, what: str = "The image") -> None:
+        super().__init__(413, f"{what} is larger than {limit // (1024 * 1024)} MB.")
 
 
 def _empty() -> ServiceError:
@@ -132,6 +132,20 @@ async def read_capped(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
+async def read_body(request: Request, limit: int, what: str = "The image") -> bytes:
+    """The raw request body, or `UploadTooLarge` as soon as it passes `limit` bytes (a
+    declared Content-Length beyond it is refused before any byte is read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UploadTooLarge(limit, what)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise UploadTooLarge(limit, what)
+    return bytes(body)
+
+
 async def read_upload(
     request: Request, field: str, max_files: int, limit: int
 ) -> tuple[list[bytes], dict[str, str]]:
@@ -157,12 +171,7 @@ async def read_upload(
         finally:
             await form.close()
     elif content_type.startswith("image/") or content_type == "application/octet-stream":
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise UploadTooLarge(limit)
-        files = [bytes(body)]
+        files = [await read_body(request, limit)]
     else:
         raise ServiceError(
             415,

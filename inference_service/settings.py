@@ -33,8 +33,13 @@ class InferenceSettings(TokenCheckingSettings, DatabaseServiceSettings):
     # for more to arrive (defaults from benchmarks/inference_service.py).
     batch_max_size: int = Field(default=32, ge=1, le=256)
     batch_max_wait_ms: float = Field(default=2.0, ge=0)
-    # Images per POST /predict/batch.
+    # Images per POST /predict/batch sent as multipart files.
     max_batch_images: int = Field(default=32, ge=1)
+    # Patches per POST /predict/batch sent as one .npy array, the longest side of a patch, and
+    # the bytes of the array (256 patches of 128 x 128 take 12 MiB).
+    max_batch_patches: int = Field(default=256, ge=1)
+    max_batch_patch_side: int = Field(default=1024, ge=16)
+    max_batch_array_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
 
     # The runtime of the prediction pass (Grad-CAM always runs on TensorFlow): `auto` serves
     # the fastest that passed parity, by the in-process measurements the card records

@@ -2,9 +2,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from common.uploads import IMAGE_UPLOAD_OPENAPI, read_images
+from common.uploads import IMAGE_UPLOAD_OPENAPI, media_type, read_images
 from inference_service.deps import ServingDep, SettingsDep, Writer
-from inference_service.serving.schemas import BatchPredictionOut, PredictionOut
+from inference_service.serving.arrays import NPY_MEDIA_TYPE, read_patches
+from inference_service.serving.schemas import BatchPredictionOut, PatchBatchOut, PredictionOut
 
 router = APIRouter(tags=["predictions"])
 
@@ -36,19 +37,63 @@ async def predict(
     return result
 
 
+BATCH_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                }
+            },
+            NPY_MEDIA_TYPE: {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "One NumPy .npy array (np.save, format 1.0 or 2.0): uint8, "
+                    "C order, shape (n, height, width, 3), RGB patches",
+                }
+            },
+        },
+    }
+}
+
+
 @router.post(
     "/predict/batch",
-    response_model=BatchPredictionOut,
-    responses=ERRORS,
-    summary="Assess several images (multipart field 'files')",
+    response_model=BatchPredictionOut | PatchBatchOut,
+    responses={**ERRORS, 422: {"description": "Corrupt image, or an array not as described"}},
+    openapi_extra=BATCH_OPENAPI,
+    summary="Assess several images (multipart 'files') or many patches (one .npy array)",
+    description="Multipart files get one full answer each, as POST /predict gives. Patches "
+    "sent as one application/x-npy array (no image to decode per patch: what slide analysis "
+    "and other callers with many patches send) get a compact answer each: the assessment, "
+    "the label and P(malignant), and with heatmap=true the Grad-CAM map itself as uint8 "
+    "values at the model's last convolution, not an overlay. quality=false skips the image "
+    "quality checks, for a caller that ran them already.",
 )
 async def predict_batch(
     request: Request,
     _: Writer,
     service: ServingDep,
     settings: SettingsDep,
-    heatmap: bool = False,
-) -> BatchPredictionOut:
+    heatmap: Annotated[bool, Query(description="add each image's Grad-CAM")] = False,
+    quality: Annotated[
+        bool, Query(description="run the image quality checks on .npy patches")
+    ] = True,
+) -> BatchPredictionOut | PatchBatchOut:
+    if media_type(request) == NPY_MEDIA_TYPE:
+        patches = await read_patches(
+            request,
+            settings.max_batch_array_bytes,
+            settings.max_batch_patches,
+            settings.max_batch_patch_side,
+        )
+        return await service.predict_patches(patches, heatmap, quality)
     uploads = await read_images(
         request, "files", settings.max_batch_images, settings.max_upload_bytes
     )

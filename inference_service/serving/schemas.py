@@ -77,3 +77,36 @@ class PredictionOut(BaseModel):
 class BatchPredictionOut(BaseModel):
     model_version: str
     items: list[PredictionOut]
+
+
+class GradcamOut(BaseModel):
+    """A Grad-CAM map toward the patch's label at the last convolution's resolution: row-major
+    uint8 (0-255 for 0 to the map's peak), base64. Stretch it over the patch to show it."""
+
+    shape: tuple[int, int] = Field(description="rows, columns")
+    data_base64: str
+
+
+class PatchOut(BaseModel):
+    """One patch of a .npy batch: what `PredictionOut` says, without the per-check detail."""
+
+    assessment: Assessment
+    reasons: list[Reason] = Field(description="The reason of every failed check, each once")
+    label: str | None = Field(description="null exactly when the assessment is not_assessable")
+    probability: float | None = Field(description="Of the label; null exactly when label is")
+    malignant_probability: float = Field(
+        ge=0, le=1, description="Calibrated P(malignant), always given (kept for audit)"
+    )
+    gradcam: GradcamOut | None = Field(
+        default=None, description="With heatmap=true, for a patch that gets a label"
+    )
+
+
+class PatchBatchOut(BaseModel):
+    model_version: str
+    threshold: float = Field(
+        description="Calibrated P(malignant) at or above which the label is malignant"
+    )
+    quality_checked: bool = Field(description="Whether the image quality checks were run")
+    latency_ms: float
+    items: list[PatchOut] = Field(description="One per patch, in the array's order")

@@ -19,8 +19,20 @@ from common.uploads import decode_upload, read_upload_header
 from inference_service.serving.batcher import Batcher
 from inference_service.serving.holder import ModelHolder
 from inference_service.serving.memory import MemoryBudget, image_cost, in_thread
-from inference_service.serving.predictor import Predictor, heatmap_focus, overlay_png
-from inference_service.serving.schemas import CheckOut, HeatmapFocusOut, PredictionOut
+from inference_service.serving.predictor import (
+    ModelOutput,
+    Predictor,
+    heatmap_focus,
+    overlay_png,
+)
+from inference_service.serving.schemas import (
+    CheckOut,
+    GradcamOut,
+    HeatmapFocusOut,
+    PatchBatchOut,
+    PatchOut,
+    PredictionOut,
+)
 from ml.assessment import Check, Outcome, Policy, Reason, assess
 from ml.contract import ImageHeader, preprocess_image
 from ml.quality import QualityLimits, quality_checks
@@ -54,9 +66,28 @@ class PredictionMetrics:
             self.assessment_reasons.labels(reason.value).inc()
 
 
+# What a patch of a .npy batch holds while it is assessed, per byte of the patch: its float
+# copy when resized, the quality checks' working arrays.
+PATCH_BYTES_FACTOR = 8
+
+
 def site_policies(warn_only: Sequence[str]) -> dict[Reason, Policy]:
     """The site's policy per reason: those named only warn, every other refuses."""
     return {Reason(reason): "warn" for reason in warn_only}
+
+
+def model_inputs(patches: np.ndarray, size: int) -> np.ndarray:
+    """The model input of each patch: `preprocess_image`'s, at once when no resizing is needed."""
+    if patches.shape[1:3] == (size, size):
+        return patches.astype(np.float32) / 255.0
+    return np.stack([preprocess_image(Image.fromarray(patch), size) for patch in patches])
+
+
+def gradcam_out(cam: np.ndarray) -> GradcamOut:
+    """A map in [0, 1] as uint8 bytes, base64."""
+    data = np.round(np.clip(cam, 0, 1) * 255).astype(np.uint8)
+    rows, columns = data.shape
+    return GradcamOut(shape=(rows, columns), data_base64=base64.b64encode(data).decode())
 
 
 def explain(
@@ -142,3 +173,70 @@ class Serving:
             heatmap_png_base64=overlay,
             heatmap_focus=focus,
         )
+
+    async def predict_patches(
+        self, patches: np.ndarray, heatmap: bool = False, quality: bool = True
+    ) -> PatchBatchOut:
+        """Each (height, width, 3) uint8 patch assessed as one image would be: the quality
+        checks (unless `quality` is off, for a caller that has checked its patches), the
+        model in shared batches, and with `heatmap` its Grad-CAM map, not an overlay."""
+        started = time.perf_counter()
+        predictor = await self.holder.get()
+        size = predictor.size
+        cost = PATCH_BYTES_FACTOR * patches.nbytes + len(patches) * size * size * 3 * 4
+        async with self.budget.hold(cost):
+            inputs = await in_thread(model_inputs, patches, size)
+            checks: list[list[Check]] = [[] for _ in patches]
+            if quality:
+                checks = await in_thread(
+                    lambda: [quality_checks(patch, self.quality_limits) for patch in patches]
+                )
+            explains = [heatmap and assess(c, self.policies).gives_label for c in checks]
+            outputs = await self._outputs(predictor, inputs, explains)
+        items = []
+        for output, image_checks in zip(outputs, checks, strict=True):
+            prediction = predictor.interpret(output)
+            outcome = assess([*image_checks, *prediction.checks], self.policies)
+            label = prediction.label if outcome.gives_label else None
+            gradcam = None
+            if label is not None and output.malignant_map is not None:
+                gradcam = gradcam_out(predictor.heatmap(output.malignant_map, label))
+            self.metrics.count(outcome, label, predictor.version)
+            items.append(
+                PatchOut(
+                    assessment=outcome.assessment,
+                    reasons=list(outcome.reasons),
+                    label=label,
+                    probability=None if label is None else round(prediction.probability, 6),
+                    malignant_probability=round(prediction.probabilities[predictor.classes[1]], 6),
+                    gradcam=gradcam,
+                )
+            )
+        return PatchBatchOut(
+            model_version=predictor.version,
+            threshold=predictor.threshold,
+            quality_checked=quality,
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            items=items,
+        )
+
+    async def _outputs(
+        self, predictor: Predictor, inputs: np.ndarray, explains: list[bool]
+    ) -> list[ModelOutput]:
+        """The model output of each input, those to explain through the gradient pass."""
+        groups = [
+            [i for i, e in enumerate(explains) if e],
+            [i for i, e in enumerate(explains) if not e],
+        ]
+        answers = await asyncio.gather(
+            *(
+                self.batcher.predict(predictor, [inputs[i] for i in group], explain)
+                for group, explain in zip(groups, (True, False), strict=True)
+                if group
+            )
+        )
+        outputs: list[ModelOutput | None] = [None] * len(inputs)
+        for group, answer in zip([g for g in groups if g], answers, strict=True):
+            for index, output in zip(group, answer, strict=True):
+                outputs[index] = output
+        return [output for output in outputs if output is not None]
