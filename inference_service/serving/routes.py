@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from common.uploads import IMAGE_UPLOAD_OPENAPI, media_type, read_images
+from common.uploads import IMAGE_UPLOAD_OPENAPI, media_type, read_images, upload_openapi
 from inference_service.deps import ServingDep, SettingsDep, Writer
 from inference_service.serving.arrays import NPY_MEDIA_TYPE, read_patches
 from inference_service.serving.schemas import BatchPredictionOut, PatchBatchOut, PredictionOut
@@ -37,29 +37,11 @@ async def predict(
     return result
 
 
-BATCH_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
-                    },
-                }
-            },
-            NPY_MEDIA_TYPE: {
-                "schema": {
-                    "type": "string",
-                    "format": "binary",
-                    "description": "One NumPy .npy array (np.save, format 1.0 or 2.0): uint8, "
-                    "C order, shape (n, height, width, 3), RGB patches",
-                }
-            },
-        },
-    }
+# Multipart files (several in one field), or one .npy array as the raw body.
+BATCH_OPENAPI = upload_openapi({}, (NPY_MEDIA_TYPE,), file_field="files")
+BATCH_OPENAPI["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["files"] = {
+    "type": "array",
+    "items": {"type": "string", "format": "binary"},
 }
 
 
