@@ -533,6 +533,12 @@ def test_the_gateway_benchmark_prints_its_ratios(stack, pg_server_url):
     result = json.loads(completed.stdout)
     # Tissue-like images: the model gives most a label (random pixels would get none).
     assert result["labelled_share"] >= 0.75
+    assert result["direct_heatmap_to_plain_throughput_at_16_clients"] == round(
+        result["heatmap"]["direct_inference"]["clients_16"]["images_per_s"]
+        / result["no_heatmap"]["direct_inference"]["clients_16"]["images_per_s"],
+        3,
+    )
+    assert result["target_direct_heatmap_to_plain"] == 0.7
     for mode, target in (("no_heatmap", 0.35), ("heatmap", 0.4)):
         figures = result[mode]
         for side in ("direct_inference", "gateway_flow"):

@@ -141,6 +141,38 @@ def test_runtimes_prints_each_runtime_beside_tensorflow() -> None:
     assert result["in_process"]["tensorflow"]["batch32_ratio_vs_tensorflow"] == 1.0
 
 
+def test_inference_service_prints_each_path_beside_the_raw_model() -> None:
+    result = run_benchmark(
+        "inference_service", "--seconds", "0.3", "--patches-per-request", "8", timeout_s=600
+    )
+    assert result["model"] == "demo-synthetic-1" and result["input_size"] == [128, 128, 3]
+    raw = result["raw"]
+    assert raw["runtime"] in ("tensorflow", "litert", "onnxruntime")
+    assert raw["batch32_images_per_s"] > 0 and raw["explain_batch32_images_per_s"] > 0
+    levels = [
+        "service_1_client",
+        "service_16_clients",
+        "service_16_clients_heatmap",
+        "service_32_clients",
+        "npy_batch_4_clients_quality_checked",
+        "npy_batch_4_clients_quality_skipped",
+        "http_ceiling_32_clients_health",
+    ]
+    for name in levels:
+        assert result[name]["failures"] == 0 and result[name]["images_per_s"] > 0, name
+        assert result[name]["service_cpu_ms_per_image"] > 0, name
+    targets = result["targets"]
+    batch = targets["npy_batch_to_raw_batch32"]
+    assert batch["target"] == 0.7
+    assert batch["ratio"] == round(
+        result["npy_batch_4_clients_quality_skipped"]["images_per_s"] / raw["batch32_images_per_s"],
+        3,
+    )
+    assert batch["met"] == (batch["ratio"] >= 0.7)
+    assert targets["heatmap_to_plain_16_clients"]["target"] == 0.7
+    assert set(result["cpu_bound"]) <= set(targets)
+
+
 def test_data_service_prints_ratios_per_size_plans_and_the_rollups_store_cost() -> None:
     result = run_benchmark(
         "data_service", "--sizes", "500,1000,1500", "--repeat", "2", "--explain", timeout_s=300
