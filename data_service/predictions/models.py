@@ -1,6 +1,6 @@
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     Boolean,
@@ -22,6 +22,8 @@ from data_service.database import Base
 
 class Prediction(Base):
     __tablename__ = "predictions"
+    # The INSERT returns `created_at` and `disputed` (RETURNING): no reload after storing.
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
     __table_args__ = (
         # The same caller with the same Idempotency-Key gets the first prediction back.
         Index(

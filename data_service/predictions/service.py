@@ -43,12 +43,18 @@ async def by_key(session: AsyncSession, caller: uuid.UUID, key: str) -> Predicti
 
 
 async def create(
-    session: AsyncSession, data: PredictionCreate, caller: str, idempotency_key: str | None
+    session: AsyncSession,
+    data: PredictionCreate,
+    caller: str,
+    idempotency_key: str | None,
+    key_unused: bool = False,
 ) -> tuple[Prediction, bool]:
     """The stored prediction and whether it is new. The same caller repeating a key gets
-    the first prediction back, even when the repeats arrive at the same moment."""
+    the first prediction back, even when the repeats arrive at the same moment. With
+    `key_unused`, the caller knows that nothing was stored under the key before (the lookup
+    is skipped; a repeat arriving meanwhile is still caught by the unique index)."""
     requester = uuid.UUID(caller)
-    if idempotency_key is not None:
+    if idempotency_key is not None and not key_unused:
         earlier = await by_key(session, requester, idempotency_key)
         if earlier is not None:
             return earlier, False
@@ -87,7 +93,6 @@ async def create(
             "model_version": data.model_version,
         },
     )
-    await session.refresh(prediction)
     return prediction, True
 
 

@@ -109,7 +109,7 @@ async def store(
     gateway alone when the model failed, or by the first of repeated requests (other bytes
     or another patient under the same key are refused there, 422). The overlay needs no key
     of its own: it is new with its prediction, and goes with it when that is not."""
-    image, _ = await images.store(
+    image, image_is_new = await images.store(
         session,
         files,
         upload.image,
@@ -128,4 +128,8 @@ async def store(
         image_id=image.id,
         heatmap_ref=overlay.id if overlay is not None else None,
     )
-    return await predictions.create(session, record, caller, idempotency_key)
+    # A prediction under the key is only ever stored with its image under `<key>:image`:
+    # when that image is new, so is the key.
+    return await predictions.create(
+        session, record, caller, idempotency_key, key_unused=image_is_new
+    )
