@@ -43,13 +43,14 @@ def upload_openapi(
     required: tuple[str, ...] = (),
     file_last: bool = False,
     file_field: str = "file",
+    several_files: bool = False,
 ) -> dict:
     """The request body of an upload route, for its OpenAPI description (the route reads
     the body itself, within limits, so FastAPI cannot infer it): multipart `file_field` plus
     `form_fields` (before it when `file_last`, as a streaming reader needs them), or the raw
-    file with one of `raw_types`."""
+    file with one of `raw_types`. With `several_files`, the field repeats."""
     binary = {"type": "string", "format": "binary"}
-    file = {file_field: binary}
+    file = {file_field: {"type": "array", "items": binary} if several_files else binary}
     properties = {**form_fields, **file} if file_last else {**file, **form_fields}
     return {
         "requestBody": {

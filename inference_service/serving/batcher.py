@@ -7,6 +7,7 @@ An image may ask to be explained (Grad-CAM): a batch then makes at most two mode
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,12 +59,19 @@ class Batcher:
         self._last_batch_size = 0
 
     async def predict(
-        self, predictor: Predictor, images: list[np.ndarray], explain: bool = False
+        self,
+        predictor: Predictor,
+        images: Sequence[np.ndarray],
+        explain: bool | Sequence[bool] = False,
     ) -> list[ModelOutput]:
         """The model output of each image (P(malignant), the out-of-distribution score and,
-        when `explain`, the signed Grad-CAM map) by `predictor`, batched with whatever else
-        is waiting."""
-        items = [_Item(image, predictor, explain) for image in images]
+        when `explain` (for all, or per image), the signed Grad-CAM map) by `predictor`,
+        batched with whatever else is waiting."""
+        explains = [explain] * len(images) if isinstance(explain, bool) else list(explain)
+        items = [
+            _Item(image, predictor, explains_one)
+            for image, explains_one in zip(images, explains, strict=True)
+        ]
         for item in items:
             self.queue.put_nowait(item)
         self.metrics.queue_depth.set(self.queue.qsize())

@@ -38,11 +38,7 @@ async def predict(
 
 
 # Multipart files (several in one field), or one .npy array as the raw body.
-BATCH_OPENAPI = upload_openapi({}, (NPY_MEDIA_TYPE,), file_field="files")
-BATCH_OPENAPI["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["files"] = {
-    "type": "array",
-    "items": {"type": "string", "format": "binary"},
-}
+BATCH_OPENAPI = upload_openapi({}, (NPY_MEDIA_TYPE,), file_field="files", several_files=True)
 
 
 @router.post(

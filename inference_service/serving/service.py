@@ -20,7 +20,6 @@ from inference_service.serving.batcher import Batcher
 from inference_service.serving.holder import ModelHolder
 from inference_service.serving.memory import MemoryBudget, image_cost, in_thread
 from inference_service.serving.predictor import (
-    ModelOutput,
     Predictor,
     heatmap_focus,
     overlay_png,
@@ -174,6 +173,15 @@ class Serving:
             heatmap_focus=focus,
         )
 
+    def prepare_patches(
+        self, patches: np.ndarray, size: int, quality: bool
+    ) -> tuple[np.ndarray, list[list[Check]]]:
+        """The patches' model inputs and, when `quality`, each one's quality checks."""
+        checks = [
+            quality_checks(patch, self.quality_limits) if quality else [] for patch in patches
+        ]
+        return model_inputs(patches, size), checks
+
     async def predict_patches(
         self, patches: np.ndarray, heatmap: bool = False, quality: bool = True
     ) -> PatchBatchOut:
@@ -185,14 +193,9 @@ class Serving:
         size = predictor.size
         cost = PATCH_BYTES_FACTOR * patches.nbytes + len(patches) * size * size * 3 * 4
         async with self.budget.hold(cost):
-            inputs = await in_thread(model_inputs, patches, size)
-            checks: list[list[Check]] = [[] for _ in patches]
-            if quality:
-                checks = await in_thread(
-                    lambda: [quality_checks(patch, self.quality_limits) for patch in patches]
-                )
+            inputs, checks = await in_thread(self.prepare_patches, patches, size, quality)
             explains = [heatmap and assess(c, self.policies).gives_label for c in checks]
-            outputs = await self._outputs(predictor, inputs, explains)
+            outputs = await self.batcher.predict(predictor, list(inputs), explains)
         items = []
         for output, image_checks in zip(outputs, checks, strict=True):
             prediction = predictor.interpret(output)
@@ -219,24 +222,3 @@ class Serving:
             latency_ms=round((time.perf_counter() - started) * 1000, 2),
             items=items,
         )
-
-    async def _outputs(
-        self, predictor: Predictor, inputs: np.ndarray, explains: list[bool]
-    ) -> list[ModelOutput]:
-        """The model output of each input, those to explain through the gradient pass."""
-        groups = [
-            [i for i, e in enumerate(explains) if e],
-            [i for i, e in enumerate(explains) if not e],
-        ]
-        answers = await asyncio.gather(
-            *(
-                self.batcher.predict(predictor, [inputs[i] for i in group], explain)
-                for group, explain in zip(groups, (True, False), strict=True)
-                if group
-            )
-        )
-        outputs: list[ModelOutput | None] = [None] * len(inputs)
-        for group, answer in zip([g for g in groups if g], answers, strict=True):
-            for index, output in zip(group, answer, strict=True):
-                outputs[index] = output
-        return [output for output in outputs if output is not None]

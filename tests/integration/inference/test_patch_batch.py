@@ -32,6 +32,20 @@ def sample_patches(trained_versions, count: int) -> np.ndarray:
     return np.stack([np.asarray(decode_image(f.read_bytes()).convert("RGB")) for f in files])
 
 
+async def each_alone(client, patches: np.ndarray, heatmap: bool = False) -> list[dict]:
+    """The answer of `POST /predict` for each patch sent alone as a PNG."""
+    return [
+        (
+            await client.post(
+                f"/predict?heatmap={str(heatmap).lower()}",
+                headers=bearer(mint_token("clinician")),
+                files={"file": ("x.png", png(patch), "image/png")},
+            )
+        ).json()
+        for patch in patches
+    ]
+
+
 async def post_npy(client, body: bytes, query: str = "", role: str = "clinician", **headers):
     return await client.post(
         f"/predict/batch{query}",
@@ -53,16 +67,7 @@ async def test_each_patch_gets_the_answer_its_image_gets_alone(
     patches = np.concatenate([patches, noise[None]])
     async with running_inference(inference_db, models_dir) as (_, client):
         answer = await post_npy(client, npy(patches), "?heatmap=true")
-        alone = [
-            (
-                await client.post(
-                    "/predict?heatmap=true",
-                    headers=bearer(mint_token("clinician")),
-                    files={"file": ("x.png", png(patch), "image/png")},
-                )
-            ).json()
-            for patch in patches
-        ]
+        alone = await each_alone(client, patches, heatmap=True)
         unchecked = await post_npy(client, npy(patches), "?quality=false")
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -100,16 +105,7 @@ async def test_patches_of_another_size_are_resized_like_an_image(
     )
     async with running_inference(inference_db, models_dir) as (_, client):
         answer = (await post_npy(client, npy(larger), "?quality=false")).json()
-        alone = [
-            (
-                await client.post(
-                    "/predict",
-                    headers=bearer(mint_token("clinician")),
-                    files={"file": ("x.png", png(patch), "image/png")},
-                )
-            ).json()
-            for patch in larger
-        ]
+        alone = await each_alone(client, larger)
     for item, single in zip(answer["items"], alone, strict=True):
         assert item["malignant_probability"] == pytest.approx(
             single["probabilities"]["malignant"], abs=1e-5
