@@ -6,7 +6,7 @@ service runs as a login other than the schema's owner, grants that login its pri
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -164,32 +164,52 @@ def downgrade(service_dir: Path, url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(service_dir, url), revision)
 
 
-def run_migrations(target_metadata: MetaData) -> None:
-    """The body of every service's `migrations/env.py`."""
+def run_migrations(target_metadata: MetaData, foreign_tables: Collection[str] = ()) -> None:
+    """The body of every service's `migrations/env.py`. `foreign_tables` are tables of the
+    database that a library owns (a job queue's): autogenerate neither drops nor alters them."""
     url = async_url(context.config.get_main_option("sqlalchemy.url") or "")
     if context.is_offline_mode():
         context.configure(
             url=url.render_as_string(hide_password=False),
             target_metadata=target_metadata,
             literal_binds=True,
+            include_name=ignoring(foreign_tables),
         )
         with context.begin_transaction():
             context.run_migrations()
         return
-    asyncio.run(_run_online(url, target_metadata))
+    asyncio.run(_run_online(url, target_metadata, foreign_tables))
 
 
-def _run_in_connection(connection: Connection, target_metadata: MetaData) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+def ignoring(foreign_tables: Collection[str]) -> Callable[..., bool]:
+    """Alembic's `include_name` hook that leaves `foreign_tables` out of every comparison."""
+
+    def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+        return not (type_ == "table" and name in foreign_tables)
+
+    return include_name
+
+
+def _run_in_connection(
+    connection: Connection, target_metadata: MetaData, foreign_tables: Collection[str]
+) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        include_name=ignoring(foreign_tables),
+    )
     with context.begin_transaction():
         context.run_migrations()
 
 
-async def _run_online(url: object, target_metadata: MetaData) -> None:
+async def _run_online(
+    url: object, target_metadata: MetaData, foreign_tables: Collection[str]
+) -> None:
     engine = create_async_engine(url, poolclass=pool.NullPool)  # type: ignore[arg-type]
     try:
         async with engine.connect() as connection:
-            await connection.run_sync(_run_in_connection, target_metadata)
+            await connection.run_sync(_run_in_connection, target_metadata, foreign_tables)
     finally:
         await engine.dispose()
 
