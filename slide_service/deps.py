@@ -6,6 +6,8 @@ factory set up for them."""
 import uuid
 from typing import Annotated
 
+import httpx
+import procrastinate
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -17,6 +19,7 @@ from common.auth import Writer as Writer
 from common.deps import app_state
 from common.deps import page_limit as page_limit
 from common.errors import ServiceError
+from slide_service.analyses.service import HeatmapCache
 from slide_service.settings import SlideSettings
 from slide_service.slides.storage import SlideStore
 from slide_service.tiles.deepzoom import SlideRefs, TileServer
@@ -27,6 +30,10 @@ SlideStoreDep = Annotated[SlideStore, Depends(app_state("slide_store"))]
 TileServerDep = Annotated[TileServer, Depends(app_state("tile_server"))]
 SlideRefsDep = Annotated[SlideRefs, Depends(app_state("slide_refs"))]
 ViewGrantsDep = Annotated[ViewGrants, Depends(app_state("view_grants"))]
+HeatmapCacheDep = Annotated[HeatmapCache, Depends(app_state("heatmap_cache"))]
+# The procrastinate app (defers and cancels analysis jobs) and the inference service's client.
+QueueAppDep = Annotated[procrastinate.App, Depends(app_state("queue_app"))]
+InferenceClientDep = Annotated[httpx.AsyncClient, Depends(app_state("inference_client"))]
 
 _bearer = HTTPBearer(auto_error=False, description="An access token, or use ?grant=")
 
@@ -54,3 +61,25 @@ async def _viewer(
 
 
 SlideViewer = Annotated[str, Depends(_viewer)]
+
+
+async def _analysis_viewer(
+    request: Request,
+    analysis_id: uuid.UUID,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    grant: Annotated[str | None, Query(max_length=4096)] = None,
+) -> str:
+    """As `SlideViewer`, for an analysis's images: a view grant of the analysed slide works."""
+    from slide_service.analyses.models import Analysis
+
+    slide_id = None
+    if grant is not None:
+        async with request.app.state.database.sessions() as session:
+            analysis = await session.get(Analysis, analysis_id)
+        if analysis is None:
+            raise ServiceError(404, "No such analysis.", code="analysis_not_found")
+        slide_id = analysis.slide_id
+    return await _viewer(request, slide_id or analysis_id, credentials, grant)
+
+
+AnalysisViewer = Annotated[str, Depends(_analysis_viewer)]

@@ -11,6 +11,10 @@ from fastapi import FastAPI
 from common.app import create_service_app, stop_tasks
 from common.auth import jwks_token_verifier
 from common.http import create_http_client
+from slide_service.analyses import queue
+from slide_service.analyses.metrics import QueueMetrics
+from slide_service.analyses.routes import router as analyses_router
+from slide_service.analyses.service import HeatmapCache
 from slide_service.audit.routes import router as audit_router
 from slide_service.settings import SlideSettings, get_settings
 from slide_service.slides import service as slides
@@ -35,6 +39,9 @@ def create_app(settings: SlideSettings | None = None) -> FastAPI:
     grants = ViewGrants(settings.view_link_key(), settings.view_link_ttl_s)
     store = SlideStore(settings.storage_dir.resolve())
     auth_client = create_http_client(settings.auth_url, read_timeout_s=5.0)
+    inference_client = create_http_client(settings.inference_url, read_timeout_s=10.0)
+    # Defers and cancels analysis jobs; the workers run them (`python -m slide_service.worker`).
+    queue_app = queue.create_queue_app(settings.database_url)
     tile_server: TileServer | None = None
 
     async def sweep_leftovers() -> None:
@@ -50,16 +57,21 @@ def create_app(settings: SlideSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(sweep_leftovers())
+        await queue_app.open_async()
+        queue_gauges = asyncio.create_task(queue_metrics.refresh_forever())
         yield
-        await stop_tasks(sweeper)
+        await stop_tasks(sweeper, queue_gauges)
+        await queue_app.close_async()
         await auth_client.aclose()
+        await inference_client.aclose()
         if tile_server is not None:
             await asyncio.to_thread(tile_server.close)
 
     app = create_service_app(
         service="slides",
         title="Slide service",
-        description="Whole-slide images: streamed uploads, metadata, deep-zoom tiles.",
+        description="Whole-slide images: streamed uploads, metadata, deep-zoom tiles, analyses "
+        "by the model as durable jobs, their regions and reviews.",
         settings=settings,
         database_url=settings.database_url,
         lifespan=lifespan,
@@ -80,12 +92,22 @@ def create_app(settings: SlideSettings | None = None) -> FastAPI:
         # File system calls block; keep them off the event loop.
         return await asyncio.to_thread(store.check_writable)
 
+    queue_metrics = QueueMetrics(app.state.database, app.state.metrics_registry)
     app.state.readiness_checks["storage"] = storage_check
     app.state.slide_store = store
     app.state.tile_server = tile_server
     app.state.slide_refs = SlideRefs(load_ref)
     app.state.view_grants = grants
+    app.state.queue_app = queue_app
+    app.state.inference_client = inference_client
+    app.state.heatmap_cache = HeatmapCache()
     app.state.token_verifier = jwks_token_verifier(auth_client, settings)
-    for router in (slides_router, view_links_router, tiles_router, audit_router):
+    for router in (
+        slides_router,
+        view_links_router,
+        tiles_router,
+        analyses_router,
+        audit_router,
+    ):
         app.include_router(router)
     return app

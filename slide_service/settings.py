@@ -36,6 +36,24 @@ class SlideSettings(TokenCheckingSettings, DatabaseServiceSettings):
     open_slides: int = Field(default=16, ge=1)
     read_threads: int = Field(default=8, ge=1)
     max_page_size: int = Field(default=100, ge=1)
+    # Slide analyses: the inference service's batch endpoint, and the workers.
+    inference_url: str = "http://127.0.0.1:8001"
+    inference_timeout_s: float = Field(default=120.0, gt=0)
+    # How long a worker waits out an inference service that is away before the job fails
+    # this attempt (it is retried with backoff, MAX_ATTEMPTS in all).
+    inference_wait_s: float = Field(default=120.0, gt=0)
+    analysis_batch_tiles: int = Field(default=64, ge=1, le=256)
+    # Analyses waiting or running per user; more are refused (one runs at a time per user).
+    analysis_max_active_per_user: int = Field(default=5, ge=1)
+    worker_signing_key: SecretStr | None = None
+    worker_signing_key_file: Path | None = None
+    worker_concurrency: int = Field(default=1, ge=1)
+    worker_metrics_port: int = Field(default=9103, ge=0, le=65535)
+    worker_heartbeat_s: float = Field(default=5.0, gt=0)
+    # A worker silent this long is dead: its job goes back on the queue.
+    worker_stalled_after_s: float = Field(default=30.0, gt=0)
+    worker_stalled_check_s: float = Field(default=10.0, gt=0)
+    worker_shutdown_s: float = Field(default=30.0, gt=0)
 
     def view_link_key(self) -> bytes:
         """The HS256 key of view grants: from the file, else the variable; in development
