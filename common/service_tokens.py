@@ -153,13 +153,21 @@ class ServiceTokenVerifier:
         """The claims of a valid token for this request (`body` sent to `path` on behalf of
         `user`, under `idempotency_key`), else `ServiceTokenRefused`: 401 for a missing or
         invalid token, 403 for a valid one issued for another request."""
+        claims = await self.claims(token)
+        self.check_request(claims, user, body, path=path, idempotency_key=idempotency_key)
+        return claims
+
+    async def claims(self, token: str | None) -> dict[str, Any]:
+        """The claims of a valid token, not yet compared with its request (`check_request`):
+        for a caller that authenticates the token before it reads a large body. 401
+        (`ServiceTokenRefused`) for a missing or invalid token."""
         if not token:
             raise ServiceTokenRefused(
                 f"This route takes requests from the {self.issuer} only: the service token "
                 f"({SERVICE_TOKEN_HEADER}) is missing."
             )
         try:
-            claims = await decode_token(
+            return await decode_token(
                 token,
                 self._key_for,
                 issuer=self.issuer,
@@ -168,12 +176,23 @@ class ServiceTokenVerifier:
             )
         except InvalidToken as exc:
             raise ServiceTokenRefused(f"The service token is refused: {exc.message}") from exc
+
+    def check_request(
+        self,
+        claims: dict[str, Any],
+        user: str,
+        body: bytes,
+        *,
+        path: str,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """403 (`ServiceTokenRefused`) unless the verified `claims` were issued for this
+        request."""
         bound_to = tuple(claims.get(name) for name in BOUND_CLAIMS)
         if bound_to != (user, path, idempotency_key, body_digest(body)):
             raise ServiceTokenRefused(
                 "The service token was issued for another request.", status_code=403
             )
-        return claims
 
 
 def ensure_key_pair(private_path: Path, public_path: Path) -> bool:

@@ -24,6 +24,7 @@ from devstack.secrets import (
     gateway_service_key_settings,
     signing_key_settings,
     slide_view_link_secret_settings,
+    slide_worker_key_settings,
 )
 from devstack.stack import (
     COMPONENTS,
@@ -206,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         stack = build_stack(configured, server_url, var_dir)
         stack.env.update(signing_key_settings(stack.env, var_dir))
         stack.env.update(gateway_service_key_settings(stack.env, var_dir))
+        stack.env.update(slide_worker_key_settings(stack.env, var_dir))
         stack.env.update(slide_view_link_secret_settings(stack.env, var_dir))
         generated_admin = admin_settings(stack.env, var_dir)
         stack.env.update(generated_admin)

@@ -1,8 +1,7 @@
 """Secrets a developer machine needs and nobody should have to invent: the auth service's
-signing key, the gateway's service-token key pair, the slide service's view-link key and the
-first admin's password. Made once
-under the var folder (git-ignored), readable by their owner only, and reused by every later
-run."""
+signing key, the gateway's and the slide-analysis workers' service-token key pairs, the slide
+service's view-link key and the first admin's password. Made once under the var folder
+(git-ignored), readable by their owner only, and reused by every later run."""
 
 import os
 import secrets
@@ -51,6 +50,30 @@ def gateway_service_key_settings(env: dict[str, str], var_dir: Path) -> dict[str
     return {
         "GATEWAY_SERVICE_SIGNING_KEY_FILE": str(private),
         "DATA_GATEWAY_SERVICE_PUBLIC_KEY_FILE": str(public),
+    }
+
+
+def slide_worker_key_settings(env: dict[str, str], var_dir: Path) -> dict[str, str]:
+    """The slide-analysis workers' service-token key pair (the worker signs its patch
+    batches, the inference service checks them), made once under var/slide-worker-keys,
+    unless both sides are configured already."""
+    worker_side = env.get("SLIDE_WORKER_SIGNING_KEY") or env.get("SLIDE_WORKER_SIGNING_KEY_FILE")
+    inference_side = env.get("INFERENCE_SLIDE_WORKER_PUBLIC_KEY") or env.get(
+        "INFERENCE_SLIDE_WORKER_PUBLIC_KEY_FILE"
+    )
+    if worker_side and inference_side:
+        return {}
+    if worker_side or inference_side:
+        raise ValueError(
+            "configure both SLIDE_WORKER_SIGNING_KEY(_FILE) and "
+            "INFERENCE_SLIDE_WORKER_PUBLIC_KEY(_FILE), or neither (make run then makes the pair)"
+        )
+    folder = var_dir / "slide-worker-keys"
+    private, public = folder / "signing.pem", folder / "public.pem"
+    ensure_key_pair(private, public)
+    return {
+        "SLIDE_WORKER_SIGNING_KEY_FILE": str(private),
+        "INFERENCE_SLIDE_WORKER_PUBLIC_KEY_FILE": str(public),
     }
 
 

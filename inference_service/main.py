@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from common.app import create_service_app, stop_tasks
 from common.auth import jwks_token_verifier
 from common.http import create_http_client
+from common.service_tokens import ServiceTokenVerifier, load_public_key
+from inference_service.deps import SLIDE_WORKER_AUDIENCE, SLIDE_WORKER_ISSUER
 from inference_service.registry import service as registry
 from inference_service.registry.routes import router as registry_router
 from inference_service.serving.batcher import Batcher, BatchMetrics
@@ -87,6 +89,16 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         quality_limits=quality_limits(settings),
     )
     app.state.token_verifier = jwks_token_verifier(auth_client, settings)
+    worker_key = load_public_key(
+        settings.slide_worker_public_key, settings.slide_worker_public_key_file
+    )
+    if worker_key is None:
+        logger.warning("no slide worker public key: the workers' patch batches are refused")
+    app.state.slide_worker_token_verifier = (
+        ServiceTokenVerifier(worker_key, SLIDE_WORKER_ISSUER, SLIDE_WORKER_AUDIENCE)
+        if worker_key
+        else None
+    )
     app.state.readiness_checks["model"] = holder.readiness
     app.include_router(serving_router)
     app.include_router(registry_router)

@@ -75,6 +75,12 @@ class InferenceSettings(TokenCheckingSettings, DatabaseServiceSettings):
     # for the model's own: out_of_distribution, near_threshold). A JSON list in the environment.
     assessment_warn_only: list[Reason] = Field(default_factory=list)
 
+    # The slide-analysis workers' service-token public key (PEM text, or a file): a worker
+    # has no user's bearer token, so it sends .npy patch batches with a service token signed
+    # by its private key (SLIDE_WORKER_SIGNING_KEY) instead. Without it, none is accepted.
+    slide_worker_public_key: str | None = None
+    slide_worker_public_key_file: Path | None = None
+
     @model_validator(mode="after")
     def _floor_below_ceiling(self) -> "InferenceSettings":
         if self.quality_tissue_od_floor > self.quality_tissue_od_ceiling:

@@ -32,6 +32,11 @@ class SlideSettings(TokenCheckingSettings, DatabaseServiceSettings):
     view_link_secret: SecretStr | None = None
     view_link_secret_file: Path | None = None
     view_link_ttl_s: int = Field(default=600, ge=1)
+    # The analysis worker's Ed25519 private key (PEM text, or a file; a secret): it signs the
+    # service token each patch batch takes to the inference service (no user's bearer token
+    # there), which checks it with INFERENCE_SLIDE_WORKER_PUBLIC_KEY.
+    worker_signing_key: SecretStr | None = None
+    worker_signing_key_file: Path | None = None
     tile_cache_bytes: int = Field(default=256 * MIB, ge=0)
     open_slides: int = Field(default=16, ge=1)
     read_threads: int = Field(default=8, ge=1)

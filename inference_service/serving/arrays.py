@@ -11,10 +11,8 @@ import io
 import math
 
 import numpy as np
-from fastapi import Request
 
 from common.errors import ServiceError
-from common.uploads import read_body
 
 NPY_MEDIA_TYPE = "application/x-npy"
 # np.save writes a header of a few dozen bytes; NumPy itself allows 10,000.
@@ -64,12 +62,3 @@ def read_patch_array(body: bytes, max_patches: int, max_side: int) -> np.ndarray
             f"The array's data is {len(body) - start} bytes; its shape {shape} needs {expected}."
         )
     return np.frombuffer(body, np.uint8, count=expected, offset=start).reshape(shape)
-
-
-async def read_patches(
-    request: Request, max_bytes: int, max_patches: int, max_side: int
-) -> np.ndarray:
-    """The patches of a `.npy` request body, read up to `max_bytes` (refused beyond)."""
-    return read_patch_array(
-        await read_body(request, max_bytes, what="The array"), max_patches, max_side
-    )

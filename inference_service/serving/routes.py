@@ -1,13 +1,15 @@
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from common.uploads import IMAGE_UPLOAD_OPENAPI, media_type, read_images, upload_openapi
-from inference_service.deps import ServingDep, SettingsDep, Writer
-from inference_service.serving.arrays import NPY_MEDIA_TYPE, read_patches
+from common.uploads import IMAGE_UPLOAD_OPENAPI, read_images, upload_openapi
+from inference_service.deps import PatchCaller, ServingDep, SettingsDep, Writer
+from inference_service.serving.arrays import NPY_MEDIA_TYPE, read_patch_array
 from inference_service.serving.schemas import BatchPredictionOut, PatchBatchOut, PredictionOut
 
 router = APIRouter(tags=["predictions"])
+logger = logging.getLogger("inference_service")
 
 ERRORS = {
     400: {"description": "Empty upload"},
@@ -52,11 +54,13 @@ BATCH_OPENAPI = upload_openapi({}, (NPY_MEDIA_TYPE,), file_field="files", severa
     "and other callers with many patches send) get a compact answer each: the assessment, "
     "the label and P(malignant), and with heatmap=true the Grad-CAM map itself as uint8 "
     "values at the model's last convolution, not an overlay. quality=false skips the image "
-    "quality checks, for a caller that ran them already.",
+    "quality checks, for a caller that ran them already. A slide-analysis worker sends its "
+    "patches (.npy only) without a bearer token, with its service token in X-Service-Token "
+    "instead, naming the user it acts for.",
 )
 async def predict_batch(
     request: Request,
-    _: Writer,
+    caller: PatchCaller,
     service: ServingDep,
     settings: SettingsDep,
     heatmap: Annotated[bool, Query(description="add each image's Grad-CAM")] = False,
@@ -64,13 +68,11 @@ async def predict_batch(
         bool, Query(description="run the image quality checks on .npy patches")
     ] = True,
 ) -> BatchPredictionOut | PatchBatchOut:
-    if media_type(request) == NPY_MEDIA_TYPE:
-        patches = await read_patches(
-            request,
-            settings.max_batch_array_bytes,
-            settings.max_batch_patches,
-            settings.max_batch_patch_side,
+    if caller.npy_body is not None:  # read by the dependency, within the array's limit
+        patches = read_patch_array(
+            caller.npy_body, settings.max_batch_patches, settings.max_batch_patch_side
         )
+        logger.debug("%d patches from %s", len(patches), caller)
         return await service.predict_patches(patches, heatmap, quality)
     uploads = await read_images(
         request, "files", settings.max_batch_images, settings.max_upload_bytes

@@ -1,4 +1,5 @@
-"""`make run` makes the dev signing key and first admin's password once and reuses them."""
+"""`make run` makes the dev signing key, the service-token key pairs and the first admin's
+password once and reuses them."""
 
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from devstack.secrets import (
     gateway_service_key_settings,
     signing_key_settings,
     slide_view_link_secret_settings,
+    slide_worker_key_settings,
 )
 
 
@@ -71,6 +73,46 @@ def test_the_gateway_service_key_pair_is_made_once_unless_both_sides_are_configu
     # One side alone would leave the two keys unmatched: refused, saying so.
     with pytest.raises(ValueError, match="or neither"):
         gateway_service_key_settings({"GATEWAY_SERVICE_SIGNING_KEY": "pem"}, tmp_path / "y")
+
+
+def test_the_slide_worker_key_pair_is_made_once_unless_both_sides_are_configured(tmp_path):
+    settings = slide_worker_key_settings({}, tmp_path)
+    private = Path(settings["SLIDE_WORKER_SIGNING_KEY_FILE"])
+    public = Path(settings["INFERENCE_SLIDE_WORKER_PUBLIC_KEY_FILE"])
+    assert (private, public) == (
+        tmp_path / "slide-worker-keys" / "signing.pem",
+        tmp_path / "slide-worker-keys" / "public.pem",
+    )
+    assert private.stat().st_mode & 0o777 == 0o600
+    made = private.read_bytes()
+    assert slide_worker_key_settings({}, tmp_path) == settings
+    assert private.read_bytes() == made  # kept: the inference service goes on trusting it
+    signer = load_private_key(path=private)
+    assert signer is not None
+    assert load_public_key(path=public) == signer.public_key()
+    # A pair of its own, not the gateway's.
+    gateway = gateway_service_key_settings({}, tmp_path)
+    assert Path(gateway["GATEWAY_SERVICE_SIGNING_KEY_FILE"]).read_bytes() != made
+    for both in (
+        {
+            "SLIDE_WORKER_SIGNING_KEY": "pem",
+            "INFERENCE_SLIDE_WORKER_PUBLIC_KEY_FILE": "/run/secrets/worker.pem",
+        },
+        {
+            "SLIDE_WORKER_SIGNING_KEY_FILE": "/run/secrets/worker-signing.pem",
+            "INFERENCE_SLIDE_WORKER_PUBLIC_KEY": "pem",
+        },
+    ):
+        assert slide_worker_key_settings(both, tmp_path / "x") == {}
+    assert not (tmp_path / "x").exists()
+    # One side alone would leave the two keys unmatched: refused, saying so.
+    for one_side in (
+        {"SLIDE_WORKER_SIGNING_KEY_FILE": "/run/secrets/worker-signing.pem"},
+        {"INFERENCE_SLIDE_WORKER_PUBLIC_KEY": "pem"},
+    ):
+        with pytest.raises(ValueError, match="or neither"):
+            slide_worker_key_settings(one_side, tmp_path / "y")
+    assert not (tmp_path / "y").exists()
 
 
 def test_the_slide_view_link_secret_is_made_once_unless_one_is_configured(tmp_path):
