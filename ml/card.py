@@ -31,6 +31,16 @@ class ModelInput(CardSection):
     dtype: str
     # Numbers as written ([0, 1] stays integers), so the card reads back unchanged.
     value_range: list[int | float]
+    # The scale the model works at: the physical size of one pixel of the patches it was
+    # trained on, before they were resized to `side`, and the side in pixels of those patches
+    # at that scale. A slide is resampled to `microns_per_pixel` and cut into tiles of
+    # `patch_px` before analysis. None when unknown (and on cards older than these fields):
+    # such a model predicts single patches but cannot analyse slides.
+    microns_per_pixel: float | None = Field(default=None, gt=0)
+    patch_px: int | None = Field(default=None, gt=0)
+    # Where the scale came from: the dataset layout's source, the `data.microns_per_pixel`
+    # setting, or why it is unknown.
+    scale_source: str | None = None
 
     @field_validator("size")
     @classmethod
@@ -41,6 +51,13 @@ class ModelInput(CardSection):
     @property
     def side(self) -> int:
         return self.size[0]
+
+    @property
+    def field_of_view_um(self) -> float | None:
+        """The width in micrometres of tissue one patch shows, when the scale is known."""
+        if self.microns_per_pixel is None or self.patch_px is None:
+            return None
+        return self.patch_px * self.microns_per_pixel
 
 
 class Preprocessing(CardSection):

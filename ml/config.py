@@ -22,6 +22,15 @@ class DataConfig(Strict):
     validation_fraction: float = Field(default=0.15, gt=0, lt=1)
     test_fraction: float = Field(default=0.15, gt=0, lt=1)
     max_images: int | None = Field(default=None, ge=10)
+    # The physical size of one pixel of the dataset's images (before they are resized to the
+    # input side), for a layout that does not say it; given, it overrides what the layout says.
+    microns_per_pixel: float | None = Field(default=None, gt=0, le=1000)
+    # The side in pixels of the dataset's patches at that scale, when the images do not show it
+    # (they differ in size, or are not square).
+    patch_px: int | None = Field(default=None, ge=8)
+    # Without a scale a model still trains (for single patches) but cannot analyse slides: its
+    # card says null and training warns. True makes that an error instead.
+    require_scale: bool = False
 
     @model_validator(mode="after")
     def _room_for_training(self) -> "DataConfig":

@@ -6,7 +6,8 @@ hematoxylin nuclei. The classes differ the way pathologists describe them, and o
 malignant patches have more, larger, darker and more irregular nuclei of more varied size
 (pleomorphism); benign ones fewer, smaller, rounder, more uniform nuclei. Patients differ in
 staining and in their nuclei's typical size, so a model must not lean on one patient's look.
-Images are written in the Kaggle IDC layout, `<patient>/<0|1>/<patient>_<n>.png`.
+Images are written in the Kaggle IDC layout, `<patient>/<0|1>/<patient>_<n>.png`, beside a
+`SYNTHETIC.json` that says how they were made and at which scale (`microns_per_pixel`).
 
     python -m ml.synthetic --output var/datasets/synthetic --patients 40 --images 30
 """
@@ -22,6 +23,27 @@ from PIL import Image
 EOSIN = np.array([0.93, 0.62, 0.76])  # stroma pink
 HEMATOXYLIN = np.array([0.30, 0.16, 0.52])  # nuclei purple
 BACKGROUND = np.array([0.97, 0.93, 0.96])  # unstained glass
+
+# The scale the synthetic tissue is drawn at. Nuclei are drawn at a fraction of the image side
+# (`ClassLook.radius`), so what is fixed is the field of view, not the pixel: a mean benign
+# nucleus is 2 x 0.034 = 6.8 % of the side across, a malignant one 2 x 0.044 = 8.8 % (before
+# elongation, up to 1.6x along one axis, and the patient's +-10 % `nucleus_scale`). Breast
+# epithelial nuclei are about 6-10 um across, larger and more varied when malignant; a field of
+# 100 um makes the mean benign nucleus 6.8 um and the mean malignant one 8.8 um, both in that
+# range. So an image of `size` pixels is at 100 / size um per pixel: 0.78125 um at the demo
+# model's 128 px (about a 10x-20x scan), 1.5625 um at the default 64 px.
+FIELD_OF_VIEW_UM = 100.0
+
+
+def microns_per_pixel(size: int) -> float:
+    """The physical size of one pixel of a synthetic image `size` pixels across."""
+    return FIELD_OF_VIEW_UM / size
+
+
+SCALE_SOURCE = (
+    f"ml.synthetic: a patch spans {FIELD_OF_VIEW_UM:g} um, so that its mean nuclei are "
+    "6.8 um (benign) and 8.8 um (malignant) across, like breast epithelial nuclei (6-10 um)"
+)
 
 
 @dataclass(frozen=True)
@@ -170,6 +192,8 @@ def generate(
         "patients": patients,
         "images_per_patient": images_per_patient,
         "image_size": size,
+        "microns_per_pixel": microns_per_pixel(size),
+        "field_of_view_um": FIELD_OF_VIEW_UM,
         "classes": counts,
         "layout": "idc",
     }

@@ -47,7 +47,7 @@ from ml.card import (
 from ml.config import DEFAULT_CONFIG, Config, ConfigError, load_config
 from ml.contract import INPUT_DTYPE, VALUE_RANGE, input_shape, preprocess_image, preprocessing_steps
 from ml.conversion import parity_sample_from, write_parity_sample
-from ml.datasets import CLASSES, DatasetError, Sample, read_dataset
+from ml.datasets import CLASSES, DatasetError, Sample, Scale, dataset_scale, read_dataset
 from ml.preprocessing import Prepared, SplitError, prepare, write_json
 from ml.versions import MODEL_FILE, file_sha256, write_card
 
@@ -184,6 +184,33 @@ def new_version_folder(models_dir: Path, version: str | None) -> VersionFolder:
     staging = models_dir / f".{version}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     return VersionFolder(version=version, final=final, staging=staging)
+
+
+def training_scale(
+    config: Config, samples: list[Sample], layout: str, say: Callable[[str], None]
+) -> Scale:
+    """The scale the model will work at (`ml.datasets.dataset_scale`). Unknown, it is a warning,
+    not an error, unless `data.require_scale`: the model still predicts single patches, and the
+    slide service refuses to analyse slides with a model whose card has no scale."""
+    scale = dataset_scale(
+        config.data.path,
+        layout,
+        samples,
+        microns_per_pixel=config.data.microns_per_pixel,
+        patch_px=config.data.patch_px,
+    )
+    if scale.known:
+        say(f"scale: {scale.microns_per_pixel:g} um per pixel ({scale.source})")
+        return scale
+    message = (
+        f"the model's scale is {scale.source}: slides cannot be analysed with a model "
+        "trained without it"
+    )
+    if config.data.require_scale:
+        raise DatasetError(f"{message} (data.require_scale is true)")
+    logger.warning("%s; its card says microns_per_pixel: null", message)
+    say(f"warning: {message}")
+    return scale
 
 
 def prepare_data(
@@ -432,6 +459,7 @@ def model_card(
     config: Config,
     layout: str,
     synthetic: bool,
+    scale: Scale,
     prepared: Prepared,
     framework: Framework,
     fitted: FitSummary,
@@ -452,7 +480,14 @@ def model_card(
         framework=framework,
         classes=list(CLASSES),
         output="sigmoid: probability that the image is malignant",
-        input=ModelInput(size=input_shape(size), dtype=INPUT_DTYPE, value_range=list(VALUE_RANGE)),
+        input=ModelInput(
+            size=input_shape(size),
+            dtype=INPUT_DTYPE,
+            value_range=list(VALUE_RANGE),
+            microns_per_pixel=scale.microns_per_pixel,
+            patch_px=scale.patch_px,
+            scale_source=scale.source,
+        ),
         preprocessing=Preprocessing(
             function=f"{preprocess_image.__module__}.{preprocess_image.__qualname__}",
             steps=preprocessing_steps(size),
@@ -513,6 +548,7 @@ def train(
     say(f"reading the dataset in {config.data.path}")
     samples, layout = read_dataset(config.data.path, config.data.layout)
     synthetic = (config.data.path / "SYNTHETIC.json").is_file()
+    scale = training_scale(config, samples, layout, say)
     target = new_version_folder(config.output.models_dir, version)
     prepared = prepare_data(config, samples, layout, target.reports, say)
 
@@ -542,6 +578,7 @@ def train(
             config=config,
             layout=layout,
             synthetic=synthetic,
+            scale=scale,
             prepared=prepared,
             framework=framework,
             fitted=fitted,

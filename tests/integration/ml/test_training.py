@@ -94,6 +94,9 @@ def test_training_writes_a_loadable_model_and_a_complete_card(trained, workspace
     assert card["version"] == "tiny-1" == printed["version"]
     assert card["classes"] == ["benign", "malignant"]
     assert card["input"]["size"] == [32, 32, 3]
+    # The synthetic data declare their scale (100 um across a patch), and the card keeps it.
+    assert (card["input"]["microns_per_pixel"], card["input"]["patch_px"]) == (100 / 32, 32)
+    assert card["input"]["scale_source"].startswith("ml.synthetic:")
     assert card["training_data"]["synthetic"] is True
     assert "not a medical device" in card["warning"]
     assert card["training_data"]["sha256"] and card["training_data"]["images"] == 100
@@ -190,6 +193,18 @@ def test_unusable_datasets_exit_non_zero_saying_what_and_where(workspace, tmp_pa
     result = train_cli(workspace, data)
     assert result.returncode == 2
     assert message in result.stderr and str(data) in result.stderr
+
+
+def test_a_dataset_without_a_scale_is_refused_when_the_config_requires_one(workspace, tmp_path):
+    data = tmp_path / "data"
+    for seed, patient in enumerate(("p1", "p1", "p2", "p2")):
+        write_png(data / patient / str(seed % 2) / f"{patient}_{seed}.png", seed=seed)
+    config = tmp_path / "strict.yaml"
+    tiny = workspace["config"].read_text()
+    config.write_text(tiny.replace("min_size: 16", "require_scale: true"))
+    result = train_cli({**workspace, "config": config}, data)
+    assert result.returncode == 2
+    assert "the idc layout" in result.stderr and "require_scale is true" in result.stderr
 
 
 def test_a_bad_config_key_exits_non_zero_naming_it(workspace, tmp_path):
