@@ -30,9 +30,20 @@ def local_config(stack: Stack, source: Path = SOURCE) -> dict:
     }
     # The generated file lives elsewhere: rule paths must no longer depend on where it is.
     config["rule_files"] = [str(source.parent / path) for path in config.get("rule_files", [])]
+    jobs = []
     for job in config.get("scrape_configs", []):
         for group in job.get("static_configs", []):
             group["targets"] = [_local_target(t, stack) for t in group["targets"]]
+        # Replicas found by DNS in compose (the slide-analysis workers): here, the stack's
+        # one process of that name, or none when the stack does not run it.
+        if "dns_sd_configs" in job:
+            names = [n for config in job.pop("dns_sd_configs") for n in config["names"]]
+            local = [_local_target(f"{n}:0", stack) for n in names if n in BY_NAME]
+            if not local:
+                continue
+            job["static_configs"] = [{"targets": local}]
+        jobs.append(job)
+    config["scrape_configs"] = jobs
     return config
 
 

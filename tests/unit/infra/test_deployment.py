@@ -470,3 +470,106 @@ def test_ci_audits_the_locked_dependencies_and_make_test_does_not():
     # The advisory database is not reachable offline: the local suite never calls it.
     for path in (ROOT / "Makefile", ROOT / ".ci" / "run", ROOT / "pyproject.toml"):
         assert "pip-audit" not in path.read_text(), path
+
+
+# --- slide-analysis workers --------------------------------------------------------------
+
+WORKER = "slide-worker"
+WORKER_KEYS = "slide-worker-keys"
+
+
+def mount_of(service: dict, path: str) -> dict:
+    """The volume whose mount holds `path` (a file in it, or the folder itself)."""
+    (mount,) = [
+        v
+        for v in service.get("volumes", [])
+        if path == v["target"] or path.startswith(v["target"] + "/")
+    ]
+    return mount
+
+
+def test_the_slide_worker_scales_with_compose(services):
+    """`docker compose up --scale slide-worker=N`: nothing in the service may be one of a kind."""
+    worker = services[WORKER]
+    assert "container_name" not in worker  # compose refuses to scale a named container
+    assert not worker.get("ports")  # one host port cannot be bound N times
+    assert not any((net or {}).get("ipv4_address") for net in worker["networks"].values())
+    assert worker["command"] == ["python", "-m", "slide_service.worker"]
+    # The slide service's image, built the same way.
+    assert worker["image"] == services["slides"]["image"]
+    assert worker["build"] == services["slides"]["build"]
+
+
+def test_the_slide_worker_reads_the_slides_and_the_queue_of_the_slide_service(services):
+    worker, slides = services[WORKER], services["slides"]
+    env = worker["environment"]
+    # The queue's tables are in the slides database, reached as its runtime login.
+    assert env["SLIDE_DATABASE_URL"] == slides["environment"]["SLIDE_DATABASE_URL"]
+    assert "slides_runtime:" in env["SLIDE_DATABASE_URL"]
+    assert env["SLIDE_STORAGE_DIR"] == slides["environment"]["SLIDE_STORAGE_DIR"]
+    store = mount_of(worker, env["SLIDE_STORAGE_DIR"])
+    assert store["source"] == mount_of(slides, env["SLIDE_STORAGE_DIR"])["source"]
+    assert store["target"] == env["SLIDE_STORAGE_DIR"]
+    assert store["read_only"] is True  # a worker never changes a slide file
+    inference_port = InferenceSettings.model_fields["port"].default
+    assert env["SLIDE_INFERENCE_URL"] == f"http://inference:{inference_port}"
+    # On the network of the database and of inference, and nothing public.
+    for peer in ("postgres", "inference"):
+        assert set(worker["networks"]) & set(services[peer]["networks"]), peer
+    assert set(worker["networks"]) == {"internal"}
+    # Not the owner's login (the migration's), nor the slide service's view-link key.
+    assert f"slides:{SECRETS['SLIDES_DB_PASSWORD']}@" not in json.dumps(env)
+    assert "SLIDE_VIEW_LINK_SECRET" not in env
+    depends = {name: d["condition"] for name, d in worker["depends_on"].items()}
+    assert depends == {
+        "postgres": "service_healthy",
+        "slides-migrate": "service_completed_successfully",
+        WORKER_KEYS: "service_completed_successfully",
+        "inference": "service_healthy",
+    }
+    check = " ".join(worker["healthcheck"]["test"])
+    assert "http://127.0.0.1:9103/metrics" in check  # the worker's metrics, not the API's port
+
+
+def test_the_slide_worker_key_pair_is_made_once_and_split(services):
+    keys = services[WORKER_KEYS]
+    command = keys["command"]
+    assert command[:4] == ["python", "-m", "common.service_tokens", "ensure"]
+    private, public = command[4:]
+    assert keys["restart"] == "no" and keys["network_mode"] == "none"
+    assert keys["image"] == services["slides"]["image"]
+    private_volume = mount_of(keys, private)["source"]
+    public_volume = mount_of(keys, public)["source"]
+    assert private_volume != public_volume
+    # The worker signs with the private key, from its volume, read-only.
+    worker = services[WORKER]
+    signing = worker["environment"]["SLIDE_WORKER_SIGNING_KEY_FILE"]
+    assert signing == private
+    assert mount_of(worker, signing)["source"] == private_volume
+    assert mount_of(worker, signing)["read_only"] is True
+    # Inference checks with the public key, and never sees the private one.
+    inference = services["inference"]
+    checking = inference["environment"]["INFERENCE_SLIDE_WORKER_PUBLIC_KEY_FILE"]
+    assert checking == public
+    assert mount_of(inference, checking)["source"] == public_volume
+    assert mount_of(inference, checking)["read_only"] is True
+    holders = {
+        n
+        for n, s in services.items()
+        for v in s.get("volumes", [])
+        if v.get("source") == private_volume
+    }
+    assert holders == {WORKER_KEYS, WORKER}
+    assert inference["depends_on"][WORKER_KEYS]["condition"] == "service_completed_successfully"
+    # The image makes the volumes' mount points, owned by its user, so the one-shot service
+    # (not root) can write the keys into fresh volumes.
+    dockerfile = (ROOT / "slide_service" / "Dockerfile").read_text()
+    for folder in {private.rpartition("/")[0], public.rpartition("/")[0]}:
+        assert folder in dockerfile, folder
+    assert "chown 10001 /var/lib/slide-worker/keys /var/lib/slide-worker/public" in dockerfile
+
+
+def test_the_slide_worker_sets_only_variables_the_slide_service_reads(services):
+    variables = env_names(SlideSettings)
+    for variable in services[WORKER]["environment"]:
+        assert variable in variables, f"{WORKER}: SlideSettings has no {variable}"

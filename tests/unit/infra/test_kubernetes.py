@@ -6,12 +6,14 @@ Offline: `kubectl kustomize` renders, `kubernetes-validate` checks the result ag
 OpenAPI schemas of one Kubernetes version; no cluster is needed.
 """
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 from dotenv import dotenv_values
@@ -42,6 +44,17 @@ COMPONENTS = {
     "frontend": (FrontendSettings, None),
 }
 DATABASE_OWNERS = [name for name, (_, package) in COMPONENTS.items() if package]
+# Deployments that are not a service of their own: the component whose image and settings
+# they run. The slide-analysis workers serve only metrics, and have no Service.
+WORKERS = {"slide-worker": "slides"}
+WORKER_METRICS_PORT = 9103  # SLIDE_WORKER_METRICS_PORT's default
+WORKER_QUEUE_QUERY = (
+    "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = 'slide-analyses' "
+    "AND status IN ('todo', 'doing')"
+)
+# KEDA's schemas for its kinds (v1alpha1 of release v2.20.1, the openAPIV3Schema of its CRDs
+# without descriptions); kubernetes-validate knows only the built-in kinds.
+KEDA_SCHEMAS = Path(__file__).with_name("schemas")
 AUTOSCALED = {"gateway", "inference"}
 UID = 10001  # the `app` user of every Dockerfile
 
@@ -186,8 +199,12 @@ def test_the_validator_rejects_an_unknown_field(example_text, tmp_path):
 # --- what is deployed ------------------------------------------------------------------
 
 
+def settings_of(deployment: str):
+    return COMPONENTS[WORKERS.get(deployment, deployment)][0]
+
+
 def test_one_deployment_and_one_service_per_component(example):
-    assert set(of_kind(example, "Deployment")) == set(COMPONENTS)
+    assert set(of_kind(example, "Deployment")) == set(COMPONENTS) | set(WORKERS)
     services = of_kind(example, "Service")
     assert set(services) == set(COMPONENTS)
     assert {s["spec"].get("type", "ClusterIP") for s in services.values()} == {"ClusterIP"}
@@ -222,9 +239,9 @@ def test_ports_are_the_services_default_ports(example, component):
     assert service_port["targetPort"] in (default, port_name)
 
 
-@pytest.mark.parametrize("component", COMPONENTS)
+@pytest.mark.parametrize("component", [*COMPONENTS, *WORKERS])
 def test_every_variable_is_a_setting_of_its_service(example, component):
-    known = env_names(COMPONENTS[component][0])
+    known = env_names(settings_of(component))
     for container in all_containers(of_kind(example, "Deployment")[component]):
         unknown = set(container_env(container, example)) - known
         assert not unknown, f"{component}/{container['name']} sets {sorted(unknown)}"
@@ -341,7 +358,7 @@ def test_probes_hit_ready_and_health(example, component):
         assert check["port"] in port_names | port_numbers, f"{component} {probe}"
 
 
-@pytest.mark.parametrize("component", COMPONENTS)
+@pytest.mark.parametrize("component", [*COMPONENTS, *WORKERS])
 def test_every_container_has_requests_and_limits(example, component):
     for container in all_containers(of_kind(example, "Deployment")[component]):
         resources = container.get("resources", {})
@@ -360,7 +377,7 @@ def test_inference_has_room_for_tensorflow(example):
     assert memory(resources["limits"]["memory"]) >= 2 * 2**30
 
 
-@pytest.mark.parametrize("component", COMPONENTS)
+@pytest.mark.parametrize("component", [*COMPONENTS, *WORKERS])
 def test_pods_run_as_the_images_unprivileged_user(example, component):
     pod = of_kind(example, "Deployment")[component]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -502,14 +519,14 @@ def test_slide_uploads_get_a_large_streamed_body_and_the_rest_of_the_api_does_no
 def test_base_images_are_the_compose_images(base):
     for name, deployment in of_kind(base, "Deployment").items():
         for container in all_containers(deployment):
-            assert container["image"].split(":")[0] == f"cds/{name}"
+            assert container["image"].split(":")[0] == f"cds/{WORKERS.get(name, name)}"
 
 
 def test_the_overlay_sets_registry_and_tag_of_every_image(example):
     for name, deployment in of_kind(example, "Deployment").items():
         for container in all_containers(deployment):
             repository, _, tag = container["image"].rpartition(":")
-            assert repository.endswith(f"/cds/{name}"), container["image"]
+            assert repository.endswith(f"/cds/{WORKERS.get(name, name)}"), container["image"]
             assert tag and tag != "latest", container["image"]
 
 
@@ -529,8 +546,9 @@ def test_the_example_secrets_are_placeholders():
     assert values
     for key, value in values.items():
         assert value and ("CHANGE_ME" in value or "example" in value), key
-    assert "CHANGE_ME" in (EXAMPLE / "signing-key.example").read_text()
-    assert "PRIVATE KEY" not in (EXAMPLE / "signing-key.example").read_text()
+    for key_file in ("signing-key", "slide-worker-key", "slide-worker-public-key"):
+        text = (EXAMPLE / f"{key_file}.example").read_text()
+        assert "CHANGE_ME" in text and "KEY-----" not in text, key_file
 
 
 @pytest.mark.parametrize("component", DATABASE_OWNERS)
@@ -550,3 +568,144 @@ def test_only_the_migration_gets_the_owners_login(example, component):
     name = component.lower()
     assert placeholders[f"{prefix}MIGRATION_DATABASE_URL"].startswith(f"postgresql://{name}:")
     assert placeholders[f"{prefix}DATABASE_URL"].startswith(f"postgresql://{name}_runtime:")
+
+
+# --- slide-analysis workers ------------------------------------------------------------
+
+
+def test_the_slide_worker_runs_the_slide_services_image_as_a_worker(example):
+    deployments = of_kind(example, "Deployment")
+    worker, slides = deployments["slide-worker"], deployments["slides"]
+    container = main_container(worker)
+    assert container["image"] == main_container(slides)["image"]
+    assert container["command"] == ["python", "-m", "slide_service.worker"]
+    # The ScaledObject owns the count: a fixed one would fight it at every apply.
+    assert "replicas" not in worker["spec"]
+    # The database (the queue) is migrated by the slides Deployment, not by each worker.
+    assert not worker["spec"]["template"]["spec"].get("initContainers")
+    env = container_env(container, example)
+    assert env["SLIDE_INFERENCE_URL"] == "http://inference:8001"
+    assert env["SLIDE_ENVIRONMENT"] == "production"
+    from_secret = {v["name"]: v["valueFrom"]["secretKeyRef"] for v in container["env"]}
+    assert set(from_secret) == {"SLIDE_DATABASE_URL", "SLIDE_WORKER_SIGNING_KEY"}
+    assert "SLIDE_MIGRATION_DATABASE_URL" not in env and "SLIDE_VIEW_LINK_SECRET" not in env
+
+
+def test_the_slide_worker_reads_the_slide_store_read_only(example):
+    deployments = of_kind(example, "Deployment")
+    storage_dir = container_env(main_container(deployments["slide-worker"]), example)[
+        "SLIDE_STORAGE_DIR"
+    ]
+    assert (
+        storage_dir
+        == container_env(main_container(deployments["slides"]), example)["SLIDE_STORAGE_DIR"]
+    )
+    mount, volume = volume_at(deployments["slide-worker"], storage_dir)
+    _, slides_volume = volume_at(deployments["slides"], storage_dir)
+    assert mount.get("readOnly") is True
+    assert volume["persistentVolumeClaim"]["readOnly"] is True
+    claim = volume["persistentVolumeClaim"]["claimName"]
+    assert claim == slides_volume["persistentVolumeClaim"]["claimName"]
+    # Workers on any node mount it beside the slides pods.
+    assert of_kind(example, "PersistentVolumeClaim")[claim]["spec"]["accessModes"] == [
+        "ReadWriteMany"
+    ]
+
+
+def test_the_slide_worker_is_probed_and_scraped_on_its_metrics_port(example):
+    worker = of_kind(example, "Deployment")["slide-worker"]
+    container = main_container(worker)
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [
+        ("metrics", WORKER_METRICS_PORT)
+    ]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, probe
+    annotations = worker["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(WORKER_METRICS_PORT)
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_the_slide_worker_port_is_the_settings_default():
+    assert SlideSettings.model_fields["worker_metrics_port"].default == WORKER_METRICS_PORT
+
+
+def test_inference_checks_the_workers_tokens_with_the_public_key_from_the_secret(example):
+    inference = main_container(of_kind(example, "Deployment")["inference"])
+    env = {v["name"]: v for v in inference["env"]}
+    reference = env["INFERENCE_SLIDE_WORKER_PUBLIC_KEY"]["valueFrom"]["secretKeyRef"]
+    assert reference["key"] == "INFERENCE_SLIDE_WORKER_PUBLIC_KEY"
+    # The private key goes to the workers alone.
+    holders = {
+        name
+        for name, deployment in of_kind(example, "Deployment").items()
+        for container in all_containers(deployment)
+        for variable in container.get("env", [])
+        if variable["name"] == "SLIDE_WORKER_SIGNING_KEY"
+    }
+    assert holders == {"slide-worker"}
+
+
+def test_keda_scales_the_slide_worker_on_the_queue_depth(example):
+    (scaled,) = of_kind(example, "ScaledObject").values()
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    spec = scaled["spec"]
+    target = spec["scaleTargetRef"]
+    assert (target.get("apiVersion", "apps/v1"), target.get("kind", "Deployment")) == (
+        "apps/v1",
+        "Deployment",
+    )
+    assert target["name"] in of_kind(example, "Deployment")
+    assert target["name"] == "slide-worker"
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 8)
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "postgresql"
+    assert trigger["metadata"]["query"] == WORKER_QUEUE_QUERY
+    assert float(trigger["metadata"]["targetQueryValue"]) == 1
+    # The connection from the Secret, through a TriggerAuthentication of the namespace.
+    assert (
+        "connection" not in trigger["metadata"] and "connectionFromEnv" not in trigger["metadata"]
+    )
+    authentication = of_kind(example, "TriggerAuthentication")[trigger["authenticationRef"]["name"]]
+    (reference,) = authentication["spec"]["secretTargetRef"]
+    assert reference["parameter"] == "connection"
+    # The generated Secret's real name (with its hash), and a key it has.
+    secret = of_kind(example, "Secret")[reference["name"]]
+    assert reference["key"] == "SLIDE_DATABASE_URL" and reference["key"] in secret["data"]
+
+
+def keda_errors(document: dict) -> list[str]:
+    """What KEDA's schema for the document's kind refuses, unknown fields included (the API
+    server's strict field validation, which kubectl uses by default)."""
+
+    def strict(node):
+        if isinstance(node, dict):
+            node = {key: strict(value) for key, value in node.items()}
+            if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+                node.setdefault("additionalProperties", False)
+        elif isinstance(node, list):
+            node = [strict(value) for value in node]
+        return node
+
+    version = document["apiVersion"].rpartition("/")[2]
+    path = KEDA_SCHEMAS / f"keda-v2.20.1-{document['kind'].lower()}.json"
+    assert version == "v1alpha1" and path.is_file(), (document["kind"], version)
+    schema = strict(json.loads(path.read_text()))
+    # metadata is checked by the API server, not by the CRD's schema.
+    body = {key: value for key, value in document.items() if key != "metadata"}
+    return [error.message for error in jsonschema.Draft7Validator(schema).iter_errors(body)]
+
+
+def test_the_keda_objects_pass_kedas_schemas(example):
+    keda = [d for d in example if d["apiVersion"].startswith("keda.sh/")]
+    assert {d["kind"] for d in keda} == {"ScaledObject", "TriggerAuthentication"}
+    for document in keda:
+        assert keda_errors(document) == [], document["kind"]
+
+
+def test_kedas_schemas_refuse_a_misspelt_field(example):
+    (scaled,) = of_kind(example, "ScaledObject").values()
+    broken = {**scaled, "spec": {**scaled["spec"], "maxReplicas": 8}}
+    assert keda_errors(broken)
+    broken = {**scaled, "spec": {**scaled["spec"], "minReplicaCount": "one"}}
+    assert keda_errors(broken)

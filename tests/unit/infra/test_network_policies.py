@@ -12,6 +12,7 @@ from tests.unit.infra.test_kubernetes import (
     COMPONENTS,
     EXAMPLE,
     NAMESPACE,
+    WORKER_METRICS_PORT,
     main_container,
     of_kind,
     parse,
@@ -19,12 +20,18 @@ from tests.unit.infra.test_kubernetes import (
 )
 
 BACKENDS = ("auth", "inference", "data", "slides")
+WORKER = "slide-worker"
+# Who opens connections to the database: the services, and the workers (the queue).
+DATABASE_USERS = (*BACKENDS, WORKER)
 DATABASE = Endpoint("database", "203.0.113.10")  # the managed PostgreSQL, outside the cluster
 INTERNET = Endpoint("internet", "198.51.100.7")
 NAME = "app.kubernetes.io/name"
 
 
 def port_of(component: str) -> int:
+    """The port a component answers on (the worker's: its metrics)."""
+    if component == WORKER:
+        return WORKER_METRICS_PORT
     return COMPONENTS[component][0].model_fields["port"].default
 
 
@@ -115,11 +122,38 @@ def test_a_pod_without_a_components_label_reaches_nothing_and_nothing_reaches_it
 
 
 def test_only_the_gateway_reaches_inference_data_and_slides(policies, pods):
-    for component in ("inference", "data", "slides"):
+    for component in ("data", "slides"):
         assert reaching(policies, pods, pods[component], port_of(component)) == {
             "gateway",
             "prometheus",  # /metrics is served on the service port
         }, component
+    # And the slide-analysis workers inference, with their batches of tiles.
+    assert reaching(policies, pods, pods["inference"], port_of("inference")) == {
+        "gateway",
+        WORKER,
+        "prometheus",
+    }
+
+
+def test_the_slide_worker_reaches_the_database_and_inference_only(policies, pods):
+    worker = pods[WORKER]
+    reached = {name for name, pod in pods.items() if policies.allows(worker, pod, port_of(name))}
+    assert reached == {"inference"}
+    assert policies.allows(worker, DATABASE, 5432)
+    for protocol in ("UDP", "TCP"):
+        assert policies.allows(worker, KUBE_DNS, 53, protocol)
+    for port in (443, 80, 6379):
+        assert not policies.allows(worker, INTERNET, port), port
+    # Not auth's keys, nor another port of inference.
+    assert not policies.allows(worker, pods["auth"], port_of("auth"))
+    assert not policies.allows(worker, pods["inference"], port_of("inference") + 1)
+
+
+def test_only_prometheus_reaches_the_slide_worker_and_only_its_metrics(policies, pods):
+    worker = pods[WORKER]
+    assert reaching(policies, pods, worker, WORKER_METRICS_PORT) == {"prometheus"}
+    for port in (8003, 8001, 22, WORKER_METRICS_PORT + 1):
+        assert reaching(policies, pods, worker, port) == set(), port
 
 
 def test_auth_is_reached_by_the_gateway_and_by_the_services_fetching_its_keys(policies, pods):
@@ -157,7 +191,7 @@ def test_each_service_reaches_its_database_and_dns(policies, pods):
     for component, pod in pods.items():
         for protocol in ("UDP", "TCP"):
             assert policies.allows(pod, KUBE_DNS, 53, protocol), (component, protocol)
-        assert policies.allows(pod, DATABASE, 5432) is (component in BACKENDS), component
+        assert policies.allows(pod, DATABASE, 5432) is (component in DATABASE_USERS), component
 
 
 def test_only_the_gateway_leaves_the_cluster_and_only_for_https_and_redis(policies, pods):
@@ -186,6 +220,7 @@ def test_who_each_component_calls(policies, pods):
         ("inference", "auth"),
         ("data", "auth"),
         ("slides", "auth"),
+        (WORKER, "inference"),
     }
 
 

@@ -23,7 +23,17 @@ from tests.support.services import auth_app, data_app, inference_app, slide_app
 PROMETHEUS_DIR = ROOT / "infra" / "prometheus"
 GRAFANA_DIR = ROOT / "infra" / "grafana"
 DASHBOARD = GRAFANA_DIR / "dashboards" / "cancer-detection.json"
-JOBS = {"gateway", "auth", "inference", "data", "slides"}
+JOBS = {"gateway", "auth", "inference", "data", "slides", "slide-worker"}
+# The slide-analysis workers' own /metrics (python -m slide_service.worker, port 9103): metric
+# families and the series Prometheus stores of them. No app serves them, so the worker's
+# source is checked for each family below.
+WORKER_PORT = 9103
+WORKER_FAMILIES = {
+    "slide_analysis_jobs": "counter",
+    "slide_analysis_job_seconds": "histogram",
+    "slide_analysis_tiles": "counter",
+    "slide_analysis_tiles_per_second": "gauge",
+}
 # Series Prometheus makes itself for each target, beside what the target exposes.
 SYNTHETIC = {"up"}
 UNUSED_DATABASE = "postgresql://postgres@127.0.0.1:1/unused"  # the apps' lifespans never run
@@ -119,6 +129,31 @@ def test_prometheus_config_and_its_rule_files_are_valid():
     check("config", PROMETHEUS_DIR / "prometheus.yml")
 
 
+def test_every_slide_worker_replica_is_scraped_through_the_compose_services_dns_name():
+    """`docker compose up --scale slide-worker=N`: the replicas share the service's name, and
+    each of its A records is a target of its own, on the workers' metrics port."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    worker = jobs["slide-worker"]
+    assert "static_configs" not in worker  # one fixed target would be one replica
+    (lookup,) = worker["dns_sd_configs"]
+    assert lookup["type"] == "A" and lookup["port"] == WORKER_PORT
+    assert lookup["names"] == ["slide-worker"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert "slide-worker" in compose and "container_name" not in compose["slide-worker"]
+    assert compose["slide-worker"]["command"] == ["python", "-m", "slide_service.worker"]
+    # The healthcheck asks the same port.
+    assert f"127.0.0.1:{WORKER_PORT}/metrics" in " ".join(
+        compose["slide-worker"]["healthcheck"]["test"]
+    )
+
+
+def test_the_workers_metrics_port_is_the_settings_default():
+    from slide_service.settings import SlideSettings
+
+    assert SlideSettings.model_fields["worker_metrics_port"].default == WORKER_PORT
+
+
 def test_alert_rules_are_valid_and_cover_downtime_errors_latency_and_downstreams():
     check("rules", PROMETHEUS_DIR / "alerts.yml")
     alerts = {rule["alert"]: rule for rule in rules()}
@@ -129,6 +164,8 @@ def test_alert_rules_are_valid_and_cover_downtime_errors_latency_and_downstreams
         "GatewayDownstreamErrors",
         "NotAssessableShareJump",
         "SlideTileLatencyHigh",
+        "SlideAnalysisQueueStuck",
+        "SlideAnalysisJobsFailing",
     }
     assert alerts["ServiceDown"]["for"] == "1m"
     assert 'status=~"5.."' in alerts["HighErrorRate"]["expr"]
@@ -150,6 +187,23 @@ def test_the_dev_stack_config_scrapes_local_ports_with_the_same_jobs_and_rules(t
     }
     assert config["rule_files"] == [str(PROMETHEUS_DIR / "alerts.yml")]
     check("config", prometheus.write_config(stack, tmp_path))
+
+
+def test_the_dev_stack_config_turns_a_dns_job_into_the_stacks_process_or_drops_it(tmp_path):
+    stack = build_stack({}, "postgresql://x@127.0.0.1/x", tmp_path)
+    source = tmp_path / "prometheus.yml"
+    source.write_text(
+        yaml.safe_dump(
+            {
+                "scrape_configs": [
+                    {"job_name": "slides", "dns_sd_configs": [{"names": ["slides"], "port": 1}]},
+                    {"job_name": "gone", "dns_sd_configs": [{"names": ["nowhere"], "port": 1}]},
+                ]
+            }
+        )
+    )
+    jobs = prometheus.local_config(stack, source)["scrape_configs"]
+    assert jobs == [{"job_name": "slides", "static_configs": [{"targets": ["127.0.0.1:8003"]}]}]
 
 
 def test_grafana_provisions_the_prometheus_datasource_and_the_dashboard_folder():
@@ -184,6 +238,12 @@ def test_the_dashboard_has_a_panel_for_each_view_on_the_provisioned_datasource()
         "Slide tile latency p95": "slide_tile_seconds_bucket",
         "Slide tile cache hit rate": "slide_tile_cache_misses_total",
         "Slide uploads": "http_requests_total",
+        "Slide analysis queue": "slide_analysis_queue_depth",
+        "Slide analysis duration p50 / p95": "slide_analysis_job_seconds_bucket",
+        "Slide-analysis workers": "slide_analysis_workers",
+        "Slide analysis tiles per second": "slide_analysis_tiles_total",
+        "Slide analysis outcomes": "slide_analysis_jobs_total",
+        "Oldest queued slide analysis": "slide_analysis_oldest_queued_seconds",
     }
     for title, metric in wanted.items():
         assert title in panels, title
@@ -199,6 +259,17 @@ def test_the_dashboard_has_a_panel_for_each_view_on_the_provisioned_datasource()
     (uploads,) = panels["Slide uploads"]["targets"]
     assert 'job="slides"' in uploads["expr"] and 'handler="/slides"' in uploads["expr"]
     assert 'method="POST"' in uploads["expr"]
+    (queue,) = panels["Slide analysis queue"]["targets"]
+    assert "by (status)" in queue["expr"] and queue["legendFormat"] == "{{status}}"
+    assert {"0.5", "0.95"} <= {
+        m
+        for t in panels["Slide analysis duration p50 / p95"]["targets"]
+        for m in re.findall(r"0\.\d+", t["expr"])
+    }
+    workers = " ".join(t["expr"] for t in panels["Slide-analysis workers"]["targets"])
+    assert 'up{job="slide-worker"}' in workers  # the scraped replicas, beside the heartbeats
+    (outcomes,) = panels["Slide analysis outcomes"]["targets"]
+    assert "by (outcome)" in outcomes["expr"]
     for panel in board["panels"]:
         assert panel["datasource"]["uid"] == "prometheus", panel["title"]
     # Panels do not overlap (Grafana would push one down, out of its place).
@@ -220,7 +291,21 @@ def test_rules_and_dashboard_ask_only_for_metrics_the_services_expose(exposed):
     assert {"inference_predictions_total", "gateway_downstream_errors_total"} <= used
     assert {"inference_assessments_total", "inference_assessment_reasons_total"} <= used
     assert {"slide_tile_seconds_bucket", "slide_tile_cache_hits_total"} <= used
-    assert used - exposed - SYNTHETIC == set()
+    assert {"slide_analysis_queue_depth", "slide_analysis_jobs_total"} <= used
+    assert used - exposed - worker_series() - SYNTHETIC == set()
+
+
+def worker_series() -> set[str]:
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    return {name + s for name, kind in WORKER_FAMILIES.items() for s in suffixes[kind]}
+
+
+def test_the_worker_defines_the_metric_families_the_rules_and_dashboard_read():
+    """The worker's metrics are served by its own process, not an app built here: each family
+    must be named in its source (prometheus_client adds `_total` to a counter itself)."""
+    source = "\n".join(path.read_text() for path in sorted((ROOT / "slide_service").rglob("*.py")))
+    for family in WORKER_FAMILIES:
+        assert re.search(rf"[\"']{family}(_total)?[\"']", source), family
 
 
 # -- The not-assessable jump, with promtool's rule tests over made-up counter series ----------
@@ -453,3 +538,168 @@ def test_the_services_tile_histogram_has_the_alerts_limit_and_both_targets_as_bu
     tiles.close()
     assert {0.03, 0.15} <= bounds
     assert {0.03, 0.15} <= set(TILE_BUCKETS)
+
+
+# -- A stuck slide-analysis queue, with promtool's rule tests over made-up queue gauges --------
+
+QUEUE_ALERT = "SlideAnalysisQueueStuck"
+# Every slide service replica reads the same numbers from the database and reports them.
+SLIDE_INSTANCES = ("slides-a:8003", "slides-b:8003")
+QUEUE_STUCK = {
+    "exp_labels": {"severity": "critical"},
+    "exp_annotations": {
+        "summary": "Slide analyses are waiting and no worker takes them",
+        "description": description_of(QUEUE_ALERT),
+    },
+}
+
+
+def gauge_values(phases: list[tuple[int, float, float]]) -> str:
+    """A gauge sampled each minute: for each phase, its minutes, its first value and how much
+    it grows each minute."""
+    values = []
+    for minutes, start, step in phases:
+        values += [start + step * minute for minute in range(minutes)]
+    return " ".join(f"{v:g}" for v in values)
+
+
+def queue_series(todo, doing, workers, oldest) -> list[dict[str, str]]:
+    gauges = {
+        'slide_analysis_queue_depth{status="todo"': todo,
+        'slide_analysis_queue_depth{status="doing"': doing,
+        "slide_analysis_workers{": workers,
+        "slide_analysis_oldest_queued_seconds{": oldest,
+    }
+    return [
+        {
+            "series": f"{prefix}{',' if prefix.endswith(chr(34)) else ''}"
+            f'job="slides",instance="{instance}"}}',
+            "values": gauge_values(phases),
+        }
+        for prefix, phases in gauges.items()
+        for instance in SLIDE_INSTANCES
+    ]
+
+
+def steady(value: float, minutes: int = 31) -> list[tuple[int, float, float]]:
+    return [(minutes, value, 0)]
+
+
+@pytest.mark.parametrize(
+    ("todo", "workers", "oldest"),
+    [
+        # Analyses waiting, no worker alive for 30 minutes (the oldest still young: new ones).
+        (steady(3), steady(0), steady(120)),
+        # Workers alive, but the oldest waiting analysis ages past 15 minutes and stays.
+        (steady(2), steady(2), [(31, 0, 60)]),
+    ],
+    ids=["no-worker", "oldest-too-old"],
+)
+def test_the_queue_alert_fires_when_the_queue_does_not_move(tmp_path, todo, workers, oldest):
+    series = queue_series(todo, steady(1), workers, oldest)
+    result = run_rule_tests(rule_test(series, 30, QUEUE_ALERT, [QUEUE_STUCK]), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("todo", "workers", "oldest"),
+    [
+        # Busy workers, a queue that moves: nothing waits long.
+        (steady(3), steady(2), steady(300)),
+        # Idle: nothing queued, no worker alive.
+        (steady(0), steady(0), steady(0)),
+        # Workers gone for 8 minutes only (a rollout), fewer than the 10 the alert waits.
+        (steady(2), [(20, 1, 0), (8, 0, 0), (3, 1, 0)], steady(120)),
+        # The oldest above 15 minutes for 8 minutes only, then taken.
+        (steady(2), steady(1), [(20, 420, 30), (8, 1020, 30), (3, 60, 0)]),
+    ],
+    ids=["moving", "idle", "brief-outage", "brief-wait"],
+)
+def test_the_queue_alert_stays_quiet_while_the_queue_moves(tmp_path, todo, workers, oldest):
+    series = queue_series(todo, steady(1), workers, oldest)
+    result = run_rule_tests(rule_test(series, 30, QUEUE_ALERT, []), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_queue_rule_tests_can_fail(tmp_path):
+    stuck = queue_series(steady(3), steady(1), steady(0), steady(120))
+    assert run_rule_tests(rule_test(stuck, 30, QUEUE_ALERT, []), tmp_path).returncode != 0
+    moving = queue_series(steady(3), steady(1), steady(2), steady(300))
+    assert run_rule_tests(rule_test(moving, 30, QUEUE_ALERT, [QUEUE_STUCK]), tmp_path).returncode
+
+
+# -- Failing slide analyses, with promtool's rule tests over made-up worker counters ----------
+
+FAILING_ALERT = "SlideAnalysisJobsFailing"
+WORKER_INSTANCES = ("10.0.0.5:9103", "10.0.0.6:9103")  # replicas found by DNS
+FAILING_MINUTES = 40
+
+
+def jobs_series(per_minute: dict[str, float]) -> list[dict[str, str]]:
+    """`slide_analysis_jobs_total{outcome=...}` of two workers, each ending jobs at half the
+    given rate per minute, sampled each minute for FAILING_MINUTES."""
+    return [
+        {
+            "series": "slide_analysis_jobs_total"
+            f'{{outcome="{outcome}",job="slide-worker",instance="{instance}"}}',
+            "values": f"0+{rate / 2:g}x{FAILING_MINUTES}",
+        }
+        for outcome, rate in per_minute.items()
+        for instance in WORKER_INSTANCES
+    ]
+
+
+def failing(share: str) -> dict:
+    return {
+        "exp_labels": {"severity": "warning"},
+        "exp_annotations": {
+            "summary": f"{share} of slide analyses failed in the last 30 minutes",
+            "description": description_of(FAILING_ALERT),
+        },
+    }
+
+
+def failing_rule_tests(per_minute: dict[str, float], expected: list[dict]) -> dict:
+    return rule_test(jobs_series(per_minute), FAILING_MINUTES, FAILING_ALERT, expected)
+
+
+@pytest.mark.parametrize(
+    ("per_minute", "share"),
+    [
+        # Half of the finished analyses fail: 6 failures in 30 minutes.
+        ({"succeeded": 0.2, "failed": 0.2, "cancelled": 0, "retried": 0.4}, "50%"),
+        # Cancellations are the users' choice, not finished work: a third of what ran to an
+        # end failed, however many were cancelled besides.
+        ({"succeeded": 0.4, "failed": 0.2, "cancelled": 2, "retried": 0}, "33.33%"),
+    ],
+    ids=["half", "cancellations-aside"],
+)
+def test_the_failing_alert_fires_when_a_quarter_of_the_analyses_fail(tmp_path, per_minute, share):
+    result = run_rule_tests(failing_rule_tests(per_minute, [failing(share)]), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "per_minute",
+    [
+        # A tenth fail: 3 failures in 30 minutes, but among 30 analyses.
+        {"succeeded": 0.9, "failed": 0.1, "cancelled": 0, "retried": 0.1},
+        # Half fail, but only 2 in 30 minutes: too few to call it failing.
+        {"succeeded": 2 / 30, "failed": 2 / 30, "cancelled": 0, "retried": 0},
+        # Many attempts retried, every analysis succeeding in the end.
+        {"succeeded": 0.5, "failed": 0, "cancelled": 0, "retried": 1},
+        # Nothing runs.
+        {"succeeded": 0, "failed": 0, "cancelled": 0, "retried": 0},
+    ],
+    ids=["few-fail", "too-few-failures", "retries-only", "idle"],
+)
+def test_the_failing_alert_stays_quiet_otherwise(tmp_path, per_minute):
+    result = run_rule_tests(failing_rule_tests(per_minute, []), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_failing_rule_tests_can_fail(tmp_path):
+    half = {"succeeded": 0.2, "failed": 0.2}
+    assert run_rule_tests(failing_rule_tests(half, []), tmp_path).returncode != 0
+    few = {"succeeded": 0.9, "failed": 0.1}
+    assert run_rule_tests(failing_rule_tests(few, [failing("10%")]), tmp_path).returncode != 0
