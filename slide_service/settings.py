@@ -50,8 +50,6 @@ class SlideSettings(TokenCheckingSettings, DatabaseServiceSettings):
     analysis_batch_tiles: int = Field(default=64, ge=1, le=256)
     # Analyses waiting or running per user; more are refused (one runs at a time per user).
     analysis_max_active_per_user: int = Field(default=5, ge=1)
-    worker_signing_key: SecretStr | None = None
-    worker_signing_key_file: Path | None = None
     worker_concurrency: int = Field(default=1, ge=1)
     worker_metrics_port: int = Field(default=9103, ge=0, le=65535)
     worker_heartbeat_s: float = Field(default=5.0, gt=0)
