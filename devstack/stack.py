@@ -27,6 +27,9 @@ COMPONENTS = (
     Component("inference", "inference_service", "INFERENCE_", 8001, "inference"),
     Component("data", "data_service", "DATA_", 8002, "data"),
     Component("slides", "slide_service", "SLIDE_", 8003, "slides"),
+    # The slide-analysis worker: the slide service's settings (and database); its own port is
+    # the one its metrics are served on, SLIDE_WORKER_METRICS_PORT.
+    Component("slide-worker", "slide_service.worker", "SLIDE_WORKER_METRICS_", 9103),
     Component("gateway", "gateway", "GATEWAY_", 8004),
     Component("frontend", "frontend", "FRONTEND_", 8501),
 )
@@ -142,6 +145,7 @@ def build_stack(configured: dict[str, str], server_url: str, var_dir: Path) -> S
     default("INFERENCE_AUTH_URL", env["GATEWAY_AUTH_URL"])
     default("DATA_AUTH_URL", env["GATEWAY_AUTH_URL"])
     default("SLIDE_AUTH_URL", env["GATEWAY_AUTH_URL"])
+    default("SLIDE_INFERENCE_URL", env["GATEWAY_INFERENCE_URL"])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return Stack(env=env, var_dir=var_dir, runtime_logins=tuple(runtime_logins))

@@ -184,6 +184,8 @@ def test_the_dev_stack_config_scrapes_local_ports_with_the_same_jobs_and_rules(t
         "inference": ["127.0.0.1:8001"],
         "data": ["127.0.0.1:8002"],
         "slides": ["127.0.0.1:8003"],
+        # The workers' DNS job (every replica in compose) becomes the stack's one worker.
+        "slide-worker": ["127.0.0.1:9103"],
     }
     assert config["rule_files"] == [str(PROMETHEUS_DIR / "alerts.yml")]
     check("config", prometheus.write_config(stack, tmp_path))
