@@ -99,7 +99,9 @@ def find_regions(
 
 
 def geometry_of(polygon: shapely.Polygon | shapely.MultiPolygon) -> dict[str, Any]:
-    return shapely.geometry.mapping(shapely.set_precision(polygon, 1.0))
+    # Whole pixels, and no vertex in the middle of a straight edge (the union of squares
+    # leaves one at every tile corner).
+    return shapely.geometry.mapping(shapely.simplify(shapely.set_precision(polygon, 1.0), 0.0))
 
 
 def regions_feature_collection(regions: list[dict[str, Any]]) -> FeatureCollection:

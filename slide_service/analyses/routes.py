@@ -64,7 +64,6 @@ async def start_analysis(
         model,
         uuid.UUID(who.subject),
         settings.analysis_max_active_per_user,
-        request.headers.get("x-request-id"),
     )
     response.headers["Location"] = f"/api/v1/analyses/{analysis.id}"
     return service.to_out(analysis)
@@ -100,19 +99,12 @@ async def get_analysis(analysis_id: uuid.UUID, _: Reader, session: SessionDep) -
     summary="Cancel a waiting or running analysis",
 )
 async def cancel_analysis(
-    request: Request,
     analysis_id: uuid.UUID,
     who: Writer,
     session: SessionDep,
     queue_app: QueueAppDep,
 ) -> AnalysisOut:
-    analysis = await service.cancel(
-        session,
-        queue_app,
-        analysis_id,
-        uuid.UUID(who.subject),
-        request.headers.get("x-request-id"),
-    )
+    analysis = await service.cancel(session, queue_app, analysis_id, uuid.UUID(who.subject))
     return service.to_out(analysis)
 
 

@@ -389,9 +389,15 @@ class AnalysisRunner:
                     }
                 for tile in tiles.get(region.rank, []):
                     session.add(RegionTile(region_id=row.id, **tile))
+            now = _now()
+            # This attempt's rate: the tiles it did over the time it ran.
+            elapsed = (now - (analysis.rate_since or now)).total_seconds()
+            done_here = analysis.tiles_done - analysis.rate_base
+            summary["tiles_per_s"] = round(done_here / elapsed, 2) if elapsed > 0 else None
+            summary["seconds"] = round((now - (analysis.started_at or now)).total_seconds(), 2)
             analysis.summary = summary
             analysis.status = "succeeded"
-            analysis.finished_at = _now()
+            analysis.finished_at = now
             await session.execute(delete(AnalysisChunk).where(AnalysisChunk.analysis_id == job.id))
 
     async def _top_tiles(

@@ -79,7 +79,6 @@ async def start(
     model: ActiveModel,
     user_id: uuid.UUID,
     max_active_per_user: int,
-    request_id: str | None,
 ) -> Analysis:
     """Record the analysis and put its job on the queue."""
     scale = scale_for(slide, model)
@@ -125,12 +124,11 @@ async def start(
         ) from exc
     await record(
         session,
-        actor=user_id,
-        action="analysis.start",
-        resource_type="analysis",
-        resource_id=str(analysis.id),
-        request_id=request_id,
-        details={"slide_id": str(slide.id), "model_version": model.version},
+        user_id,
+        "analysis_started",
+        "analysis",
+        analysis.id,
+        {"slide_id": str(slide.id), "model_version": model.version},
     )
     await session.commit()
     try:
@@ -172,7 +170,6 @@ async def cancel(
     queue_app: App,
     analysis_id: uuid.UUID,
     user_id: uuid.UUID,
-    request_id: str | None,
 ) -> Analysis:
     analysis = (
         await session.execute(select(Analysis).where(Analysis.id == analysis_id).with_for_update())
@@ -185,15 +182,7 @@ async def cancel(
         )
     analysis.status = "cancelled"
     analysis.finished_at = datetime.now(UTC)
-    await record(
-        session,
-        actor=user_id,
-        action="analysis.cancel",
-        resource_type="analysis",
-        resource_id=str(analysis.id),
-        request_id=request_id,
-        details={},
-    )
+    await record(session, user_id, "analysis_cancelled", "analysis", analysis.id, {})
     await session.commit()
     if analysis.job_id is not None:
         try:
