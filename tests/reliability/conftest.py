@@ -39,6 +39,12 @@ def stack(databases, private_postgres):
         "GATEWAY_PREDICT_TIMEOUT_S": "8",
         "GATEWAY_BREAKER_THRESHOLD": "3",
         "GATEWAY_BREAKER_RESET_S": str(BREAKER_RESET_S),
+        # Slide-analysis workers: small batches (many checkpoints to be killed between), a
+        # heartbeat each second, and a silent worker's job handed on after a few seconds.
+        "SLIDE_ANALYSIS_BATCH_TILES": "16",
+        "SLIDE_WORKER_HEARTBEAT_S": "1",
+        "SLIDE_WORKER_STALLED_AFTER_S": "5",
+        "SLIDE_WORKER_STALLED_CHECK_S": "1",
     }
     with running_stack(databases, private_postgres.url, extra_env) as launched:
         yield launched
