@@ -15,7 +15,9 @@ import uuid
 from datetime import UTC, datetime
 
 import httpx
+import psycopg
 from procrastinate import App, JobContext
+from procrastinate.exceptions import ConnectorException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -78,7 +80,7 @@ class WorkerMetrics:
 
 
 class Worker:
-    def __init__(self, settings: SlideSettings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, settings: SlideSettings, metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         key = load_private_key(
             settings.worker_signing_key.get_secret_value() if settings.worker_signing_key else None,
@@ -103,7 +105,7 @@ class Worker:
             batch_tiles=settings.analysis_batch_tiles,
             read_threads=settings.read_threads,
         )
-        self.metrics = WorkerMetrics(registry or CollectorRegistry())
+        self.metrics = metrics or WorkerMetrics(CollectorRegistry())
         self.runner.on_batch = self._count_batch
         self._batch_started = time.perf_counter()
         self.app: App = create_queue_app(settings.database_url, self._register)
@@ -230,13 +232,34 @@ class Worker:
                 await self.database.dispose()
 
 
+async def run_until_stopped(settings: SlideSettings, metrics: WorkerMetrics) -> None:
+    """Run the worker; when the database goes away under it (procrastinate's loop stops on a
+    lost connection), start it again once the database answers, after a growing pause. Its
+    job is left `doing` by the lost worker and is handed on by the stalled-job check. A
+    stop signal ends the worker normally, and this loop with it."""
+    pause_s = 1.0
+    while True:
+        worker = Worker(settings, metrics)
+        try:
+            await worker.run()
+            return
+        except (*DATABASE_AWAY, psycopg.Error, ConnectorException) as exc:
+            logger.warning(
+                "the worker lost its database (%s); starting again in %.0f s",
+                type(exc).__name__,
+                pause_s,
+            )
+        await asyncio.sleep(pause_s)
+        pause_s = min(pause_s * 2, 30.0)
+
+
 def main() -> None:
     settings = get_settings()
     configure_logging("slide-worker", settings.log_level)
     registry = CollectorRegistry()
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, registry=registry)
-    asyncio.run(Worker(settings, registry).run())
+    asyncio.run(run_until_stopped(settings, WorkerMetrics(registry)))
 
 
 if __name__ == "__main__":

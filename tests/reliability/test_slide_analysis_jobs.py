@@ -11,7 +11,7 @@ import asyncpg
 import numpy as np
 import pytest
 
-from tests.support.slide_uploads import upload
+from tests.support.slide_uploads import storage_dir, upload
 from tests.support.slides import pyramidal_tiff
 
 pytestmark = pytest.mark.timeout(900)
@@ -137,3 +137,92 @@ def test_a_killed_worker_s_job_completes_on_another_with_every_tile_counted_once
         uuid.UUID(analysis_id),
     )[0]["n"]
     assert leftover == 0
+
+
+def start_analysis(api, headers, patient: str, path, name: str) -> str:
+    uploaded = upload(api, headers, patient, path.read_bytes(), name)
+    assert uploaded.status_code == 201, uploaded.text
+    started = api.post(f"/api/v1/slides/{uploaded.json()['id']}/analyses", headers=headers)
+    assert started.status_code == 202, started.text
+    return started.json()["id"]
+
+
+def ended(api, headers, analysis_id: str) -> dict:
+    def check():
+        answer = api.get(f"/api/v1/analyses/{analysis_id}", headers=headers)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        return body["status"] in ("succeeded", "failed", "cancelled") and body
+
+    return wait_for(f"analysis {analysis_id} to end", check, every_s=0.5)
+
+
+def test_a_corrupt_slide_fails_its_job_with_a_reason_and_the_next_job_goes_on(
+    stack, api, new_clinician, tmp_path
+):
+    headers, _ = new_clinician()
+    patient = api.post(
+        "/api/v1/patients", json={"external_ref": f"C-{uuid.uuid4().hex[:8]}"}, headers=headers
+    ).json()["id"]
+    damaged = pyramidal_tiff(tmp_path / "damaged.tif", 3_000, 3_000, mpp=0.5)
+    uploaded = upload(api, headers, patient, damaged.read_bytes(), "damaged.tif")
+    assert uploaded.status_code == 201, uploaded.text
+    # The stored file is damaged after it was accepted (a disk fault): its tiles are garbage.
+    stored = next(storage_dir(stack).glob(f"{uploaded.json()['sha256']}/*"))
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 4 :] = bytes(len(data) - len(data) // 4)
+    stored.write_bytes(bytes(data))
+    started = api.post(f"/api/v1/slides/{uploaded.json()['id']}/analyses", headers=headers)
+    assert started.status_code == 202, started.text
+    good = start_analysis(
+        api, headers, patient, pyramidal_tiff(tmp_path / "good.tif", 3_000, 3_000, mpp=0.5), "g.tif"
+    )
+    failed = ended(api, headers, started.json()["id"])
+    assert failed["status"] == "failed", failed
+    assert failed["error"]["code"] == "corrupt_slide"
+    assert "damaged" in failed["error"]["message"]
+    assert failed["summary"] is None
+    assert ended(api, headers, good)["status"] == "succeeded"
+
+
+def test_postgresql_stopping_mid_analysis_the_job_waits_and_resumes_counting_each_tile_once(
+    stack, api, new_clinician, private_postgres, tmp_path
+):
+    headers, _ = new_clinician()
+    patient = api.post(
+        "/api/v1/patients", json={"external_ref": f"P-{uuid.uuid4().hex[:8]}"}, headers=headers
+    ).json()["id"]
+    analysis_id = start_analysis(
+        api,
+        headers,
+        patient,
+        pyramidal_tiff(tmp_path / "pg.tif", 12_000, 12_000, mpp=0.25),
+        "p.tif",
+    )
+
+    def part_way():
+        body = api.get(f"/api/v1/analyses/{analysis_id}", headers=headers).json()
+        total = body["progress"]["tiles_total"] or 0
+        return body["status"] == "running" and 0 < body["progress"]["tiles_done"] < total // 2
+
+    wait_for("the analysis to be part way", part_way)
+    logged_before = len(stack.log("slide-worker"))
+    private_postgres.stop()
+    try:
+        wait_for(
+            "the worker to log that it lost the database",
+            lambda: (
+                "lost its database" in stack.log("slide-worker")[logged_before:]
+                or "state not recorded" in stack.log("slide-worker")[logged_before:]
+            ),
+            every_s=0.2,
+        )
+    finally:
+        private_postgres.start()
+    final = ended(api, headers, analysis_id)
+    assert final["status"] == "succeeded", final
+    assert final["progress"]["tiles_done"] == final["progress"]["tiles_total"]
+    summary = final["summary"]
+    assert (
+        summary["tiles_assessed"] + sum(summary["tiles_skipped"].values()) == summary["tiles_total"]
+    )
