@@ -21,7 +21,9 @@ from slide_service.reviews.schemas import (
 
 router = APIRouter(tags=["slide reviews"])
 
-NOT_SUCCEEDED: dict[int | str, dict[str, Any]] = {409: {"description": "The analysis has not succeeded: nothing to review"}}
+NOT_SUCCEEDED: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The analysis has not succeeded: nothing to review"}
+}
 
 
 @router.get(
