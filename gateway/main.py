@@ -10,6 +10,8 @@ from starlette.middleware.cors import CORSMiddleware
 from common.app import create_service_app
 from common.auth import jwks_token_verifier
 from common.service_tokens import ServiceTokenSigner, load_private_key
+from gateway.analyses.routes import router as analyses_router
+from gateway.analyses.routes import tiles_router as heatmap_tiles_router
 from gateway.assistant.routes import router as assistant_router
 from gateway.assistant.service import Assistant, provider_from_settings
 from gateway.auth.routes import router as auth_router
@@ -35,6 +37,7 @@ FEATURE_ROUTERS = (
     assistant_router,
     patients_router,
     slides_router,
+    analyses_router,
     insights_router,
     models_router,
 )
@@ -154,6 +157,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     for router in FEATURE_ROUTERS:
         app.include_router(router, dependencies=[Depends(limit_general)])
     app.include_router(slide_tiles_router, dependencies=[Depends(limit_slide_tiles)])
+    app.include_router(heatmap_tiles_router, dependencies=[Depends(limit_slide_tiles)])
     for name in downstreams.clients:
         app.state.readiness_checks[name] = downstreams.readiness_check(name)
     if settings.redis_url:

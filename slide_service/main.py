@@ -16,6 +16,7 @@ from slide_service.analyses.metrics import QueueMetrics
 from slide_service.analyses.routes import router as analyses_router
 from slide_service.analyses.service import HeatmapCache
 from slide_service.audit.routes import router as audit_router
+from slide_service.reviews.routes import router as reviews_router
 from slide_service.settings import SlideSettings, get_settings
 from slide_service.slides import service as slides
 from slide_service.slides.routes import router as slides_router
@@ -106,6 +107,8 @@ def create_app(settings: SlideSettings | None = None) -> FastAPI:
         slides_router,
         view_links_router,
         tiles_router,
+        # Before the analyses: its /analyses/review-queue is not an /analyses/{analysis_id}.
+        reviews_router,
         analyses_router,
         audit_router,
     ):
