@@ -131,7 +131,7 @@ def start_error_message(exc: GatewayError) -> str:
 def skipped_text(summary: dict[str, Any]) -> str:
     """The tissue tiles the model gave no verdict, by reason, and the background left out."""
     skipped = {reason: n for reason, n in (summary.get("tiles_skipped") or {}).items() if n}
-    parts = [f"{n:,} {reason_name(reason)}" for reason, n in sorted(skipped.items())]
+    parts = [f"{reason_name(reason)}: {n:,}" for reason, n in sorted(skipped.items())]
     text = "Skipped: " + (", ".join(parts) if parts else "none")
     background = summary.get("background_tiles")
     if background:
