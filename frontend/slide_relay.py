@@ -8,6 +8,10 @@ app's own origin (which is what keeps the app working unchanged behind an ngrok 
   request to the gateway with the view grant the page obtained for that one slide (short-lived,
   read-only, signed by the slide service), and no bearer. Only these two shapes, with every
   path parameter checked, so this is not an open proxy.
+- `GET /analysis-tiles/{analysis_id}/heatmap.dzi?grant=..`,
+  `GET /analysis-tiles/{analysis_id}/heatmap_files/{level}/{col}_{row}.png?grant=..` and
+  `GET /analysis-tiles/{analysis_id}/mask.png?grant=..` do the same for an analysis's heatmap
+  and tissue mask, with a view grant of the analysed slide.
 - `POST /slide-upload?ticket=..&filename=..` streams the browser's body to the gateway's
   `POST /api/v1/slides` with the bearer token the page left under a one-time ticket.
 
@@ -32,6 +36,7 @@ from starlette.routing import Route
 from frontend.utils.gateway_client import browser_address
 
 TILE_PREFIX = "/slide-tiles"
+ANALYSIS_PREFIX = "/analysis-tiles"
 UPLOAD_PATH = "/slide-upload"
 # A view grant is a compact JWS: three base64url parts. Anything else never leaves this server.
 GRANT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
@@ -196,6 +201,16 @@ class SlideRelay:
                     methods=["GET"],
                 ),
                 Route(f"{prefix}{UPLOAD_PATH}", self.upload, methods=["POST"]),
+                Route(
+                    f"{prefix}{ANALYSIS_PREFIX}/{{analysis_id}}/{{name}}",
+                    self.analysis_image,
+                    methods=["GET"],
+                ),
+                Route(
+                    f"{prefix}{ANALYSIS_PREFIX}/{{analysis_id}}/heatmap_files/{{level}}/{{tile}}",
+                    self.heatmap_tile,
+                    methods=["GET"],
+                ),
             )
         ]
 
@@ -215,6 +230,26 @@ class SlideRelay:
             return error(404, "tile_not_found", "No such tile.")
         return await self._deep_zoom(
             request, f"/api/v1/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg"
+        )
+
+    async def analysis_image(self, request: Request) -> Response:
+        """The heatmap's descriptor or the tissue mask: those two names, nothing else."""
+        analysis_id = _uuid(request.path_params["analysis_id"])
+        name = request.path_params["name"]
+        if analysis_id is None or name not in ("heatmap.dzi", "mask.png"):
+            return error(404, "not_found", "No such image of an analysis.")
+        return await self._deep_zoom(request, f"/api/v1/analyses/{analysis_id}/{name}")
+
+    async def heatmap_tile(self, request: Request) -> Response:
+        analysis_id = _uuid(request.path_params["analysis_id"])
+        level = _index(request.path_params["level"], MAX_LEVEL)
+        match = re.fullmatch(r"(\d{1,7})_(\d{1,7})\.png", request.path_params["tile"])
+        col = _index(match[1], MAX_TILE_INDEX) if match else None
+        row = _index(match[2], MAX_TILE_INDEX) if match else None
+        if analysis_id is None or level is None or col is None or row is None:
+            return error(404, "tile_not_found", "No such tile.")
+        return await self._deep_zoom(
+            request, f"/api/v1/analyses/{analysis_id}/heatmap_files/{level}/{col}_{row}.png"
         )
 
     async def _deep_zoom(self, request: Request, path: str) -> Response:

@@ -1,5 +1,6 @@
 """Slides: upload whole scanned slides for a patient, list them with thumbnails, and view one
-in the browser (OpenSeadragon) with a scale bar and its metadata.
+in the browser (OpenSeadragon) with a scale bar and its metadata; analyse it and read the
+analysis over it (`frontend/components/slide_analysis.py`).
 
 The browser never holds the user's bearer token: the upload goes to the app's own
 `/slide-upload` under a one-time ticket this page issues, and the viewer's tiles come through
@@ -16,6 +17,12 @@ from typing import Any
 import streamlit as st
 from streamlit.components.v1 import declare_component
 
+from frontend.components.slide_analysis import (
+    latest_analysis,
+    render_analysis,
+    render_overlay_controls,
+    viewer_arguments,
+)
 from frontend.components.upload import patient_for_reference, patient_with_reference
 from frontend.components.widgets import cached_image, plain, show_error, when
 from frontend.config.settings import get_settings
@@ -323,7 +330,9 @@ def render_viewer(client: GatewayClient, slide_id: str) -> None:
                 "Resolution unknown: this slide has no scale bar, and analyses that need a "
                 "physical scale will not run on it."
             )
+    analysis = latest_analysis(client, slide_id)
     with picture:
+        render_overlay_controls(analysis)
         grant, renew_in_s = view_grant(client, slide_id)
         _component(
             mode="viewer",
@@ -334,14 +343,16 @@ def render_viewer(client: GatewayClient, slide_id: str) -> None:
             mpp=slide.get("microns_per_pixel_x"),
             height=VIEWER_HEIGHT,
             key="slide_viewer",
+            **viewer_arguments(analysis),
         )
+    render_analysis(client, slide, analysis)
 
 
 def render_slides(client: GatewayClient) -> None:
     st.header("Slides")
     st.caption(
         "Whole scanned slides: upload them for a patient, then pan and zoom across the whole "
-        "slide in the browser."
+        "slide in the browser, and analyse it tile by tile."
     )
     session = client.session
     if session is not None and session.role in ("admin", "clinician"):

@@ -1,5 +1,6 @@
 """Dashboard: predictions by label and day, how many images could not be assessed or were not
-decided and why, the clinicians' agreement with the model, and the model's latency."""
+decided and why, the clinicians' agreement with the model, and the model's latency; and how many
+whole slides were analysed, at what speed."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,7 +78,14 @@ def render_dashboard(client: GatewayClient) -> None:
     columns[4].metric("95th percentile", "—" if p95 is None else f"{p95:.0f} ms")
     if total == 0:
         st.info("No predictions in this period.")
-        return
+    else:
+        render_predictions(stats)
+    render_slide_analyses(client)
+
+
+def render_predictions(stats: dict[str, Any]) -> None:
+    """The period's predictions in charts, by day, label, model version and assessability."""
+    reviews, total = stats["reviews"], stats["predictions"]
     st.subheader("Predictions by day and label")
     st.plotly_chart(by_day_chart(stats["by_day"]), key="by-day")
     left, right = st.columns(2)
@@ -92,6 +100,38 @@ def render_dashboard(client: GatewayClient) -> None:
         f"{reviews['reviewed_predictions']} of {total} predictions reviewed "
         f"({percent(reviews['reviewed_predictions'] / total)})."
     )
+
+
+def tiles_per_second(stats: dict[str, Any]) -> str:
+    rate = stats.get("tiles_per_s")
+    return "—" if rate is None else f"{rate:.1f}"
+
+
+def render_slide_analyses(client: GatewayClient) -> None:
+    """Whole-slide analyses, all time: slides analysed, tiles assessed, the usual speed."""
+    st.subheader("Slide analyses (all time)")
+    try:
+        stats = client.analysis_stats()
+    except GatewayError as exc:
+        if exc.status_code == 404 and exc.code == "not_found":
+            st.caption("This system does not analyse whole slides yet.")
+            return
+        show_error(exc, "load the slide analysis figures")
+        return
+    by_status = stats.get("analyses") or {}
+    columns = st.columns(4)
+    columns[0].metric("Slides analysed", stats["slides_analysed"])
+    columns[1].metric("Tiles analysed", f"{stats['tiles_analysed']:,}")
+    columns[2].metric(
+        "Tiles per second",
+        tiles_per_second(stats),
+        help="Median of the last 20 analyses that succeeded",
+    )
+    columns[3].metric(
+        "Waiting or running", by_status.get("queued", 0) + by_status.get("running", 0)
+    )
+    if failed := by_status.get("failed"):
+        st.caption(f"{failed} analyses failed.")
 
 
 def render_assessability(stats: dict[str, Any]) -> None:

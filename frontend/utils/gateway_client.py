@@ -423,6 +423,66 @@ class GatewayClient:
         viewer in the browser: it opens that slide and nothing else, and expires."""
         return self._json("POST", f"/api/v1/slides/{slide_id}/view-links")
 
+    def start_slide_analysis(self, slide_id: str) -> dict[str, Any]:
+        """Queue an analysis of the whole slide (clinician or admin); answers it queued."""
+        return self._json("POST", f"/api/v1/slides/{slide_id}/analyses")
+
+    def slide_analyses(self, slide_id: str) -> list[dict[str, Any]]:
+        """The slide's analyses, newest first."""
+        return self._json("GET", f"/api/v1/slides/{slide_id}/analyses")
+
+    def analysis(self, analysis_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/analyses/{analysis_id}")
+
+    def cancel_analysis(self, analysis_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/api/v1/analyses/{analysis_id}/cancel")
+
+    def analysis_regions(self, analysis_id: str) -> list[dict[str, Any]]:
+        return self._json("GET", f"/api/v1/analyses/{analysis_id}/regions")
+
+    def analysis_regions_geojson(self, analysis_id: str) -> bytes:
+        """The regions as a GeoJSON FeatureCollection (level-0 pixels) that QuPath imports."""
+        return self._bytes(f"/api/v1/analyses/{analysis_id}/regions.geojson")
+
+    def region_tile(
+        self, analysis_id: str, region_id: str, rank: int, overlay: str = "gradcam"
+    ) -> bytes:
+        """One of a region's top tiles as PNG, with its Grad-CAM overlay or (`none`) alone."""
+        return self._bytes(
+            f"/api/v1/analyses/{analysis_id}/regions/{region_id}/tiles/{rank}.png",
+            params={"overlay": overlay},
+        )
+
+    def review_region(
+        self,
+        analysis_id: str,
+        region_id: str,
+        verdict: str,
+        corrected_label: str | None = None,
+        comment: str | None = None,
+    ) -> dict[str, Any]:
+        """A clinician's reading of one region: agree, correct (with the label), or dismiss."""
+        body: dict[str, Any] = {"verdict": verdict}
+        if corrected_label:
+            body["corrected_label"] = corrected_label
+        if comment:
+            body["comment"] = comment
+        return self._json(
+            "POST", f"/api/v1/analyses/{analysis_id}/regions/{region_id}/review", json=body
+        )
+
+    def review_analysis(
+        self, analysis_id: str, verdict: str, comment: str | None = None
+    ) -> dict[str, Any]:
+        """The clinician's verdict on the whole slide: benign, malignant or indeterminate."""
+        body: dict[str, Any] = {"verdict": verdict}
+        if comment:
+            body["comment"] = comment
+        return self._json("POST", f"/api/v1/analyses/{analysis_id}/review", json=body)
+
+    def analysis_stats(self) -> dict[str, Any]:
+        return self._json("GET", "/api/v1/analyses/stats")
+
     def close(self) -> None:
         self._client.close()
 

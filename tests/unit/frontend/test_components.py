@@ -993,6 +993,11 @@ def test_slides_viewer_shows_the_metadata_and_gets_tiles_with_a_grant_for_that_s
         "height": 600,
         "default": None,
         "key": "slide_viewer",
+        # No analysis of this slide: nothing over it.
+        "analysis_id": None,
+        "heatmap_opacity": 0.5,
+        "show_mask": False,
+        "focus": None,
     }
     app.run()  # the grant is reused while it is young: the browser's tile cache stays valid
     assert len(fake.view_links) == 1

@@ -21,6 +21,7 @@ from tests.support.launcher import RESTART_TIMEOUT_S, get, wait_for
 from tests.support.waiting import until
 
 SLIDE = "905c52f4-16f3-4a7d-969e-f06382016e33"  # fixed: test ids must match across workers
+ANALYSIS = "0b0c5a53-7f6e-4f43-9b8e-5d5f2f0e7a11"
 GRANT = "eyJhbGciOiJIUzI1NiJ9.eyJzaWQiOiJ4In0.c2lnbmF0dXJl"
 ETAG = '"tile-1"'
 CACHE = "private, max-age=86400, immutable"
@@ -38,6 +39,11 @@ class FakeGateway:
                 Route("/api/v1/slides/{slide_id}/dzi", self.deep_zoom),
                 Route("/api/v1/slides/{slide_id}/tiles/{level}/{tile}", self.deep_zoom),
                 Route("/api/v1/slides", self.upload, methods=["POST"]),
+                Route("/api/v1/analyses/{analysis_id}/heatmap.dzi", self.deep_zoom),
+                Route("/api/v1/analyses/{analysis_id}/mask.png", self.deep_zoom),
+                Route(
+                    "/api/v1/analyses/{analysis_id}/heatmap_files/{level}/{tile}", self.deep_zoom
+                ),
             ]
         )
 
@@ -51,7 +57,9 @@ class FakeGateway:
         headers = {"ETag": ETAG, "Cache-Control": CACHE, "Set-Cookie": "gateway=1"}
         if request.headers.get("if-none-match") == ETAG:
             return Response(status_code=304, headers=headers)
-        media = "application/xml" if request.url.path.endswith("/dzi") else "image/jpeg"
+        path = request.url.path
+        media = "application/xml" if path.endswith("dzi") else "image/jpeg"
+        media = "image/png" if path.endswith(".png") else media
         return Response(b"tile bytes", media_type=media, headers=headers)
 
     async def upload(self, request: Request) -> Response:
@@ -180,6 +188,60 @@ async def test_the_gateways_refusal_of_a_grant_reaches_the_browser(browser):
 async def test_nothing_but_deep_zoom_paths_is_relayed(browser, gateway, path):
     answer = await browser.get(path, params={"grant": GRANT})
     assert answer.status_code in (404, 405)
+    assert gateway.requests == []
+
+
+async def test_an_analysiss_heatmap_and_mask_reach_the_gateway_with_the_grant_only(
+    browser, gateway
+):
+    headers = {"Authorization": "Bearer user-token", "Cookie": "_streamlit_xsrf=secret"}
+    base = f"/analysis-tiles/{ANALYSIS}"
+    answers = [
+        await browser.get(f"{base}/{path}", params={"grant": GRANT}, headers=headers)
+        for path in ["heatmap.dzi", "heatmap_files/9/2_1.png", "mask.png"]
+    ]
+    assert [(a.status_code, a.headers["content-type"]) for a in answers] == [
+        (200, "application/xml"),
+        (200, "image/png"),
+        (200, "image/png"),
+    ]
+    assert all(a.headers["cache-control"] == CACHE for a in answers)
+    assert [r.url.path for r in gateway.requests] == [
+        f"/api/v1/analyses/{ANALYSIS}/heatmap.dzi",
+        f"/api/v1/analyses/{ANALYSIS}/heatmap_files/9/2_1.png",
+        f"/api/v1/analyses/{ANALYSIS}/mask.png",
+    ]
+    for request in gateway.requests:
+        assert dict(request.query_params) == {"grant": GRANT}
+        assert "authorization" not in request.headers
+        assert "cookie" not in request.headers
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/analysis-tiles/{ANALYSIS}/regions.geojson",
+        f"/analysis-tiles/{ANALYSIS}/regions",
+        f"/analysis-tiles/{ANALYSIS}/cancel",
+        f"/analysis-tiles/{ANALYSIS}/heatmap_files/9/2_1.jpeg",
+        f"/analysis-tiles/{ANALYSIS}/heatmap_files/x/2_1.png",
+        f"/analysis-tiles/{ANALYSIS}/heatmap_files/65/2_1.png",
+        f"/analysis-tiles/{ANALYSIS.upper()}/mask.png",
+        "/analysis-tiles/stats/mask.png",
+        f"/analysis-tiles/{ANALYSIS}/../../api/v1/analyses/stats",
+    ],
+)
+async def test_nothing_but_an_analysiss_heatmap_and_mask_is_relayed(browser, gateway, path):
+    answer = await browser.get(path, params={"grant": GRANT})
+    assert answer.status_code in (404, 405)
+    assert gateway.requests == []
+
+
+async def test_an_analysis_image_without_a_valid_grant_is_refused_here(browser, gateway):
+    for query in [{}, {"grant": "not a jwt"}]:
+        answer = await browser.get(f"/analysis-tiles/{ANALYSIS}/mask.png", params=query)
+        assert answer.status_code == 401
+        assert answer.json()["error"]["code"] == "invalid_view_grant"
     assert gateway.requests == []
 
 

@@ -1,7 +1,9 @@
 // The Slides page's two browser-side pieces, chosen by the page's `mode` argument:
 // - "upload": sends the chosen file to the app's own /slide-upload with an XHR, whose upload
 //   events drive a real progress bar, then hands the gateway's answer to the page;
-// - "viewer": OpenSeadragon over the app's own /slide-tiles relay, with a scale bar.
+// - "viewer": OpenSeadragon over the app's own /slide-tiles relay, with a scale bar, and, for
+//   a finished analysis, its heatmap (a second tiled image through /analysis-tiles, aligned
+//   with the slide) and tissue mask over it; the page can ask it to zoom to a region.
 // Every address is relative to the app's origin, so the page works behind a tunnel.
 "use strict";
 
@@ -104,6 +106,12 @@ const view = {
   retryTimer: null,
   // Tiles that failed since the last grant arrived: a 401 from an expired grant, say.
   failed: new Set(),
+  args: {}, // the page's last arguments, for what waits until the slide is open
+  analysisId: null, // whose heatmap is (being) shown over the slide
+  heatmap: null, // its TiledImage, once added
+  mask: null, // the tissue mask's TiledImage, while shown
+  maskPending: false,
+  focusNonce: null, // the page's last "zoom to this region", done once
 };
 
 function tileBase(slideId) {
@@ -201,6 +209,7 @@ async function openSlide(args) {
   document.body.dataset.tilesLoaded = "0";
   if (view.viewer) view.viewer.destroy();
   view.failed.clear();
+  forgetAnalysis();
   view.viewer = OpenSeadragon({
     element: $("viewer"),
     prefixUrl: "vendor/openseadragon/images/",
@@ -227,7 +236,16 @@ async function openSlide(args) {
     },
   });
   window.slideViewer = view.viewer; // for the browser tests, which zoom and pan it
+  // The overlays go over the slide once it is open (it is item 0 of the world).
+  view.viewer.addOnceHandler("open", () => syncAnalysis(view.args));
   view.viewer.addHandler("tile-loaded", (event) => {
+    if (event.tiledImage !== view.viewer.world.getItemAt(0)) {
+      if (event.tiledImage === view.heatmap) {
+        const loaded = Number(document.body.dataset.heatmapTilesLoaded || 0) + 1;
+        document.body.dataset.heatmapTilesLoaded = String(loaded);
+      }
+      return;
+    }
     view.maxLoaded = Math.max(view.maxLoaded, event.tile.level);
     document.body.dataset.maxLevelLoaded = String(view.maxLoaded);
     document.body.dataset.tilesLoaded = String(Number(document.body.dataset.tilesLoaded) + 1);
@@ -252,12 +270,168 @@ async function openSlide(args) {
 // A failed tile stays blank (OpenSeadragon marks it missing): with a new grant, those tiles
 // are marked present again and the image is reset, so they are requested once more.
 function retryFailedTiles() {
-  const image = view.viewer && view.viewer.world.getItemAt(0);
-  if (!image || !view.failed.size) return;
+  if (!view.viewer || !view.viewer.world.getItemCount() || !view.failed.size) return;
   for (const tile of view.failed) tile.exists = true;
   view.failed.clear();
-  image.reset();
+  for (let i = 0; i < view.viewer.world.getItemCount(); i++) view.viewer.world.getItemAt(i).reset();
   view.viewer.forceRedraw();
+}
+
+// -- analysis overlays -------------------------------------------------------------------------
+
+function analysisBase(analysisId) {
+  return `${appBase()}/analysis-tiles/${encodeURIComponent(analysisId)}`;
+}
+
+function overlayStatus(text) {
+  $("overlay-status").textContent = text;
+}
+
+// The overlays belong to the viewer they were added to: a new viewer starts without them.
+function forgetAnalysis() {
+  view.analysisId = null;
+  view.heatmap = null;
+  view.mask = null;
+  view.maskPending = false;
+  document.body.dataset.heatmap = "none";
+  document.body.dataset.heatmapTilesLoaded = "0";
+  document.body.dataset.mask = "hidden";
+}
+
+function removeItem(item) {
+  if (item && view.viewer && view.viewer.world.getIndexOfItem(item) >= 0) {
+    view.viewer.world.removeItem(item);
+  }
+}
+
+async function addHeatmap(analysisId) {
+  let text;
+  try {
+    const response = await fetch(
+      `${analysisBase(analysisId)}/heatmap.dzi?grant=${encodeURIComponent(view.grant)}`,
+    );
+    if (!response.ok) throw new Error(String(response.status));
+    text = await response.text();
+  } catch (failure) {
+    if (view.analysisId === analysisId) {
+      overlayStatus(`The heatmap could not be loaded (${failure.message}).`);
+      document.body.dataset.heatmap = "failed";
+    }
+    return;
+  }
+  if (view.analysisId !== analysisId || !view.viewer) return; // another was asked for meanwhile
+  const image = new DOMParser().parseFromString(text, "application/xml").documentElement;
+  const size = image.getElementsByTagName("Size")[0];
+  const width = Number(size.getAttribute("Width"));
+  const height = Number(size.getAttribute("Height"));
+  const format = image.getAttribute("Format") || "png";
+  const viewer = view.viewer;
+  viewer.addTiledImage({
+    // The heatmap is smaller than the slide but covers the same ground: width 1 in viewport
+    // coordinates is the slide's whole width, so the two line up.
+    x: 0,
+    y: 0,
+    width: 1,
+    index: 1,
+    opacity: heatmapOpacity(),
+    tileSource: {
+      width,
+      height,
+      tileSize: Number(image.getAttribute("TileSize")),
+      tileOverlap: Number(image.getAttribute("Overlap")),
+      minLevel: 0,
+      maxLevel: Math.ceil(Math.log2(Math.max(width, height))),
+      getTileUrl: (level, x, y) => () =>
+        `${analysisBase(analysisId)}/heatmap_files/${level}/${x}_${y}.${format}?grant=${encodeURIComponent(view.grant)}`,
+      getTileHashKey: (level, x, y) => `heatmap/${analysisId}/${level}/${x}_${y}`,
+    },
+    success: (event) => {
+      if (view.viewer !== viewer || view.analysisId !== analysisId) {
+        viewer.world.removeItem(event.item);
+        return;
+      }
+      view.heatmap = event.item;
+      event.item.setOpacity(heatmapOpacity());
+      document.body.dataset.heatmap = "shown";
+      document.body.dataset.heatmapOpacity = String(heatmapOpacity());
+      overlayStatus("Heatmap shown over the slide.");
+    },
+    error: () => {
+      if (view.analysisId !== analysisId) return;
+      document.body.dataset.heatmap = "failed";
+      overlayStatus("The heatmap could not be shown.");
+    },
+  });
+}
+
+function heatmapOpacity() {
+  const opacity = Number(view.args.heatmap_opacity);
+  return Number.isFinite(opacity) ? Math.min(Math.max(opacity, 0), 1) : 0.5;
+}
+
+function showMask(analysisId) {
+  view.maskPending = true;
+  const viewer = view.viewer;
+  viewer.addTiledImage({
+    x: 0,
+    y: 0,
+    width: 1,
+    opacity: 0.5,
+    tileSource: {
+      type: "image",
+      url: `${analysisBase(analysisId)}/mask.png?grant=${encodeURIComponent(view.grant)}`,
+    },
+    success: (event) => {
+      view.maskPending = false;
+      if (view.viewer !== viewer || view.analysisId !== analysisId || !view.args.show_mask) {
+        viewer.world.removeItem(event.item);
+        return;
+      }
+      view.mask = event.item;
+      document.body.dataset.mask = "shown";
+    },
+    error: () => {
+      view.maskPending = false;
+      overlayStatus("The tissue mask could not be shown.");
+    },
+  });
+}
+
+// Bring the overlays and the view in line with the page's arguments.
+function syncAnalysis(args) {
+  view.args = args;
+  const viewer = view.viewer;
+  if (!viewer || !viewer.world.getItemCount()) return; // not open yet: "open" calls again
+  const analysisId = args.analysis_id || null;
+  if (analysisId !== view.analysisId) {
+    removeItem(view.heatmap);
+    removeItem(view.mask);
+    forgetAnalysis();
+    overlayStatus("");
+    view.analysisId = analysisId;
+    if (analysisId) {
+      document.body.dataset.heatmap = "loading";
+      addHeatmap(analysisId);
+    }
+  }
+  if (view.heatmap) {
+    view.heatmap.setOpacity(heatmapOpacity());
+    document.body.dataset.heatmapOpacity = String(heatmapOpacity());
+  }
+  if (analysisId && args.show_mask && !view.mask && !view.maskPending) {
+    showMask(analysisId);
+  } else if (!args.show_mask && view.mask) {
+    removeItem(view.mask);
+    view.mask = null;
+    document.body.dataset.mask = "hidden";
+  }
+  const focus = args.focus;
+  if (focus && focus.nonce !== view.focusNonce) {
+    view.focusNonce = focus.nonce;
+    // In viewport coordinates: level-0 pixels over the slide's width, as the page made them.
+    viewer.viewport.fitBounds(new OpenSeadragon.Rect(focus.x, focus.y, focus.width, focus.height));
+    document.body.dataset.focus = String(focus.nonce);
+  }
 }
 
 function renderViewer(args) {
@@ -286,6 +460,7 @@ function renderViewer(args) {
   } else if (view.viewer) {
     describeZoom();
   }
+  syncAnalysis(args);
   Streamlit.setFrameHeight((args.height || 600) + 40);
 }
 
