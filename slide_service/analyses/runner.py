@@ -121,7 +121,12 @@ def codes_of(answer: BatchAnswer) -> tuple[NDArray[np.float32], NDArray[np.uint8
 
 def skipped_counts(codes: NDArray[np.uint8]) -> dict[str, int]:
     values, counts = np.unique(codes[codes != ANALYSED], return_counts=True)
-    return {REASON_NAMES.get(int(v), "other"): int(n) for v, n in zip(values, counts, strict=True)}
+    named: dict[str, int] = {}
+    # Codes without a reason of their own are added up under "other", not overwritten.
+    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+        name = REASON_NAMES.get(value, "other")
+        named[name] = named.get(name, 0) + count
+    return named
 
 
 class AnalysisRunner:

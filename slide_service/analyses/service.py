@@ -107,6 +107,9 @@ async def start(
         rate_base=0,
         attempts=0,
     )
+    # Read before the flush: a rollback expires the slide, and reloading an attribute would
+    # be I/O outside an await.
+    slide_id = slide.id
     session.add(analysis)
     try:
         await session.flush()
@@ -114,7 +117,7 @@ async def start(
         await session.rollback()
         running = await session.scalar(
             select(Analysis.id).where(
-                Analysis.slide_id == slide.id, Analysis.status.in_(ACTIVE_STATUSES)
+                Analysis.slide_id == slide_id, Analysis.status.in_(ACTIVE_STATUSES)
             )
         )
         raise ServiceError(
