@@ -193,3 +193,33 @@ def test_data_service_prints_ratios_per_size_plans_and_the_rollups_store_cost() 
     assert all(any("Execution Time" in line for line in lines) for lines in plans.values())
     store = result["store"]
     assert store["store_with_rollups_ms"] > 0 and store["store_without_rollups_ms"] > 0
+
+
+def test_slide_analysis_prints_worker_rates_memory_and_mask_time() -> None:
+    result = run_benchmark("slide_analysis", "--quick", timeout_s=600)
+    assert result["quick"] is True and result["cpu_count"] >= 1
+    assert result.keys() >= {"raw", "one_worker", "two_workers", "memory", "mask", "slides"}
+    raw = result["raw"]
+    assert raw["runtime"] in ("tensorflow", "litert", "onnxruntime")
+    assert raw["tiles"] > 0 and raw["batch32_images_per_s"] > 0
+    one, two = result["one_worker"], result["two_workers"]
+    assert (one["workers"], two["workers"]) == (1, 2)
+    assert one["tiles"] == raw["tiles"] and two["tiles"] == 2 * raw["tiles"]
+    assert one["tiles_per_s"] > 0 and two["tiles_per_s"] > 0
+    assert one["ratio_to_raw"] == pytest.approx(
+        one["tiles_per_s"] / raw["batch32_images_per_s"], abs=0.01
+    )
+    assert two["ratio_to_one_worker"] == pytest.approx(
+        two["tiles_per_s"] / one["tiles_per_s"], abs=0.01
+    )
+    assert (one["target"], two["target"]) == (0.7, 1.6) and two["note"]
+    memory = result["memory"]
+    assert memory["peak_after_small_mib"] > 0 and memory["peak_after_big_mib"] > 0
+    assert memory["big_tiles"] > 0
+    assert memory["difference_mib"] == pytest.approx(
+        memory["peak_after_big_mib"] - memory["peak_after_small_mib"], abs=0.11
+    )
+    mask = result["mask"]
+    assert mask["seconds_median"] > 0 and mask["mask_width"] > 0 and mask["mask_height"] > 0
+    assert 0 < mask["tissue_tiles"] <= mask["grid_tiles"]
+    assert isinstance(mask["met"], bool) and isinstance(memory["met"], bool)

@@ -49,8 +49,9 @@ def _tiles() -> tuple[bytes, list[bytes]]:
     return encode(glass), tissue
 
 
-def _level_tiles(width: int, height: int, downsample: int) -> Iterator[bytes]:
-    """Encoded tiles of one level in row-major order: tissue inside an ellipse, glass outside."""
+def _level_tiles(width: int, height: int, downsample: int, extent: float = 1.0) -> Iterator[bytes]:
+    """Encoded tiles of one level in row-major order: tissue inside an ellipse (its radii
+    `extent` times 0.42 and 0.4 of the slide's sides), glass outside."""
     glass, tissue = _tiles()
     level_w, level_h = -(-width // downsample), -(-height // downsample)
     for row in range(-(-level_h // TILE)):
@@ -58,7 +59,7 @@ def _level_tiles(width: int, height: int, downsample: int) -> Iterator[bytes]:
             # Tile centre in level-0 coordinates, so every level shows the same ellipse.
             x = ((col + 0.5) * TILE * downsample) / width - 0.5
             y = ((row + 0.5) * TILE * downsample) / height - 0.5
-            inside = (x / 0.42) ** 2 + (y / 0.4) ** 2 < 1
+            inside = (x / (0.42 * extent)) ** 2 + (y / (0.4 * extent)) ** 2 < 1
             yield tissue[(row * 7 + col * 3) % VARIANTS] if inside else glass
 
 
@@ -68,10 +69,12 @@ def pyramidal_tiff(
     height: int,
     mpp: float | None = 0.25,
     downsamples: tuple[int, ...] | None = None,
+    tissue: float = 1.0,
 ) -> Path:
     """A generic tiled pyramidal TIFF (JPEG tiles, each level half the one before until it fits
     in one tile, or the levels of `downsamples`), written tile by tile from pre-encoded tiles:
-    memory does not grow with size."""
+    memory does not grow with size. The tissue is an ellipse centred on the slide, its radii
+    `tissue` times 0.42 and 0.4 of the sides (1.0 covers about half the slide)."""
     import tifffile
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +90,7 @@ def pyramidal_tiff(
         for downsample in downsamples:
             level_w, level_h = -(-width // downsample), -(-height // downsample)
             tif.write(
-                _level_tiles(width, height, downsample),
+                _level_tiles(width, height, downsample, tissue),
                 shape=(level_h, level_w, 3),
                 dtype=np.uint8,
                 tile=(TILE, TILE),
