@@ -87,9 +87,10 @@ def test_every_tissue_tile_is_counted_once_and_progress_was_reported(analysed):
     assert progress["tiles_done"] == progress["tiles_total"]
     assert progress["fraction"] == 1.0
     summary = final["summary"]
-    assert summary["tiles_assessed"] + sum(summary["tiles_skipped"].values()) == progress[
-        "tiles_total"
-    ]
+    assert (
+        summary["tiles_assessed"] + sum(summary["tiles_skipped"].values())
+        == progress["tiles_total"]
+    )
     assert summary["background_tiles"] > 0  # the region has glass around its tissue
     assert summary["model_version"] == final["model_version"] == "demo-synthetic-1"
     assert 0.0 <= summary["tumour_area_fraction"] <= 1.0
@@ -134,9 +135,7 @@ def test_regions_are_valid_geojson_sorted_by_peak(analysed, slides_api, clinicia
     for region in listed:
         assert region["peak_probability"] >= final["threshold"]
         assert region["area_mm2"] > 0
-    exported = slides_api.get(
-        f"/analyses/{final['id']}/regions.geojson", headers=clinician.headers
-    )
+    exported = slides_api.get(f"/analyses/{final['id']}/regions.geojson", headers=clinician.headers)
     assert exported.status_code == 200, exported.text
     assert exported.headers["content-type"] == "application/geo+json"
     document = geojson.loads(exported.text)
