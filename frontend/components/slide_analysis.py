@@ -9,6 +9,7 @@ far it is, every few seconds, while it waits or runs.
 
 import math
 import uuid
+from functools import partial
 from typing import Any
 
 import streamlit as st
@@ -367,9 +368,9 @@ def render_regions(
             args=(analysis_id, region, slide["width"]),
         )
         about.caption(region_line(region))
-    region = next((r for r in regions if r["id"] == chosen), None)
-    if region is not None:
-        render_region(client, analysis_id, region, can_write)
+    picked = [r for r in regions if r["id"] == chosen]
+    if picked:
+        render_region(client, analysis_id, picked[0], can_write)
 
 
 def render_region(
@@ -389,8 +390,8 @@ def render_region(
                     try:
                         image = cached_image(
                             f"region-tile:{analysis_id}:{region_id}:{tile['rank']}:{overlay}",
-                            lambda tile=tile, overlay=overlay: client.region_tile(
-                                analysis_id, region_id, tile["rank"], overlay
+                            partial(
+                                client.region_tile, analysis_id, region_id, tile["rank"], overlay
                             ),
                         )
                     except GatewayError as exc:

@@ -437,6 +437,7 @@ class FakeGateway:
             ("GET", r"/api/v1/predictions/(?P<id>[^/]+)/reviews", self.list_reviews),
             ("POST", r"/api/v1/predictions/(?P<id>[^/]+)/explain", self.explain),
             ("GET", r"/api/v1/stats", self.stats),
+            ("GET", r"/api/v1/analyses/stats", self.analysis_stats),
             ("GET", r"/api/v1/exports/labels", self.export),
             ("GET", r"/api/v1/models", self.list_models),
             ("GET", r"/api/v1/models/(?P<v>[^/]+)", self.model),
@@ -683,6 +684,13 @@ class FakeGateway:
     def list_reviews(self, request, caller) -> httpx.Response:
         wanted = request.extensions["match"]["id"]
         return httpx.Response(200, json=[r for r in self.reviews if r["prediction_id"] == wanted])
+
+    def analysis_stats(self, request, caller) -> httpx.Response:
+        """Slide analyses in numbers, as the slide service counts them (none here)."""
+        return httpx.Response(
+            200,
+            json={"slides_analysed": 0, "analyses": {}, "tiles_analysed": 0, "tiles_per_s": None},
+        )
 
     def stats(self, request, caller) -> httpx.Response:
         current = [r for r in self.reviews if r["is_current"]]
