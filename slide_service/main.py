@@ -58,11 +58,12 @@ def create_app(settings: SlideSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(sweep_leftovers())
-        await queue_app.open_async()
+        queue_pool = await queue.open_without_waiting(queue_app, settings.database_url)
         queue_gauges = asyncio.create_task(queue_metrics.refresh_forever())
         yield
         await stop_tasks(sweeper, queue_gauges)
         await queue_app.close_async()
+        await queue_pool.close()
         await auth_client.aclose()
         await inference_client.aclose()
         if tile_server is not None:

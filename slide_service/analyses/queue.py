@@ -11,6 +11,7 @@ delivery would still need the checkpoints the runner keeps here."""
 
 from collections.abc import Callable
 
+import psycopg_pool
 from procrastinate import App, PsycopgConnector, RetryStrategy
 from sqlalchemy.engine import make_url
 
@@ -53,6 +54,18 @@ def create_queue_app(database_url: str, register: Callable[[App], None] | None =
     if register is not None:
         register(app)
     return app
+
+
+async def open_without_waiting(app: App, database_url: str) -> psycopg_pool.AsyncConnectionPool:
+    """Open the app on a pool that connects in the background: the API starts (and its /ready
+    says the database is away) even when the database is not there yet, where procrastinate's
+    own pool would wait for it and fail the start after 30 s. The caller closes the pool."""
+    pool = psycopg_pool.AsyncConnectionPool(
+        conninfo(database_url), min_size=1, max_size=4, open=False
+    )
+    await pool.open(wait=False)
+    await app.open_async(pool)
+    return pool
 
 
 async def defer(app: App, analysis_id: str, user_id: str) -> int:
