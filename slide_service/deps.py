@@ -19,6 +19,7 @@ from common.auth import Writer as Writer
 from common.deps import app_state
 from common.deps import page_limit as page_limit
 from common.errors import ServiceError
+from slide_service.analyses.models import Analysis
 from slide_service.analyses.service import HeatmapCache
 from slide_service.settings import SlideSettings
 from slide_service.slides.storage import SlideStore
@@ -70,8 +71,6 @@ async def _analysis_viewer(
     grant: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> str:
     """As `SlideViewer`, for an analysis's images: a view grant of the analysed slide works."""
-    from slide_service.analyses.models import Analysis
-
     slide_id = None
     if grant is not None:
         async with request.app.state.database.sessions() as session:

@@ -112,8 +112,8 @@ def codes_of(answer: BatchAnswer) -> tuple[NDArray[np.float32], NDArray[np.uint8
     codes = np.zeros(count, dtype=np.uint8)
     for position, item in enumerate(answer.items):
         if item["assessment"] == "not_assessable":
-            reasons = item.get("reasons") or []
-            codes[position] = REASON_CODES.get(reasons[0], UNKNOWN_REASON) if reasons else 254
+            reasons = item.get("reasons") or [None]
+            codes[position] = REASON_CODES.get(reasons[0], UNKNOWN_REASON)
         else:
             probabilities[position] = item["malignant_probability"]
     return probabilities, codes
@@ -357,19 +357,16 @@ class AnalysisRunner:
             if analysis is None or analysis.status != "running":
                 raise AnalysisStopped()
             await session.execute(delete(Region).where(Region.analysis_id == job.id))
+            arrays = {
+                "probabilities": grid_probabilities.astype("<f2").tobytes(),
+                "reasons": codes.tobytes(),
+            }
             await session.execute(
                 insert(AnalysisResult)
-                .values(
-                    analysis_id=job.id,
-                    probabilities=grid_probabilities.astype("<f2").tobytes(),
-                    reasons=codes.tobytes(),
-                )
+                .values(analysis_id=job.id, **arrays)
                 .on_conflict_do_update(
                     index_elements=[AnalysisResult.analysis_id],
-                    set_={
-                        "probabilities": grid_probabilities.astype("<f2").tobytes(),
-                        "reasons": codes.tobytes(),
-                    },
+                    set_=arrays,
                 )
             )
             for region in regions:
