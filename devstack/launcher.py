@@ -13,7 +13,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from devstack import ROOT
-from devstack.postgres import free_port
+from devstack.ports import PortReservations
 from devstack.stack import COMPONENTS
 from devstack.supervisor import Supervisor
 
@@ -45,8 +45,12 @@ class LaunchedStack:
         # Short: supervisord's control socket lives below it.
         self.var_dir = Path(tempfile.mkdtemp(prefix="cds-stack-"))
         self.log_dir = self.var_dir / "logs"
+        # Held until `close`, so a stack started beside this one never gets the same ports.
+        self.reservations = PortReservations()
         # Prometheus runs too when its binary is installed.
-        self.ports = {name: free_port() for name in [*(c.name for c in COMPONENTS), "prometheus"]}
+        self.ports = {
+            name: self.reservations.take() for name in [*(c.name for c in COMPONENTS), "prometheus"]
+        }
         self.env = {
             **os.environ,
             "DATABASE_URL": server_url,
@@ -152,6 +156,7 @@ class LaunchedStack:
                 self.process.wait()
         self.kill_leftovers()
         shutil.rmtree(self.var_dir, ignore_errors=True)
+        self.reservations.release()
 
     def leftover_pids(self) -> list[int]:
         """Processes this stack started that still run: every one of them (launcher,

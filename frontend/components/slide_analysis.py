@@ -9,6 +9,7 @@ far it is, every few seconds, while it waits or runs.
 
 import math
 import uuid
+from contextlib import closing
 from functools import partial
 from typing import Any
 
@@ -141,21 +142,20 @@ def skipped_text(summary: dict[str, Any]) -> str:
 
 
 def summary_facts(summary: dict[str, Any]) -> dict[str, str]:
-    """The summary's figures, named for people."""
+    """The summary's figures, named for people: short values for the metric boxes, and the
+    areas behind the tumour fraction for the line under them."""
     highest = summary.get("highest_region")
     tumour_mm2, tissue_mm2 = summary.get("tumour_area_mm2"), summary.get("tissue_area_mm2")
-    area = percent(summary.get("tumour_area_fraction"))
+    areas = ""
     if tumour_mm2 is not None and tissue_mm2 is not None:
-        area += f" ({tumour_mm2:.2f} of {tissue_mm2:.2f} mm² of tissue)"
+        areas = f"{tumour_mm2:.2f} of {tissue_mm2:.2f} mm² of tissue"
     return {
         "Tiles assessed": f"{summary.get('tiles_assessed', 0):,}",
-        "Tumour area": area,
+        "Tumour area": percent(summary.get("tumour_area_fraction")),
         "Regions": str(summary.get("regions", 0)),
-        "Highest region": (
-            "none"
-            if not highest
-            else f"region {highest['rank']}, peak {highest['peak_probability']:.2f}"
-        ),
+        # Regions are sorted by peak: the highest is region 1.
+        "Highest region": "none" if not highest else f"peak {highest['peak_probability']:.2f}",
+        "Areas": areas,
         "Model": f"{summary.get('model_version') or '—'}",
         "Threshold": ("—" if summary.get("threshold") is None else f"{summary['threshold']:.2f}"),
     }
@@ -289,21 +289,24 @@ def render_start(client: GatewayClient, slide: dict[str, Any]) -> None:
 def render_progress(client: GatewayClient, analysis_id: str, can_write: bool) -> None:
     @st.fragment(run_every=POLL_S)
     def follow() -> None:
-        try:
-            analysis = client.analysis(analysis_id)
-        except GatewayError as exc:
-            show_error(exc, "follow the analysis")
-            return
-        if analysis["status"] not in ACTIVE:
-            st.rerun()  # the whole page, which shows the result (or the failure)
-        st.progress(progress_fraction(analysis), text=progress_text(analysis))
-        if can_write and st.button("Cancel the analysis", key=f"cancel-{analysis_id}"):
+        # The page's client is closed when the page's run ends; the fragment's own reruns
+        # come after that, each on a client of its own.
+        with closing(client.reopened()) as live:
             try:
-                client.cancel_analysis(analysis_id)
+                analysis = live.analysis(analysis_id)
             except GatewayError as exc:
-                show_error(exc, "cancel the analysis")
+                show_error(exc, "follow the analysis")
                 return
-            st.rerun()
+            if analysis["status"] not in ACTIVE:
+                st.rerun()  # the whole page, which shows the result (or the failure)
+            st.progress(progress_fraction(analysis), text=progress_text(analysis))
+            if can_write and st.button("Cancel the analysis", key=f"cancel-{analysis_id}"):
+                try:
+                    live.cancel_analysis(analysis_id)
+                except GatewayError as exc:
+                    show_error(exc, "cancel the analysis")
+                    return
+                st.rerun()
 
     follow()
 
@@ -319,8 +322,10 @@ def render_results(
         columns, ["Tiles assessed", "Tumour area", "Regions", "Highest region"], strict=True
     ):
         column.metric(name, facts[name])
+    tumour = f"Tumour: {facts['Areas']}. " if facts["Areas"] else ""
     st.caption(
-        f"{skipped_text(summary)} Model {plain(facts['Model'])}, threshold {facts['Threshold']}."
+        f"{tumour}{skipped_text(summary)} Model {plain(facts['Model'])}, "
+        f"threshold {facts['Threshold']}."
     )
     try:
         regions = client.analysis_regions(analysis_id)

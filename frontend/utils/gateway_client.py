@@ -120,6 +120,8 @@ class GatewayClient:
         client_address: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._timeout_s = timeout_s
+        self._transport = transport
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
         self._store: MutableMapping[str, Any] = store if store is not None else {}
         # The browser's address, so the gateway's per-address limits see each user, not us.
@@ -485,6 +487,17 @@ class GatewayClient:
 
     def close(self) -> None:
         self._client.close()
+
+    def reopened(self) -> "GatewayClient":
+        """The same user's client on a connection of its own, for code that runs after the
+        page's run has closed this one: a fragment's timed reruns run only the fragment."""
+        return GatewayClient(
+            self.base_url,
+            self._timeout_s,
+            transport=self._transport,
+            store=self._store,
+            client_address=self._forwarded_for,
+        )
 
 
 def browser_address(

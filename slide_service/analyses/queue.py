@@ -61,7 +61,13 @@ async def open_without_waiting(app: App, database_url: str) -> psycopg_pool.Asyn
     says the database is away) even when the database is not there yet, where procrastinate's
     own pool would wait for it and fail the start after 30 s. The caller closes the pool."""
     pool = psycopg_pool.AsyncConnectionPool(
-        conninfo(database_url), min_size=1, max_size=4, open=False
+        conninfo(database_url),
+        min_size=1,
+        max_size=4,
+        open=False,
+        # Each connection is tried before it is lent, as procrastinate's own pool does: after
+        # a restart of PostgreSQL the pool still holds connections to the old server.
+        check=psycopg_pool.AsyncConnectionPool.check_connection,
     )
     await pool.open(wait=False)
     await app.open_async(pool)

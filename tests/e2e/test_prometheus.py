@@ -12,7 +12,7 @@ from tests.support.launcher import get, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
-JOBS = {"gateway", "auth", "inference", "data", "slides"}
+JOBS = {"gateway", "auth", "inference", "data", "slides", "slide-worker"}
 
 
 @pytest.fixture(autouse=True)

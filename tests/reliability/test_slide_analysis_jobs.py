@@ -221,3 +221,9 @@ def test_postgresql_stopping_mid_analysis_the_job_waits_and_resumes_counting_eac
     assert (
         summary["tiles_assessed"] + sum(summary["tiles_skipped"].values()) == summary["tiles_total"]
     )
+    # The API's queue connections went with the old server: the next analysis is still
+    # queued at the first try.
+    again = api.post(f"/api/v1/slides/{final['slide_id']}/analyses", headers=headers)
+    assert again.status_code == 202, again.text
+    cancelled = api.post(f"/api/v1/analyses/{again.json()['id']}/cancel", headers=headers)
+    assert cancelled.status_code == 200, cancelled.text

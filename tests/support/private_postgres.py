@@ -7,17 +7,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from devstack.postgres import PrivatePostgres, free_port
+from devstack.ports import PortReservations
+from devstack.postgres import PrivatePostgres
 
 
 @contextmanager
 def running_private_postgres(prefix: str) -> Iterator[PrivatePostgres]:
     base = Path(tempfile.mkdtemp(prefix=prefix))
     base.chmod(0o755)  # as root, the server runs as an unprivileged user who must reach it
-    server = PrivatePostgres(base, free_port())
+    port = PortReservations()
+    server = PrivatePostgres(base, port.take())
     server.start()
     try:
         yield server
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+        port.release()

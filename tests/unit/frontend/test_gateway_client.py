@@ -189,3 +189,35 @@ def test_the_browsers_address_is_believed_only_from_trusted_proxies(
 ):
     headers = {"X-Forwarded-For": forwarded} if forwarded else {}
     assert browser_address(peer, headers, trusted) == expected
+
+
+def test_a_reopened_client_serves_the_same_user_after_the_page_closed_its_own():
+    seen: list[tuple[str, str | None, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(
+            (
+                request.url.path,
+                request.headers.get("authorization"),
+                request.headers.get("x-forwarded-for"),
+            )
+        )
+        return httpx.Response(200, json={"id": "a1", "status": "running"})
+
+    store: dict = {}
+    page_client = GatewayClient(
+        "http://gateway.test",
+        transport=httpx.MockTransport(handler),
+        store=store,
+        client_address="203.0.113.9",
+    )
+    store[SESSION_KEY] = Session("tok", "r1", time.time() + 900, time.time() + 9000, {"role": "x"})
+    page_client.close()  # the page's run ended
+    with pytest.raises(RuntimeError):
+        page_client.analysis("a1")
+    live = page_client.reopened()
+    assert live.analysis("a1")["status"] == "running"
+    assert seen == [("/api/v1/analyses/a1", "Bearer tok", "203.0.113.9")]
+    # One session for both: a refresh by either is the other's too.
+    assert live.session is store[SESSION_KEY]
+    live.close()

@@ -130,9 +130,10 @@ def test_the_summary_names_its_figures_and_the_skipped_tiles_by_reason():
     facts = summary_facts(summary)
     assert facts == {
         "Tiles assessed": "500",
-        "Tumour area": "12.6 % (1.50 of 12.00 mm² of tissue)",
+        "Tumour area": "12.6 %",
         "Regions": "3",
-        "Highest region": "region 1, peak 0.97",
+        "Highest region": "peak 0.97",
+        "Areas": "1.50 of 12.00 mm² of tissue",
         "Model": "v7",
         "Threshold": "0.50",
     }
