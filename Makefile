@@ -68,9 +68,10 @@ infra-tools: ## install promtool for the deployment checks if missing; check kub
 run: install ## start PostgreSQL, migrations, every service and the frontend; Ctrl-C stops
 	$(PY) -m devstack run
 
-# Two workers: most of the suite waits on the processes it starts. Groups keep what tests
+# Three workers on two cores: most of the suite waits on the processes it starts (stacks,
+# browsers, PostgreSQL), so a third keeps the cores busy. Groups keep what tests
 # share on one worker (tests/conftest.py).
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 
 test: install browser infra-tools ## run the whole test suite against a real PostgreSQL and Chromium
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup

@@ -20,11 +20,15 @@ _QUEUE_SQL = text(
     "SELECT status::text AS status, count(*) AS jobs FROM procrastinate_jobs "
     "WHERE queue_name = :queue AND status IN ('todo', 'doing') GROUP BY status"
 )
+# Only jobs a worker could take now: one waiting behind its user's running analysis (the
+# per-user lock) is not stuck, however long that one runs.
 _OLDEST_SQL = text(
     "SELECT coalesce(extract(epoch FROM now() - min(e.at)), 0) FROM procrastinate_jobs j "
     "JOIN procrastinate_events e ON e.job_id = j.id AND e.type = 'deferred' "
     "WHERE j.queue_name = :queue AND j.status = 'todo' "
-    "AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())"
+    "AND (j.scheduled_at IS NULL OR j.scheduled_at <= now()) "
+    "AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs running "
+    "WHERE running.lock = j.lock AND running.status = 'doing')"
 )
 _WORKERS_SQL = text(
     "SELECT count(*) FROM procrastinate_workers "
@@ -43,7 +47,8 @@ class QueueMetrics:
         )
         self.oldest = Gauge(
             "slide_analysis_oldest_queued_seconds",
-            "Age of the oldest analysis job waiting to run (0 when none waits)",
+            "Age of the oldest analysis job a worker could take now (0 when none waits); "
+            "one behind its user's running analysis is not counted",
             registry=registry,
         )
         self.workers = Gauge(

@@ -56,7 +56,9 @@ def browser(pg_server_url, new_database_url) -> Browser:
         launched.close()
 
 
-@pytest.fixture(scope="module")
+# One stack for the package (both modules, on one worker: tests/conftest.py); only the
+# browser is per module.
+@pytest.fixture(scope="package")
 def stack(new_database_url, pg_server_url):
     databases = stack_database_urls(new_database_url, "browser")
     launched = LaunchedStack(
@@ -71,13 +73,13 @@ def stack(new_database_url, pg_server_url):
         launched.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def admin_credentials(stack) -> tuple[str, str]:
     stored = dotenv_values(stack.var_dir / "admin-credentials.env")
     return stored["ADMIN_EMAIL"], stored["ADMIN_PASSWORD"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def new_user(stack, admin_credentials):
     """Users made through the API, so a test starts from a known account."""
 

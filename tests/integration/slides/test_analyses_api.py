@@ -168,3 +168,33 @@ async def test_too_many_active_analyses_of_one_user(slides_db, tmp_path, tiff_by
         assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_analyses"
         other = bearer(mint_token("clinician", str(uuid.uuid4())))
         assert (await start(harness, second["id"], other)).status_code == 202
+
+
+async def test_an_analysis_behind_its_users_running_one_is_not_counted_as_waiting_long(
+    with_inference, slides_db, tiff_bytes
+):
+    harness = with_inference
+    first = await harness.slide(tiff_bytes, "a.tiff")
+    second = await harness.slide(tiff_bytes, "b.tiff", patient_id=str(uuid.uuid4()))
+    assert (await start(harness, first["id"])).status_code == 202
+    assert (await start(harness, second["id"])).status_code == 202
+    metrics = QueueMetrics(harness.app.state.database, CollectorRegistry())
+    await metrics.refresh()
+    assert metrics.depth.labels("todo")._value.get() == 2
+    assert metrics.oldest._value.get() > 0  # both could be taken: the first is the oldest
+    # A worker takes the first: the second now waits on the user's lock, not on the queue.
+    await fetch_async(
+        slides_db,
+        "UPDATE procrastinate_jobs SET status = 'doing' "
+        "WHERE id = (SELECT min(id) FROM procrastinate_jobs)",
+    )
+    await metrics.refresh()
+    assert metrics.depth.labels("doing")._value.get() == 1
+    assert metrics.depth.labels("todo")._value.get() == 1
+    assert metrics.oldest._value.get() == 0
+    # Another user's waiting analysis still counts.
+    other = bearer(mint_token("clinician", str(uuid.uuid4())))
+    third = await harness.slide(tiff_bytes, "c.tiff", patient_id=str(uuid.uuid4()))
+    assert (await start(harness, third["id"], other)).status_code == 202
+    await metrics.refresh()
+    assert metrics.oldest._value.get() > 0
