@@ -1,12 +1,13 @@
 """Ports of stacks started side by side: below the ephemeral range, bindable, and never the
 same for two owners, even in two processes (devstack.ports)."""
 
-import multiprocessing
 import socket
+import subprocess
+import sys
 
 import pytest
 
-from devstack import ports
+from devstack import ROOT, ports
 from devstack.ports import PortReservations, ephemeral_range
 
 
@@ -41,26 +42,35 @@ def test_a_port_held_by_one_owner_is_not_given_to_another(tmp_path, monkeypatch)
         second.release()
 
 
-def _hold_in_a_child(lock_dir, port, ready, done):
-    handle = PortReservations(lock_dir)._lock(port)  # held while this name keeps it open
-    assert handle is not None
-    ready.set()
-    done.wait(60)
-    handle.close()
+# A separate interpreter, as another stack's owner would be: it takes the lock, says so, and
+# keeps it until its stdin closes.
+HOLDER = """
+import sys
+from pathlib import Path
+from devstack.ports import PortReservations
+handle = PortReservations(Path(sys.argv[1]))._lock(int(sys.argv[2]))
+print("held" if handle is not None else "refused", flush=True)
+sys.stdin.read()
+"""
 
 
 def test_a_lock_held_in_another_process_is_respected_and_freed_when_it_ends(tmp_path):
-    context = multiprocessing.get_context("spawn")
-    ready, done = context.Event(), context.Event()
     port = ports.LOWEST + 11
-    child = context.Process(target=_hold_in_a_child, args=(tmp_path, port, ready, done))
-    child.start()
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path), str(port)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        assert ready.wait(60), "the child process did not take its lock within 60 s"
+        # readline blocks until the child has answered (or died: then it reads "").
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
         assert PortReservations(tmp_path)._lock(port) is None
     finally:
-        done.set()
-        child.join(60)
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(60)
     again = PortReservations(tmp_path)._lock(port)
     assert again is not None
     again.close()
