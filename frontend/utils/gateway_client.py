@@ -107,6 +107,18 @@ def _error_from(response: httpx.Response) -> GatewayError:
     return GatewayError(message, response.status_code, request_id, code)
 
 
+def review_body(
+    verdict: str, corrected_label: str | None = None, comment: str | None = None
+) -> dict[str, Any]:
+    """A review's JSON body: the verdict, and the label and comment only when given."""
+    body: dict[str, Any] = {"verdict": verdict}
+    if corrected_label:
+        body["corrected_label"] = corrected_label
+    if comment:
+        body["comment"] = comment
+    return body
+
+
 class GatewayClient:
     """One user's connection to the gateway. With `store` (Streamlit's session state, or any
     mapping) it keeps that user's `Session` there and refreshes it silently."""
@@ -336,11 +348,7 @@ class GatewayClient:
         corrected_label: str | None = None,
         comment: str | None = None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"verdict": verdict}
-        if corrected_label:
-            body["corrected_label"] = corrected_label
-        if comment:
-            body["comment"] = comment
+        body = review_body(verdict, corrected_label, comment)
         return self._json("POST", f"/api/v1/predictions/{prediction_id}/review", json=body)
 
     def reviews(self, prediction_id: str) -> list[dict[str, Any]]:
@@ -464,22 +472,17 @@ class GatewayClient:
         comment: str | None = None,
     ) -> dict[str, Any]:
         """A clinician's reading of one region: agree, correct (with the label), or dismiss."""
-        body: dict[str, Any] = {"verdict": verdict}
-        if corrected_label:
-            body["corrected_label"] = corrected_label
-        if comment:
-            body["comment"] = comment
         return self._json(
-            "POST", f"/api/v1/analyses/{analysis_id}/regions/{region_id}/review", json=body
+            "POST",
+            f"/api/v1/analyses/{analysis_id}/regions/{region_id}/review",
+            json=review_body(verdict, corrected_label, comment),
         )
 
     def review_analysis(
         self, analysis_id: str, verdict: str, comment: str | None = None
     ) -> dict[str, Any]:
         """The clinician's verdict on the whole slide: benign, malignant or indeterminate."""
-        body: dict[str, Any] = {"verdict": verdict}
-        if comment:
-            body["comment"] = comment
+        body = review_body(verdict, comment=comment)
         return self._json("POST", f"/api/v1/analyses/{analysis_id}/review", json=body)
 
     def analysis_stats(self) -> dict[str, Any]:
